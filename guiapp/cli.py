@@ -1,0 +1,388 @@
+"""Command line: the same engine as the wizard, over argparse.
+
+Exit codes: 0 success; 2 bad input or usage (one line naming the problem and
+the fix); 1 internal error; 130 cancelled (Ctrl-C), with nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import tempfile
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+from . import APP_NAME, __version__
+from .core.errors import Cancelled, JobError, StudioError, UserError
+from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings
+from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset
+from .core.progress import CancelToken
+from .core.report import format_table, summary_rows, write_report
+from .terminal import ProgressBar
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _preprocess_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("preprocessing (mean/std in pixel units 0..255: out = (pixel - mean) / std)")
+    g.add_argument("--preset", choices=list(PRESETS), help="normalization preset (default: imagenet)")
+    g.add_argument("--mean", metavar="M1,M2,M3", help="per-channel mean in pixel units, overrides the preset's")
+    g.add_argument("--std", metavar="S1,S2,S3", help="per-channel std in pixel units, overrides the preset's")
+    g.add_argument("--color", choices=COLORS, help="channel order the model expects")
+    g.add_argument("--layout", choices=LAYOUTS, help="image input layout (default: detected)")
+    g.add_argument("--resize", choices=RESIZES, help="resize policy (default: shorter = resize shorter side, centre-crop)")
+    g.add_argument("--resize-shorter", type=int, metavar="N", help="shorter side before the crop (default: size*256/224)")
+    g.add_argument("--size", metavar="HxW", help="input size, needed when the model's height/width are dynamic")
+    g.add_argument("--interpolation", choices=list(INTERPOLATIONS), help="resampling filter (default: bilinear)")
+    g.add_argument("--pad-value", type=int, metavar="V", help="letterbox fill in pixel units (default: 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guiapp", description=f"{APP_NAME}: FP32 ONNX image models to fast, accurate INT8.")
+    parser.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="show a model's inputs, outputs, operators and blockers")
+    p.add_argument("model", type=Path)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--layout", choices=LAYOUTS, default="auto")
+
+    p = sub.add_parser("quantize", help="calibrate and quantize a model to INT8, then evaluate it")
+    p.add_argument("model", type=Path, nargs="?", help="FP32 .onnx model (or give --job)")
+    p.add_argument("--calib", type=Path, action="append", metavar="DIR", help="calibration image folder (repeatable)")
+    p.add_argument("--out", type=Path, metavar="OUT.onnx", help="where to write the INT8 model")
+    _preprocess_flags(p)
+    g = p.add_argument_group("calibration and quantization")
+    g.add_argument("--method", choices=METHODS, help="calibration strategy (default: minmax)")
+    pc = g.add_mutually_exclusive_group()
+    pc.add_argument("--per-channel", dest="per_channel", action="store_true", default=None, help="per-channel weights (default)")
+    pc.add_argument("--per-tensor", dest="per_channel", action="store_false", help="one scale per weight tensor")
+    g.add_argument("--activation-type", choices=ACTIVATION_TYPES, help="default uint8 (int8 is slower on x86)")
+    g.add_argument("--format", choices=FORMATS, help="QDQ (default) or QOperator")
+    g.add_argument("--symmetric-activations", action="store_true", default=None)
+    g.add_argument("--reduce-range", action="store_true", default=None, help="7-bit weights, for x86 CPUs without VNNI")
+    g.add_argument("--exclude", action="append", metavar="NODE[,NODE...]", help="nodes to keep in float")
+    g.add_argument("--exclude-op-types", metavar="OP[,OP...]", help="operator types to keep in float")
+    g.add_argument("--max-images", type=int, metavar="N", help="calibration images to use (default 200)")
+    g.add_argument("--seed", type=int, metavar="S", help="seed for picking calibration images (default 0)")
+    g.add_argument("--batch-size", type=int, metavar="B", help="calibration batch (default 8; 1 for fixed-batch models)")
+    _eval_flags(p)
+    g = p.add_argument_group("files")
+    g.add_argument("--report", type=Path, metavar="REPORT.json", help="write the full report as JSON")
+    g.add_argument("--force", action="store_true", help="replace an existing output file")
+    g.add_argument("--job", type=Path, metavar="JOB.json", help="read settings from a job file (flags override it)")
+    g.add_argument("--save-job", type=Path, metavar="JOB.json", help="save the settings as a job file")
+
+    p = sub.add_parser("evaluate", help="compare an FP32 model and its INT8 version on images")
+    p.add_argument("fp32", type=Path)
+    p.add_argument("int8", type=Path)
+    p.add_argument("--images", type=Path, action="append", required=True, metavar="DIR")
+    _preprocess_flags(p)
+    _eval_flags(p, prefix=False)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", type=Path, metavar="R.json")
+
+    p = sub.add_parser("demo", help="quantize the bundled demo model end to end")
+    p.add_argument("--out-dir", type=Path, metavar="DIR", help="where to write the demo's outputs (default: a new temp folder)")
+    return parser
+
+
+def _eval_flags(p: argparse.ArgumentParser, prefix: bool = True) -> None:
+    g = p.add_argument_group("evaluation")
+    if prefix:
+        g.add_argument("--eval", type=Path, action="append", metavar="DIR", help="evaluation image folder (repeatable)")
+    g.add_argument("--labels", metavar="CSV|subfolders", help="labels: a CSV (file + class_index or label), or 'subfolders'")
+    g.add_argument("--class-offset", type=int, metavar="K", help="model index = class index + K (1 for a background class)")
+    g.add_argument("--eval-max-images" if prefix else "--max-images", dest="eval_max_images", type=int, metavar="N")
+    g.add_argument("--latency-runs", type=int, metavar="N", help="timed runs per model (default 50)")
+
+
+# ---------------------------------------------------------------- settings from flags
+
+
+def _numbers(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.replace(" ", "").split(",") if v != "")
+    except ValueError:
+        raise JobError(flag, f"expected comma-separated numbers, got {text!r}", "e.g. --mean 123.675,116.28,103.53") from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        return h, w
+    except ValueError:
+        raise JobError("--size", f"expected HxW, got {text!r}", "e.g. --size 224x224") from None
+
+
+def _split(values) -> tuple[str, ...]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(s.strip() for s in v.split(",") if s.strip())
+    return tuple(out)
+
+
+def spec_from_flags(args, channels: int, base: PreprocessSpec | None = None) -> PreprocessSpec:
+    """The preprocessing the flags ask for, on top of ``base`` (a job's) or a preset."""
+    if args.preset or base is None:
+        spec = preset(args.preset or "imagenet", channels)
+        if base is not None:
+            spec = replace(base, mean=spec.mean, std=spec.std, color=spec.color)
+    else:
+        spec = base
+    changes: dict = {}
+    if args.color:
+        changes["color"] = args.color
+    n = 1 if changes.get("color", spec.color) == "gray" else 3
+    for key, flag in (("mean", "--mean"), ("std", "--std")):
+        text = getattr(args, key)
+        if text:
+            values = _numbers(text, flag)
+            changes[key] = values * n if len(values) == 1 else values  # one value: every channel
+    if "color" in changes and "mean" not in changes and len(spec.mean) != n:
+        # Switching between gray and colour: carry the preset's values over.
+        changes["mean"] = (sum(spec.mean) / len(spec.mean),) * n
+        changes["std"] = changes.get("std", (sum(spec.std) / len(spec.std),) * n)
+    for key in ("layout", "resize", "resize_shorter", "interpolation", "pad_value"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
+    if args.size:
+        changes["size"] = _size(args.size)
+    try:
+        return replace(spec, **changes)
+    except JobError as exc:
+        flag = "--" + exc.field.split(".")[-1].replace("_", "-")
+        raise JobError(flag, exc.detail, exc.fix) from None
+
+
+def _labels(args, base: EvalSettings) -> dict:
+    if not args.labels:
+        return {}
+    if args.labels == "subfolders":
+        return {"labels_from": "subfolders", "labels_csv": None}
+    return {"labels_from": "csv", "labels_csv": Path(args.labels)}
+
+
+def job_from_args(args) -> Job:
+    from .core.modelinfo import inspect_model
+
+    base = Job.load(args.job) if args.job else None
+    model = args.model or (base.model if base else None)
+    if model is None:
+        raise JobError("MODEL", "no model given", "Pass the .onnx file, or --job JOB.json.")
+    info = inspect_model(model, layout=args.layout or (base.preprocess.layout if base else "auto"))
+    channels = info.image_input.channels if info.image_input else 3
+    spec = spec_from_flags(args, channels, base.preprocess if base else None)
+
+    c = base.calibration if base else CalibrationSettings()
+    calib = replace(
+        c,
+        folders=tuple(args.calib) if args.calib else c.folders,
+        **{k: v for k, v in (("max_images", args.max_images), ("seed", args.seed), ("method", args.method), ("batch_size", args.batch_size)) if v is not None},
+    )
+    if not calib.folders:
+        raise JobError("--calib", "no calibration folder given", "Pass --calib DIR with a few hundred representative images.")
+    if calib.max_images < 1 or calib.batch_size < 1:
+        raise JobError("--max-images", "must be at least 1")
+
+    q = base.quantization if base else QuantSettings()
+    qchanges = {
+        k: v
+        for k, v in (
+            ("per_channel", args.per_channel),
+            ("activation_type", args.activation_type),
+            ("format", args.format),
+            ("symmetric_activations", args.symmetric_activations),
+            ("reduce_range", args.reduce_range),
+        )
+        if v is not None
+    }
+    if args.exclude:
+        qchanges["exclude_nodes"] = _split(args.exclude)
+    if args.exclude_op_types:
+        qchanges["exclude_op_types"] = _split([args.exclude_op_types])
+    quant = replace(q, **qchanges)
+
+    e = base.evaluation if base else EvalSettings()
+    echanges = {k: v for k, v in (("class_offset", args.class_offset), ("max_images", args.eval_max_images), ("latency_runs", args.latency_runs)) if v is not None}
+    if args.eval:
+        echanges["folders"] = tuple(args.eval)
+    echanges.update(_labels(args, e))
+    evaluation = replace(e, **echanges)
+
+    out = args.out or (base.output if base else None)
+    if out is None:
+        raise JobError("--out", "no output path given", "Pass --out MODEL.int8.onnx.")
+    report = args.report or (base.report if base else None)
+    return Job(Path(model), Path(out), spec, calib, quant, evaluation, report)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_inspect(args) -> int:
+    from .core.modelinfo import inspect_model
+
+    info = inspect_model(args.model, layout=args.layout)
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2, default=str))
+    else:
+        print("\n".join(info.summary_lines()))
+    return EXIT_OK
+
+
+def _run_job(job: Job, overwrite: bool) -> dict:
+    from .core.ortquant import settings_warnings
+    from .core.pipeline import quantize
+
+    for w in settings_warnings(job.quantization):
+        print(f"warning: {w}", file=sys.stderr)
+    bar = ProgressBar()
+    with _sigint_cancels() as cancel:
+        try:
+            result = quantize(job, bar, cancel, overwrite=overwrite)
+        finally:
+            bar.close()
+    for w in result.report["warnings"]:
+        if w not in settings_warnings(job.quantization):
+            print(f"warning: {w}", file=sys.stderr)
+    return result.report
+
+
+def cmd_quantize(args) -> int:
+    job = job_from_args(args)
+    if args.save_job:
+        job.save(args.save_job)
+    report = _run_job(job, overwrite=args.force)
+    print(format_table(summary_rows(report)))
+    cal, ev = report["calibration"], report["eval"]
+    print(f"\nCalibrated on {cal['images_used']} images ({cal['images_skipped']} unreadable skipped) in {cal['seconds']:.1f} s; "
+          f"evaluated on {ev['images_used']} ({ev['source']}).")
+    print(f"Wrote {job.output}" + (f" and {job.report}" if job.report else ""))
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from .core.dataset import list_images
+    from .core.evaluate import evaluate_models, resolve_labels
+    from .core.modelinfo import inspect_model
+    from .core.pipeline import check_model, resolve_spec
+
+    info = inspect_model(args.fp32, layout=args.layout or "auto")
+    if info.image_input is None:
+        check_model(info)
+    inspect_model(args.int8)  # a clear error if the INT8 file is broken
+    spec = spec_from_flags(args, info.image_input.channels)
+    job = Job(args.fp32, preprocess=spec)
+    spec = resolve_spec(job, info)
+    settings = replace(
+        EvalSettings(folders=tuple(args.images)),
+        **{k: v for k, v in (("class_offset", args.class_offset), ("max_images", args.eval_max_images), ("latency_runs", args.latency_runs)) if v is not None},
+        **_labels(args, EvalSettings()),
+    )
+    files = list_images(settings.folders, "evaluation")
+    labels = resolve_labels(settings, files)
+    bar = ProgressBar()
+    with _sigint_cancels() as cancel:
+        try:
+            ev = evaluate_models(args.fp32, args.int8, info.image_input.name, spec, files, labels, settings,
+                                 info.image_input.fixed_batch, bar, cancel, seed=args.seed)
+        finally:
+            bar.close()
+    report = {
+        "fp32": {"path": str(args.fp32), "size_bytes": info.size_bytes, "latency_ms": ev["latency_ms"]["fp32"]},
+        "int8": {"path": str(args.int8), "size_bytes": inspect_model(args.int8).size_bytes, "latency_ms": ev["latency_ms"]["int8"]},
+        **{k: ev[k] for k in ("accuracy", "agreement", "outputs", "eval", "warnings")},
+        "preprocess": spec.to_dict(),
+    }
+    print(format_table(summary_rows(report)))
+    if args.report:
+        write_report(report, args.report)
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .core.demo import demo_job
+
+    out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="guiapp-demo-"))
+    job = demo_job(out_dir)
+    print(f"{APP_NAME} demo: quantizing {job.model.name} (a small RGB shape classifier) to INT8", file=sys.stderr)
+    report = _run_job(job, overwrite=True)  # the demo's own folder
+    print(format_table(summary_rows(report)))
+    print(f"\nINT8 model: {job.output}\nReport:     {job.report}")
+    return EXIT_OK
+
+
+class _sigint_cancels:
+    """First Ctrl-C: cancel at the next batch. Second: stop at once."""
+
+    def __enter__(self) -> CancelToken:
+        self.token = CancelToken()
+        self.previous = None
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            pass
+        return self.token
+
+    def _handle(self, signum, frame) -> None:
+        if self.token.cancelled:
+            raise KeyboardInterrupt
+        self.token.cancel()
+        print("\ncancelling (Ctrl-C again to stop at once)...", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+COMMANDS = {"inspect": cmd_inspect, "quantize": cmd_quantize, "evaluate": cmd_evaluate, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    _quiet_libraries(args.debug)
+    try:
+        return COMMANDS[args.command](args)
+    except (Cancelled, KeyboardInterrupt):
+        print("cancelled; nothing was written.", file=sys.stderr)
+        return EXIT_CANCELLED
+    except UserError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StudioError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if args.debug:
+            traceback.print_exc()
+        print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _quiet_libraries(debug: bool) -> None:
+    """ONNX Runtime's quantizer logs advice meant for script authors; keep it
+    out of our output unless debugging."""
+    logging.basicConfig(level=logging.INFO if debug else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(0 if debug else 3)
+    except Exception:  # noqa: BLE001
+        pass

@@ -1,0 +1,253 @@
+"""FP32 vs INT8: size, latency, and how much the INT8 model agrees with FP32
+(and with the labels, when there are labels)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .dataset import Labels, ReadLog, batches, iter_tensors, labels_from_csv, labels_from_subfolders, seeded_order
+from .errors import DatasetError, ModelError
+from .progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn
+from .sessions import default_threads, make_session
+
+
+@dataclass
+class _OutputStats:
+    """Accumulates FP32-vs-INT8 error for one output over all images."""
+
+    signal: float = 0.0
+    noise: float = 0.0
+    cosines: list[float] = field(default_factory=list)
+
+    def add(self, ref: np.ndarray, got: np.ndarray) -> None:
+        r = ref.reshape(ref.shape[0], -1).astype(np.float64)
+        g = got.reshape(got.shape[0], -1).astype(np.float64)
+        self.signal += float(np.sum(r * r))
+        self.noise += float(np.sum((r - g) ** 2))
+        num = np.sum(r * g, axis=1)
+        den = np.linalg.norm(r, axis=1) * np.linalg.norm(g, axis=1)
+        self.cosines.extend(np.where(den > 0, num / np.maximum(den, 1e-300), 1.0).tolist())
+
+    def result(self, name: str) -> dict:
+        return {"name": name, "cosine": float(np.mean(self.cosines)) if self.cosines else None, "sqnr_db": sqnr_db(self.signal, self.noise)}
+
+
+def sqnr_db(signal: float, noise: float) -> float | None:
+    """Signal-to-quantization-noise ratio in dB (None when undefined; capped at 200 dB for exact matches)."""
+    if signal <= 0:
+        return None
+    if noise <= 0:
+        return 200.0
+    return float(10.0 * np.log10(signal / noise))
+
+
+def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int, offset: int) -> int:
+    """How many rows have ``label + offset`` among their top ``k`` scores."""
+    flat = scores.reshape(scores.shape[0], -1)
+    k = min(k, flat.shape[1])
+    top = np.argpartition(-flat, k - 1, axis=1)[:, :k]
+    return int(np.sum(np.any(top == (labels[:, None] + offset), axis=1)))
+
+
+def compare_outputs(
+    fp32: Path,
+    int8: Path,
+    input_name: str,
+    batches: Iterator[tuple[list[Path], np.ndarray]],
+    total_images: int,
+    labels: Labels | None,
+    class_offset: int,
+    progress: ProgressFn,
+    cancel: CancelToken,
+    threads: int | None = None,
+) -> dict:
+    """Run both models on the same images: agreement, cosine, SQNR, top-k."""
+    s32 = make_session(fp32, threads)
+    s8 = make_session(int8, threads)
+    names = [o.name for o in s32.get_outputs()]
+    stats = {n: _OutputStats() for n in names}
+    agree = seen = labeled = 0
+    hits = {"fp32": {1: 0, 5: 0}, "int8": {1: 0, 5: 0}}
+    progress(ProgressEvent(EVALUATE, 0, total_images + 1, "comparing FP32 and INT8 outputs"))
+    for paths, batch in batches:
+        cancel.check()
+        try:
+            r32 = s32.run(names, {input_name: batch})
+            r8 = s8.run(names, {input_name: batch})
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"evaluation failed on {paths[0].name}: {str(exc).splitlines()[0][:200]}") from None
+        for n, a, b in zip(names, r32, r8):
+            if np.asarray(a).dtype.kind == "f":
+                stats[n].add(np.asarray(a), np.asarray(b))
+        first32 = np.asarray(r32[0]).reshape(len(paths), -1)
+        first8 = np.asarray(r8[0]).reshape(len(paths), -1)
+        agree += int(np.sum(first32.argmax(1) == first8.argmax(1)))
+        seen += len(paths)
+        if labels is not None:
+            idx = [i for i, p in enumerate(paths) if labels.get(p) is not None]
+            if idx:
+                y = np.array([labels.get(paths[i]) for i in idx])
+                for key, out in (("fp32", first32), ("int8", first8)):
+                    for k in (1, 5):
+                        hits[key][k] += topk_hits(out[idx], y, k, class_offset)
+                labeled += len(idx)
+        progress(ProgressEvent(EVALUATE, seen, total_images + 1, f"{seen}/{total_images} images"))
+    result = {
+        "images": seen,
+        "agreement": {"top1": agree / seen if seen else None},
+        "outputs": [stats[n].result(n) for n in names],
+        "accuracy": None,
+    }
+    if labels is not None and labeled:
+        result["accuracy"] = {
+            "labeled_images": labeled,
+            "class_offset": class_offset,
+            "fp32": {"top1": hits["fp32"][1] / labeled, "top5": hits["fp32"][5] / labeled},
+            "int8": {"top1": hits["int8"][1] / labeled, "top5": hits["int8"][5] / labeled},
+        }
+    return result
+
+
+def measure_latency(
+    fp32: Path,
+    int8: Path,
+    input_name: str,
+    sample: np.ndarray,
+    runs: int = 50,
+    budget_s: float = 3.0,
+    warmup: int = 5,
+    threads: int | None = None,
+    cancel: CancelToken | None = None,
+    block: int = 10,
+) -> dict:
+    """Median and p90 latency of both models on ``sample`` (one batch).
+
+    The models take turns in blocks of ``block`` runs, so drift (frequency,
+    other load) hits both alike. Not run by run: ONNX Runtime's worker threads
+    spin after each run and would steal the cores from the other session. The
+    first run of each block is discarded. At least ``runs`` timed runs each;
+    more while within ``budget_s`` (up to 4x runs).
+    """
+    sessions = {"fp32": make_session(fp32, threads), "int8": make_session(int8, threads)}
+    feed = {input_name: sample}
+    for s in sessions.values():
+        for _ in range(warmup):
+            s.run(None, feed)
+    times: dict[str, list[float]] = {"fp32": [], "int8": []}
+    start = time.perf_counter()
+    while True:
+        for key, s in sessions.items():
+            if cancel is not None:
+                cancel.check()
+            s.run(None, feed)
+            for _ in range(block):
+                t = time.perf_counter()
+                s.run(None, feed)
+                times[key].append((time.perf_counter() - t) * 1000.0)
+        n = len(times["fp32"])
+        if n >= runs and (time.perf_counter() - start > budget_s or n >= 4 * runs):
+            break
+    used = threads or default_threads()
+    return {key: latency_summary(v, used, sample.shape[0]) for key, v in times.items()}
+
+
+def latency_summary(ms: list[float], threads: int, batch: int) -> dict:
+    a = np.asarray(ms)
+    return {
+        "median": float(np.median(a)),
+        "p90": float(np.percentile(a, 90)),
+        "mean": float(a.mean()),
+        "min": float(a.min()),
+        "runs": int(a.size),
+        "threads": threads,
+        "batch": batch,
+    }
+
+
+def resolve_labels(settings, files: list[Path]) -> Labels | None:
+    """The labels an evaluation uses, per its settings (never guessed)."""
+    roots = list(settings.folders)
+    if settings.labels_from == "csv":
+        if not roots and files:
+            roots = sorted({p.parent for p in files})
+        return labels_from_csv(settings.labels_csv, roots)
+    if settings.labels_from == "subfolders":
+        return labels_from_subfolders(files, roots or sorted({p.parent.parent for p in files}))
+    return None
+
+
+def evaluate_models(
+    fp32: Path,
+    int8: Path,
+    input_name: str,
+    spec,
+    files: list[Path],
+    labels: Labels | None,
+    settings,
+    fixed_batch: int | None,
+    progress: ProgressFn,
+    cancel: CancelToken,
+    threads: int | None = None,
+    seed: int = 0,
+) -> dict:
+    """Compare ``fp32`` and ``int8`` on up to ``settings.max_images`` of ``files``,
+    then time both. Returns report sections (eval, accuracy, agreement, outputs,
+    latency_ms, warnings)."""
+    log = ReadLog()
+    order = seeded_order(files, seed + 1)  # not the calibration order
+    if labels is not None:
+        # Labeled images first, so max_images counts images that can score.
+        order = [p for p in order if labels.get(p) is not None] + [p for p in order if labels.get(p) is None]
+    total = min(settings.max_images, len(order))
+    stream = iter_tensors(order, spec, settings.max_images, log, cancel)
+    first: list[np.ndarray] = []
+
+    def keep_first(stream):
+        for p, tensor in stream:
+            if not first:
+                first.append(tensor)
+            yield p, tensor
+
+    result = compare_outputs(
+        fp32, int8, input_name, batches(keep_first(stream), fixed_batch or 16), total, labels, settings.class_offset,
+        progress, cancel, threads,
+    )
+    if not first:
+        raise _no_images_error(log)
+    warnings = []
+    if labels is not None and result["accuracy"] is None:
+        warnings.append("none of the evaluation images has a label; accuracy not measured.")
+    progress(ProgressEvent(EVALUATE, total, total + 1, "measuring latency"))
+    sample = np.stack([first[0]] * (fixed_batch or 1))
+    latency = measure_latency(fp32, int8, input_name, sample, runs=settings.latency_runs, threads=threads, cancel=cancel)
+    if latency["int8"]["median"] > 1.05 * latency["fp32"]["median"]:
+        warnings.append(
+            f"the INT8 model ran slower than FP32 here ({latency['int8']['median']:.2f} vs {latency['fp32']['median']:.2f} ms). "
+            "In very small models quantize/dequantize overhead outweighs the INT8 arithmetic; int8 activations on x86 "
+            "and per-tensor QOperator graphs are other usual causes."
+        )
+    progress(ProgressEvent(EVALUATE, total + 1, total + 1, "done"))
+    result["eval"] = {
+        "images_used": len(log.used),
+        "images_skipped": len(log.skipped),
+        "skipped_files": [{"file": str(p), "reason": r} for p, r in log.skipped],
+        "labels": None if labels is None else labels.source,
+    }
+    result["latency_ms"] = latency
+    result["warnings"] = warnings
+    return result
+
+
+def _no_images_error(log: ReadLog) -> DatasetError:
+    first = log.skipped[0] if log.skipped else None
+    return DatasetError(
+        f"no readable evaluation image ({len(log.skipped)} failed to decode"
+        + (f"; first: {first[0].name}: {first[1]}" if first else "")
+        + ").",
+        "Add readable JPEG or PNG images to the evaluation folder.",
+    )

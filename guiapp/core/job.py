@@ -1,0 +1,228 @@
+"""The job document: everything a quantization run needs, as one versioned JSON.
+
+The CLI reads and writes it (``--job``, ``--save-job``) and so does the GUI.
+Relative paths in a job file are relative to the file's own folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .atomic import atomic_write_text
+from .errors import JobError
+from .jobfields import Fields
+from .preprocess import COLORS, INTERPOLATIONS, LAYOUTS, RESIZES, PreprocessSpec
+
+JOB_VERSION = 1
+
+METHODS = ("minmax",)
+FORMATS = ("qdq", "qoperator")
+ACTIVATION_TYPES = ("uint8", "int8")
+WEIGHT_TYPES = ("int8", "uint8")
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    folders: tuple[Path, ...] = ()
+    max_images: int = 200
+    seed: int = 0
+    method: str = "minmax"
+    batch_size: int = 8
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    format: str = "qdq"
+    per_channel: bool = True
+    activation_type: str = "uint8"  # int8 activations run slower than FP32 on x86 (NOTES.md)
+    weight_type: str = "int8"
+    symmetric_activations: bool = False
+    reduce_range: bool = False
+    exclude_nodes: tuple[str, ...] = ()
+    exclude_op_types: tuple[str, ...] = ()
+
+
+LABEL_SOURCES = ("none", "subfolders", "csv")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    folders: tuple[Path, ...] = ()
+    # Labels are never guessed: a folder tree by camera or by date would give
+    # meaningless "accuracy". "subfolders" takes class-named sub-folders.
+    labels_from: str = "none"
+    labels_csv: Path | None = None
+    class_offset: int = 0
+    max_images: int = 500
+    latency_runs: int = 50
+
+
+@dataclass(frozen=True)
+class Job:
+    model: Path
+    output: Path | None = None
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
+    quantization: QuantSettings = field(default_factory=QuantSettings)
+    evaluation: EvalSettings = field(default_factory=EvalSettings)
+    report: Path | None = None
+
+    def with_changes(self, **kwargs) -> "Job":
+        return replace(self, **kwargs)
+
+    # ------------------------------------------------------------ to / from dict
+
+    def to_dict(self, base_dir: Path | None = None) -> dict:
+        """The JSON-ready document; paths inside ``base_dir`` are written relative to it."""
+
+        def p(path: Path | None):
+            return None if path is None else _rel(path, base_dir)
+
+        c, q, e = self.calibration, self.quantization, self.evaluation
+        return {
+            "version": JOB_VERSION,
+            "model": p(self.model),
+            "output": p(self.output),
+            "report": p(self.report),
+            "preprocess": self.preprocess.to_dict(),
+            "calibration": {
+                "folders": [p(f) for f in c.folders],
+                "max_images": c.max_images,
+                "seed": c.seed,
+                "method": c.method,
+                "batch_size": c.batch_size,
+            },
+            "quantization": {
+                "format": q.format,
+                "per_channel": q.per_channel,
+                "activation_type": q.activation_type,
+                "weight_type": q.weight_type,
+                "symmetric_activations": q.symmetric_activations,
+                "reduce_range": q.reduce_range,
+                "exclude_nodes": list(q.exclude_nodes),
+                "exclude_op_types": list(q.exclude_op_types),
+            },
+            "evaluation": {
+                "folders": [p(f) for f in e.folders],
+                "labels_from": e.labels_from,
+                "labels_csv": p(e.labels_csv),
+                "class_offset": e.class_offset,
+                "max_images": e.max_images,
+                "latency_runs": e.latency_runs,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, base_dir: Path | None = None) -> "Job":
+        """Validate and build; a JobError names the first bad field."""
+        f = Fields(data, "job", base_dir)
+        version = f.int("version", required=True, minimum=1)
+        if version > JOB_VERSION:
+            raise JobError(
+                "job.version",
+                f"{version} is newer than this Quantization Studio understands ({JOB_VERSION})",
+                "Update the app, or save the job again from this version.",
+            )
+        model = f.path("model", required=True)
+        output = f.path("output")
+        report = f.path("report")
+
+        pp = f.sub("preprocess")
+        default = PreprocessSpec()
+        size = pp.raw("size")
+        if size is not None and (
+            not isinstance(size, list) or len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+        ):
+            raise JobError("job.preprocess.size", f"expected [height, width], got {size!r}")
+        try:
+            spec = PreprocessSpec(
+                mean=pp.numbers("mean", default.mean),
+                std=pp.numbers("std", default.std),
+                color=pp.choice("color", default.color, COLORS),
+                layout=pp.choice("layout", default.layout, LAYOUTS),
+                size=tuple(size) if size else None,
+                resize=pp.choice("resize", default.resize, RESIZES),
+                resize_shorter=pp.int("resize_shorter", None, minimum=1),
+                pad_value=pp.int("pad_value", 0, minimum=0),
+                interpolation=pp.choice("interpolation", default.interpolation, tuple(INTERPOLATIONS)),
+            )
+        except JobError as exc:
+            if exc.field.startswith("job."):
+                raise
+            raise JobError("job." + exc.field, exc.detail, exc.fix) from None
+        pp.finish()
+
+        cf = f.sub("calibration")
+        cd = CalibrationSettings()
+        calibration = CalibrationSettings(
+            folders=cf.paths("folders"),
+            max_images=cf.int("max_images", cd.max_images, minimum=1),
+            seed=cf.int("seed", cd.seed),
+            method=cf.choice("method", cd.method, METHODS),
+            batch_size=cf.int("batch_size", cd.batch_size, minimum=1),
+        )
+        cf.finish()
+
+        qf = f.sub("quantization")
+        qd = QuantSettings()
+        quantization = QuantSettings(
+            format=qf.choice("format", qd.format, FORMATS),
+            per_channel=qf.bool("per_channel", qd.per_channel),
+            activation_type=qf.choice("activation_type", qd.activation_type, ACTIVATION_TYPES),
+            weight_type=qf.choice("weight_type", qd.weight_type, WEIGHT_TYPES),
+            symmetric_activations=qf.bool("symmetric_activations", qd.symmetric_activations),
+            reduce_range=qf.bool("reduce_range", qd.reduce_range),
+            exclude_nodes=qf.strings("exclude_nodes"),
+            exclude_op_types=qf.strings("exclude_op_types"),
+        )
+        qf.finish()
+
+        ef = f.sub("evaluation")
+        ed = EvalSettings()
+        labels_from = ef.choice("labels_from", ed.labels_from, LABEL_SOURCES)
+        labels_csv = ef.path("labels_csv", required=labels_from == "csv")
+        evaluation = EvalSettings(
+            folders=ef.paths("folders"),
+            labels_from=labels_from,
+            labels_csv=labels_csv,
+            class_offset=ef.int("class_offset", ed.class_offset),
+            max_images=ef.int("max_images", ed.max_images, minimum=1),
+            latency_runs=ef.int("latency_runs", ed.latency_runs, minimum=1),
+        )
+        ef.finish()
+        f.finish()
+        return cls(model, output, spec, calibration, quantization, evaluation, report)
+
+    # ------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        text = json.dumps(self.to_dict(base_dir=path.resolve().parent), indent=2) + "\n"
+        atomic_write_text(path, text)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Job":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise JobError("job", f"the job file {path} does not exist", "Check the path.") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise JobError("job", f"cannot read {path}: {exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise JobError("job", f"{path.name} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        return cls.from_dict(data, base_dir=path.resolve().parent)
+
+
+def _rel(path: Path, base_dir: Path | None) -> str:
+    if base_dir is not None:
+        try:
+            return Path(os.path.abspath(path)).relative_to(Path(os.path.abspath(base_dir))).as_posix()
+        except ValueError:
+            pass
+    return str(Path(os.path.abspath(path)))

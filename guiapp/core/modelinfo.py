@@ -1,0 +1,373 @@
+"""Model inspection: what a model takes and gives, and whether we can quantize it.
+
+Inspection reads the graph without external weights, so it is quick even for
+models with gigabytes of external data, and it never modifies the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from .errors import ModelError
+from .quantizable import QUANTIZABLE_OP_TYPES, STRUCTURAL_OP_TYPES, is_quantized_op
+
+Dim = int | str | None  # fixed size, symbolic name, or unknown
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[Dim, ...] | None  # None: rank unknown
+    dtype: str  # numpy-style name: float32, float16, int64, ...
+
+    @property
+    def shape_text(self) -> str:
+        if self.shape is None:
+            return "?"
+        return "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """The model input that takes images, and how."""
+
+    name: str
+    layout: str  # "nchw" or "nhwc"
+    channels: int
+    height: Dim
+    width: Dim
+    batch: Dim
+    layout_detected: bool = True  # False when the caller forced it
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(height, width) when both are fixed."""
+        if isinstance(self.height, int) and isinstance(self.width, int):
+            return (self.height, self.width)
+        return None
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self.batch if isinstance(self.batch, int) else None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    size_bytes: int  # the .onnx file plus its external data files
+    ir_version: int
+    opset: int
+    producer: str
+    doc_string: str
+    metadata: dict[str, str]
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    image_input: ImageInput | None
+    op_counts: tuple[tuple[str, int], ...]  # most frequent first
+    parameter_count: int
+    quantized_ops: tuple[str, ...]  # quantization ops already present
+    float_only_ops: tuple[tuple[str, int], ...]  # compute ops that will stay float
+    external_data_files: tuple[str, ...] = ()
+    custom_domains: tuple[str, ...] = ()
+    float16: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def is_quantized(self) -> bool:
+        return bool(self.quantized_ops)
+
+    @property
+    def node_count(self) -> int:
+        return sum(n for _, n in self.op_counts)
+
+    @property
+    def extra_inputs(self) -> tuple[TensorInfo, ...]:
+        name = self.image_input.name if self.image_input else None
+        return tuple(t for t in self.inputs if t.name != name)
+
+    @property
+    def blockers(self) -> tuple[str, ...]:
+        """Plain-language reasons this model cannot be quantized as it is."""
+        out = []
+        if self.is_quantized:
+            out.append(
+                "The model is already quantized (it contains " + ", ".join(self.quantized_ops) + "). "
+                "Quantize the original FP32 model instead."
+            )
+        if self.float16:
+            out.append("The model computes in float16. Convert it to float32 first (for example with onnxconverter-common).")
+        if self.image_input is None:
+            shapes = ", ".join(f"{t.name} {t.shape_text}" for t in self.inputs) or "none"
+            out.append(
+                "No input looks like an image (rank 4 with 1 or 3 channels, NCHW or NHWC); inputs: "
+                f"{shapes}. Quantization Studio calibrates image models."
+            )
+        elif self.extra_inputs:
+            names = ", ".join(f"{t.name} {t.shape_text}" for t in self.extra_inputs)
+            out.append(f"Besides the image, the model needs other inputs ({names}), which Quantization Studio cannot feed.")
+        return tuple(out)
+
+    def summary_lines(self) -> list[str]:
+        """A human-readable summary (the CLI's `inspect` output)."""
+        mb = self.size_bytes / 1e6
+        lines = [
+            f"Model      {self.path}",
+            f"Size       {mb:.2f} MB, {self.parameter_count:,} parameters, {self.node_count} nodes",
+            f"Format     ONNX IR {self.ir_version}, opset {self.opset}" + (f", producer {self.producer}" if self.producer else ""),
+        ]
+        for t in self.inputs:
+            tag = ""
+            if self.image_input and t.name == self.image_input.name:
+                ii = self.image_input
+                dyn = [n for n, d in (("batch", ii.batch), ("height", ii.height), ("width", ii.width)) if not isinstance(d, int)]
+                tag = f"  image, {ii.layout.upper()}, {ii.channels} channel(s)" + (f", dynamic {'/'.join(dyn)}" if dyn else "")
+            lines.append(f"Input      {t.name} {t.shape_text} {t.dtype}{tag}")
+        for t in self.outputs:
+            lines.append(f"Output     {t.name} {t.shape_text} {t.dtype}")
+        ops = ", ".join(f"{op} {n}" for op, n in self.op_counts)
+        lines.append(f"Operators  {ops}")
+        if self.float_only_ops:
+            lines.append("Stay float " + ", ".join(f"{op} {n}" for op, n in self.float_only_ops) + " (no INT8 kernel in ONNX Runtime's quantizer)")
+        for k, v in self.metadata.items():
+            v = v if len(v) <= 60 else v[:57] + "..."
+            lines.append(f"Metadata   {k} = {v}")
+        for note in self.notes:
+            lines.append(f"Note       {note}")
+        for b in self.blockers:
+            lines.append(f"Blocker    {b}")
+        return lines
+
+    def to_dict(self) -> dict:
+        ii = self.image_input
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "ir_version": self.ir_version,
+            "opset": self.opset,
+            "producer": self.producer,
+            "metadata": dict(self.metadata),
+            "inputs": [{"name": t.name, "shape": list(t.shape) if t.shape else None, "dtype": t.dtype} for t in self.inputs],
+            "outputs": [{"name": t.name, "shape": list(t.shape) if t.shape else None, "dtype": t.dtype} for t in self.outputs],
+            "image_input": None
+            if ii is None
+            else {"name": ii.name, "layout": ii.layout, "channels": ii.channels, "height": ii.height, "width": ii.width, "batch": ii.batch},
+            "op_counts": dict(self.op_counts),
+            "parameter_count": self.parameter_count,
+            "is_quantized": self.is_quantized,
+            "quantized_ops": list(self.quantized_ops),
+            "float_only_ops": dict(self.float_only_ops),
+            "external_data_files": list(self.external_data_files),
+            "blockers": list(self.blockers),
+            "notes": list(self.notes),
+        }
+
+
+def load_proto(path: str | os.PathLike, load_external: bool = False) -> onnx.ModelProto:
+    """Parse an ONNX file, turning every way it can be broken into ModelError."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file {path} does not exist.", "Check the path.")
+    if not path.is_file():
+        raise ModelError(f"{path} is not a file.", "Give the path of an .onnx model file.")
+    size = path.stat().st_size
+    if size == 0:
+        raise ModelError(f"{path} is empty (0 bytes).", "Export the model again or pick another file.")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}.", "Check the file's permissions.") from None
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise ModelError(
+            f"{path.name} is not a valid ONNX model ({_short(exc)}); it may be truncated or another kind of file.",
+            "Export it again from your training framework.",
+        ) from None
+    del data
+    if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
+        raise ModelError(
+            f"{path.name} does not contain an ONNX graph; it may be truncated or another kind of file.",
+            "Export it again from your training framework.",
+        )
+    _check_references(model, path)
+    from .external import check_external_data, external_files
+
+    if external_files(model):
+        check_external_data(model, path.parent)
+        if load_external:
+            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+    return model
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:120]
+
+
+def _check_references(model: onnx.ModelProto, path: Path) -> None:
+    """Every tensor a node reads must come from somewhere: a truncated file often
+    parses, but loses the initializers or nodes at its end."""
+    g = model.graph
+    # Order-free: some exporters write nodes out of topological order, and
+    # ONNX Runtime accepts that.
+    known = {i.name for i in g.input} | {i.name for i in g.initializer} | {i.name for i in g.sparse_initializer} | {""}
+    for node in g.node:
+        known.update(node.output)
+    for node in g.node:
+        for name in node.input:
+            if name not in known:
+                raise ModelError(
+                    f"{path.name} is incomplete: node {node.name or node.op_type!r} reads {name!r}, which nothing defines "
+                    "(is the file truncated?).",
+                    "Export the model again.",
+                )
+    for out in g.output:
+        if out.name not in known:
+            raise ModelError(f"{path.name} is incomplete: output {out.name!r} is never computed (is the file truncated?).", "Export the model again.")
+
+
+def dtype_name(elem_type: int) -> str:
+    if elem_type == onnx.TensorProto.UNDEFINED:
+        return "undefined"
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, TypeError, ValueError):
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+
+
+def tensor_info(vi: onnx.ValueInfoProto) -> TensorInfo:
+    t = vi.type.tensor_type
+    shape: tuple[Dim, ...] | None = None
+    if t.HasField("shape"):
+        dims: list[Dim] = []
+        for d in t.shape.dim:
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            elif d.HasField("dim_param") and d.dim_param:
+                dims.append(d.dim_param)
+            else:
+                dims.append(None)
+        shape = tuple(dims)
+    return TensorInfo(vi.name, shape, dtype_name(t.elem_type))
+
+
+def find_image_input(model: onnx.ModelProto, inputs: tuple[TensorInfo, ...], layout: str = "auto") -> ImageInput | None:
+    """The first rank-4 float input with 1 or 3 channels, with its layout.
+
+    ``layout`` forces "nchw" or "nhwc"; "auto" detects: the channel axis is the
+    one of size 1 or 3, and a leading Transpose(0,3,1,2) marks NHWC when both are.
+    """
+    for t in inputs:
+        if t.shape is None or len(t.shape) != 4 or not t.dtype.startswith("float"):
+            continue
+        n, d1, d2, d3 = t.shape
+        nchw_ok = d1 in (1, 3)
+        nhwc_ok = d3 in (1, 3)
+        if layout == "nchw":
+            chosen = "nchw" if nchw_ok else None
+        elif layout == "nhwc":
+            chosen = "nhwc" if nhwc_ok else None
+        elif nchw_ok and nhwc_ok:
+            chosen = "nhwc" if _feeds_nhwc_transpose(model, t.name) else "nchw"
+        else:
+            chosen = "nchw" if nchw_ok else "nhwc" if nhwc_ok else None
+        if chosen == "nchw":
+            return ImageInput(t.name, "nchw", int(d1), d2, d3, n, layout == "auto")
+        if chosen == "nhwc":
+            return ImageInput(t.name, "nhwc", int(d3), d1, d2, n, layout == "auto")
+    return None
+
+
+def _feeds_nhwc_transpose(model: onnx.ModelProto, name: str) -> bool:
+    for node in model.graph.node:
+        if name in node.input and node.op_type == "Transpose":
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            return perm == [0, 3, 1, 2]
+    return False
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 0
+
+
+def _tensor_elements(t: onnx.TensorProto) -> int:
+    n = 1
+    for d in t.dims:
+        n *= d
+    return n
+
+
+def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
+    """Inspect ``path`` (read-only). Raises ModelError when it cannot be read."""
+    path = Path(path)
+    model = load_proto(path)
+    g = model.graph
+    init_names = {i.name for i in g.initializer}
+    inputs = tuple(tensor_info(vi) for vi in g.input if vi.name not in init_names)
+    outputs = tuple(tensor_info(vi) for vi in g.output)
+
+    op_counter = Counter(node.op_type for node in g.node)
+    params = sum(_tensor_elements(t) for t in g.initializer)
+    for node in g.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
+                    params += _tensor_elements(a.t)
+
+    quantized = tuple(sorted(op for op in op_counter if is_quantized_op(op)))
+    float_only = tuple(
+        (op, n)
+        for op, n in op_counter.most_common()
+        if op not in QUANTIZABLE_OP_TYPES and op not in STRUCTURAL_OP_TYPES and not is_quantized_op(op)
+    )
+    custom = tuple(sorted({imp.domain for imp in model.opset_import if imp.domain not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")}))
+
+    from .external import external_files
+
+    ext = external_files(model)
+    size = path.stat().st_size + sum((path.parent / f).stat().st_size for f in ext if (path.parent / f).is_file())
+
+    float16 = any(t.dtype == "float16" for t in inputs) or _mostly_float16(g)
+    notes = []
+    if any(n.op_type in ("If", "Loop", "Scan") for n in g.node):
+        notes.append("The model has control flow (If/Loop/Scan); nodes inside its subgraphs are not quantized.")
+    image = find_image_input(model, inputs, layout)
+    if image is not None and image.fixed_batch is not None:
+        notes.append(f"The batch size is fixed to {image.fixed_batch}; images are fed {image.fixed_batch} at a time.")
+    return ModelInfo(
+        path=path,
+        size_bytes=size,
+        ir_version=int(model.ir_version),
+        opset=default_opset(model),
+        producer=" ".join(p for p in (model.producer_name, model.producer_version) if p),
+        doc_string=model.doc_string,
+        metadata={p.key: p.value for p in model.metadata_props},
+        inputs=inputs,
+        outputs=outputs,
+        image_input=image,
+        op_counts=tuple(op_counter.most_common()),
+        parameter_count=params,
+        quantized_ops=quantized,
+        float_only_ops=float_only,
+        external_data_files=tuple(ext),
+        custom_domains=custom,
+        float16=float16,
+        notes=tuple(notes),
+    )
+
+
+def _mostly_float16(g: onnx.GraphProto) -> bool:
+    f16 = sum(1 for t in g.initializer if t.data_type == onnx.TensorProto.FLOAT16)
+    f32 = sum(1 for t in g.initializer if t.data_type == onnx.TensorProto.FLOAT)
+    return f16 > f32

@@ -1,0 +1,89 @@
+"""The run report: one JSON-ready dict, documented key by key in the README."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import __version__
+from .atomic import atomic_write_text
+
+
+def environment(threads: int) -> dict:
+    import numpy
+    import onnx
+    import onnxruntime
+
+    return {
+        "app_version": __version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnx": onnx.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu": _cpu_name(),
+        "threads": threads,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def write_report(report: dict, path: str | os.PathLike) -> None:
+    atomic_write_text(Path(path), json.dumps(report, indent=2, default=str) + "\n")
+
+
+def summary_rows(report: dict) -> list[tuple[str, str, str]]:
+    """(what, FP32, INT8) rows for a short table."""
+    rows = []
+    f, q = report.get("fp32", {}), report.get("int8", {})
+    if "size_bytes" in f:
+        rows.append(("Size", f"{f['size_bytes'] / 1e6:.2f} MB", f"{q['size_bytes'] / 1e6:.2f} MB ({q['size_bytes'] / f['size_bytes']:.2f}x)"))
+    if f.get("latency_ms"):
+        lf, lq = f["latency_ms"], q["latency_ms"]
+        ratio = lf["median"] / lq["median"]
+        speed = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+        rows.append(
+            (
+                "Latency (median / p90)",
+                f"{lf['median']:.2f} / {lf['p90']:.2f} ms",
+                f"{lq['median']:.2f} / {lq['p90']:.2f} ms ({speed})",
+            )
+        )
+    acc = report.get("accuracy")
+    if acc:
+        n = acc["labeled_images"]
+        for k in ("top1", "top5"):
+            delta = (acc["int8"][k] - acc["fp32"][k]) * 100
+            rows.append(
+                (f"Accuracy {k} ({n} images)", f"{acc['fp32'][k] * 100:.1f}%", f"{acc['int8'][k] * 100:.1f}% ({delta:+.1f} points)")
+            )
+    agree = (report.get("agreement") or {}).get("top1")
+    if agree is not None:
+        rows.append(("Top-1 agreement with FP32", "", f"{agree * 100:.1f}%"))
+    for out in report.get("outputs", []):
+        if out.get("sqnr_db") is not None:
+            rows.append((f"Output {out['name']}: SQNR / cosine", "", f"{out['sqnr_db']:.1f} dB / {out['cosine']:.4f}"))
+    return rows
+
+
+def format_table(rows: list[tuple[str, str, str]]) -> str:
+    head = ("", "FP32", "INT8")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(head), "  ".join("-" * w for w in widths), *map(line, rows)])

@@ -1,0 +1,1 @@
+"""The Qt wizard: a thin layer over guiapp.core (see the wizard issue)."""

@@ -1,0 +1,52 @@
+# Shared set-up for scripts/run and scripts/test (sourced, not executed).
+# Creates .venv, installs the package, and checks the Debian libraries Qt needs.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${GUIAPP_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+
+# Libraries Qt's offscreen platform needs on a bare Debian 12, plus a font
+# (without one, text renders as boxes).
+QT_DEBS=(libgl1 libegl1 libglib2.0-0 libfontconfig1 libdbus-1-3 libxkbcommon0 fonts-dejavu-core)
+# Extra libraries for real windows on an X display (xcb platform plugin).
+XCB_DEBS=(libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
+          libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-xkb1 libxcb-xfixes0
+          libxcb-sync1 libxcb-shm0 libx11-xcb1)
+
+ensure_debs() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    # python3-venv is only needed when the interpreter cannot make a venv with pip.
+    if ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then missing+=(python3-venv); fi
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "Installing Debian packages: ${missing[*]}" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    else
+        echo "Missing Debian packages. Install them, then run this again:" >&2
+        echo "  sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+}
+
+ensure_venv() {  # $1: pip extras spec, e.g. "" or "[dev]"
+    local extras="${1:-}"
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "Creating virtual environment in $VENV" >&2
+        "$PY" -m venv "$VENV"
+    fi
+    # Reinstall only when the dependency list or the extras change.
+    local stamp="$VENV/.guiapp-installed"
+    local want
+    want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)$extras"
+    if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
+        echo "Installing Quantization Studio and its dependencies into $VENV" >&2
+        "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+        "$VENV/bin/python" -m pip install -q -e "$ROOT$extras" >&2
+        echo "$want" > "$stamp"
+    fi
+}
