@@ -21,7 +21,7 @@ from .core.errors import Cancelled, JobError, StudioError, UserError
 from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings
 from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset
 from .core.progress import CancelToken
-from .core.report import format_table, summary_rows, write_report
+from .core.report import format_table, per_layer_table, summary_rows, write_report
 from .terminal import ProgressBar
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _preprocess_flags(p)
     g = p.add_argument_group("calibration and quantization")
     g.add_argument("--method", choices=METHODS, help="calibration strategy (default: minmax)")
+    g.add_argument("--percentile", type=float, metavar="P", help="for --method percentile (default 99.99)")
     pc = g.add_mutually_exclusive_group()
     pc.add_argument("--per-channel", dest="per_channel", action="store_true", default=None, help="per-channel weights (default)")
     pc.add_argument("--per-tensor", dest="per_channel", action="store_false", help="one scale per weight tensor")
@@ -74,10 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-images", type=int, metavar="N", help="calibration images to use (default 200)")
     g.add_argument("--seed", type=int, metavar="S", help="seed for picking calibration images (default 0)")
     g.add_argument("--batch-size", type=int, metavar="B", help="calibration batch (default 8; 1 for fixed-batch models)")
+    g.add_argument("--keep-float", type=int, metavar="N", help="re-quantize with the N worst layers (per-layer SQNR) in float")
+    g.add_argument("--per-layer", action="store_true", help="print the per-layer error table, worst first")
     _eval_flags(p)
     g = p.add_argument_group("files")
     g.add_argument("--report", type=Path, metavar="REPORT.json", help="write the full report as JSON")
     g.add_argument("--force", action="store_true", help="replace an existing output file")
+    cache = g.add_mutually_exclusive_group()
+    cache.add_argument("--cache", type=Path, metavar="FILE", help="calibration cache (default: beside the job file or the output)")
+    cache.add_argument("--no-cache", action="store_true", help="neither read nor write a calibration cache")
     g.add_argument("--job", type=Path, metavar="JOB.json", help="read settings from a job file (flags override it)")
     g.add_argument("--save-job", type=Path, metavar="JOB.json", help="save the settings as a job file")
 
@@ -186,8 +192,17 @@ def job_from_args(args) -> Job:
     calib = replace(
         c,
         folders=tuple(args.calib) if args.calib else c.folders,
-        **{k: v for k, v in (("max_images", args.max_images), ("seed", args.seed), ("method", args.method), ("batch_size", args.batch_size)) if v is not None},
+        **{
+            k: v
+            for k, v in (
+                ("max_images", args.max_images), ("seed", args.seed), ("method", args.method),
+                ("batch_size", args.batch_size), ("percentile", args.percentile),
+            )
+            if v is not None
+        },
     )
+    if not 50 <= calib.percentile <= 100:
+        raise JobError("--percentile", f"{calib.percentile} is outside 50..100", "e.g. --percentile 99.99")
     if not calib.folders:
         raise JobError("--calib", "no calibration folder given", "Pass --calib DIR with a few hundred representative images.")
     if calib.max_images < 1 or calib.batch_size < 1:
@@ -202,6 +217,7 @@ def job_from_args(args) -> Job:
             ("format", args.format),
             ("symmetric_activations", args.symmetric_activations),
             ("reduce_range", args.reduce_range),
+            ("keep_float", args.keep_float),
         )
         if v is not None
     }
@@ -222,7 +238,19 @@ def job_from_args(args) -> Job:
     if out is None:
         raise JobError("--out", "no output path given", "Pass --out MODEL.int8.onnx.")
     report = args.report or (base.report if base else None)
-    return Job(Path(model), Path(out), spec, calib, quant, evaluation, report)
+    return Job(Path(model), Path(out), spec, calib, quant, evaluation, report, _cache_path(args, Path(out), base))
+
+
+def _cache_path(args, out: Path, base: Job | None) -> Path | None:
+    """Calibration statistics live beside the job file, or else beside the output."""
+    if args.no_cache:
+        return None
+    if args.cache:
+        return args.cache
+    if base is not None and base.cache is not None:
+        return base.cache
+    stem = Path(args.job).stem if args.job else out.name.removesuffix(".onnx")
+    return (Path(args.job).parent if args.job else out.parent) / f"{stem}.calib.npz"
 
 
 # ---------------------------------------------------------------- commands
@@ -262,10 +290,15 @@ def cmd_quantize(args) -> int:
     if args.save_job:
         job.save(args.save_job)
     report = _run_job(job, overwrite=args.force)
+    if args.per_layer:
+        print(per_layer_table(report["per_layer"]) + "\n")
     print(format_table(summary_rows(report)))
     cal, ev = report["calibration"], report["eval"]
-    print(f"\nCalibrated on {cal['images_used']} images ({cal['images_skipped']} unreadable skipped) in {cal['seconds']:.1f} s; "
+    source = f"statistics from the cache {cal['cache']}" if cal["cache_used"] else f"calibrated in {cal['seconds']:.1f} s"
+    print(f"\n{cal['method']} on {cal['images_used']} images ({cal['images_skipped']} unreadable skipped), {source}; "
           f"evaluated on {ev['images_used']} ({ev['source']}).")
+    if report["kept_float"]:
+        print(f"Kept in float: {', '.join(report['kept_float'])}")
     print(f"Wrote {job.output}" + (f" and {job.report}" if job.report else ""))
     return EXIT_OK
 

@@ -43,9 +43,8 @@ class ProgressBar:
     def _line(self, e: ProgressEvent, left: float | None) -> str:
         filled = int(round(e.fraction * self.width))
         bar = "#" * filled + "." * (self.width - filled)
-        count = f"{e.done}/{e.total}" if e.total else ""
         eta = f"{format_seconds(left)} left" if e.done < e.total else f"{time.monotonic() - self._stage_start:.1f} s"
-        return f"{e.stage:<9} [{bar}] {count:>9}  {eta:<10} {e.message}"[:160]
+        return f"{e.stage:<9} [{bar}] {e.fraction * 100:3.0f}%  {eta:<10} {e.message}"[:160]
 
     def _finish_line(self) -> None:
         if self.tty and self._stage is not None:

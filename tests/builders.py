@@ -124,3 +124,21 @@ def image_folder(folder: Path, n: int, seed: int = 0, size=(48, 40), ext: str = 
         picture(rng, size).save(p)
         out.append(p)
     return out
+
+
+def deepnet(path: Path, depth: int = 30, channels: int = 8, hw: int = 16, seed: int = 0) -> onnx.ModelProto:
+    """A chain of ``depth`` Conv+Relu layers: many tensors to calibrate."""
+    rng = np.random.default_rng(seed)
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, hw, hw])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", channels, hw, hw])
+    nodes, inits, src, cin = [], [], "image", 3
+    for i in range(depth):
+        inits.append(numpy_helper.from_array(_conv_weights(rng, channels, cin), f"w{i}"))
+        out = "out" if i == depth - 1 else f"r{i}"
+        nodes.append(helper.make_node("Conv", [src, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1], name=f"conv{i}"))
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [out], name=f"relu{i}"))
+        src, cin = out, channels
+    model = helper.make_model(helper.make_graph(nodes, "deep", [x], [y], inits), opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.save(model, str(path))
+    return model

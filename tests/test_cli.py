@@ -199,7 +199,7 @@ def test_ctrl_c_cancels_cleanly(tmp_path, model_path):
     cmd = [sys.executable, "-m", "guiapp", *map(str, quantize_args(model_path, calib, out)), "--max-images", "150", "--batch-size", "1"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     for line in proc.stderr:
-        if line.startswith("calibrate") and "/150" in line and not line.split()[2].startswith("0/"):
+        if line.startswith("calibrate") and "/150 images" in line and not line.split()[-2].startswith("0/"):
             proc.send_signal(signal.SIGINT)
             break
     rest = proc.stderr.read()

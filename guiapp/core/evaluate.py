@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -17,8 +17,9 @@ from .sessions import default_threads, make_session
 
 
 @dataclass
-class _OutputStats:
-    """Accumulates FP32-vs-INT8 error for one output over all images."""
+class ErrorStats:
+    """Accumulates FP32-vs-INT8 error of one tensor over images: SQNR over
+    all values, cosine per image (first axis)."""
 
     signal: float = 0.0
     noise: float = 0.0
@@ -65,15 +66,18 @@ def compare_outputs(
     progress: ProgressFn,
     cancel: CancelToken,
     threads: int | None = None,
+    progress_total: int | None = None,
 ) -> dict:
-    """Run both models on the same images: agreement, cosine, SQNR, top-k."""
+    """Run both models on the same images: agreement, cosine, SQNR, top-k.
+    Progress counts images out of ``progress_total`` (default: the images)."""
+    ptotal = progress_total or total_images
     s32 = make_session(fp32, threads)
     s8 = make_session(int8, threads)
     names = [o.name for o in s32.get_outputs()]
-    stats = {n: _OutputStats() for n in names}
+    stats = {n: ErrorStats() for n in names}
     agree = seen = labeled = 0
     hits = {"fp32": {1: 0, 5: 0}, "int8": {1: 0, 5: 0}}
-    progress(ProgressEvent(EVALUATE, 0, total_images + 1, "comparing FP32 and INT8 outputs"))
+    progress(ProgressEvent(EVALUATE, 0, ptotal, "comparing FP32 and INT8 outputs"))
     for paths, batch in batches:
         cancel.check()
         try:
@@ -96,7 +100,7 @@ def compare_outputs(
                     for k in (1, 5):
                         hits[key][k] += topk_hits(out[idx], y, k, class_offset)
                 labeled += len(idx)
-        progress(ProgressEvent(EVALUATE, seen, total_images + 1, f"{seen}/{total_images} images"))
+        progress(ProgressEvent(EVALUATE, seen, ptotal, f"{seen}/{total_images} images"))
     result = {
         "images": seen,
         "agreement": {"top1": agree / seen if seen else None},
@@ -124,6 +128,7 @@ def measure_latency(
     threads: int | None = None,
     cancel: CancelToken | None = None,
     block: int = 10,
+    on_block: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Median and p90 latency of both models on ``sample`` (one batch).
 
@@ -131,7 +136,8 @@ def measure_latency(
     other load) hits both alike. Not run by run: ONNX Runtime's worker threads
     spin after each run and would steal the cores from the other session. The
     first run of each block is discarded. At least ``runs`` timed runs each;
-    more while within ``budget_s`` (up to 4x runs).
+    more while within ``budget_s`` (up to 4x runs). ``on_block(done, planned)``
+    reports progress in blocks.
     """
     sessions = {"fp32": make_session(fp32, threads), "int8": make_session(int8, threads)}
     feed = {input_name: sample}
@@ -139,6 +145,8 @@ def measure_latency(
         for _ in range(warmup):
             s.run(None, feed)
     times: dict[str, list[float]] = {"fp32": [], "int8": []}
+    planned = latency_blocks(runs, block)
+    blocks = 0
     start = time.perf_counter()
     while True:
         for key, s in sessions.items():
@@ -149,11 +157,19 @@ def measure_latency(
                 t = time.perf_counter()
                 s.run(None, feed)
                 times[key].append((time.perf_counter() - t) * 1000.0)
+            blocks += 1
+            if on_block is not None:
+                on_block(min(blocks, planned), planned)
         n = len(times["fp32"])
         if n >= runs and (time.perf_counter() - start > budget_s or n >= 4 * runs):
             break
     used = threads or default_threads()
     return {key: latency_summary(v, used, sample.shape[0]) for key, v in times.items()}
+
+
+def latency_blocks(runs: int, block: int = 10) -> int:
+    """Blocks of timed runs planned for both models (the minimum)."""
+    return 2 * -(-runs // block)
 
 
 def latency_summary(ms: list[float], threads: int, batch: int) -> dict:
@@ -213,25 +229,33 @@ def evaluate_models(
                 first.append(tensor)
             yield p, tensor
 
+    # Progress: one unit per image, then one per block of latency runs.
+    lat_units = latency_blocks(settings.latency_runs)
     result = compare_outputs(
         fp32, int8, input_name, batches(keep_first(stream), fixed_batch or 16), total, labels, settings.class_offset,
-        progress, cancel, threads,
+        progress, cancel, threads, progress_total=total + lat_units,
     )
     if not first:
         raise _no_images_error(log)
     warnings = []
     if labels is not None and result["accuracy"] is None:
         warnings.append("none of the evaluation images has a label; accuracy not measured.")
-    progress(ProgressEvent(EVALUATE, total, total + 1, "measuring latency"))
+    seen = result["images"]
+
+    def on_block(done: int, planned: int) -> None:
+        progress(ProgressEvent(EVALUATE, seen + done, seen + planned, "measuring latency (FP32 and INT8 in turns)"))
+
+    on_block(0, lat_units)
     sample = np.stack([first[0]] * (fixed_batch or 1))
-    latency = measure_latency(fp32, int8, input_name, sample, runs=settings.latency_runs, threads=threads, cancel=cancel)
+    latency = measure_latency(
+        fp32, int8, input_name, sample, runs=settings.latency_runs, threads=threads, cancel=cancel, on_block=on_block
+    )
     if latency["int8"]["median"] > 1.05 * latency["fp32"]["median"]:
         warnings.append(
             f"the INT8 model ran slower than FP32 here ({latency['int8']['median']:.2f} vs {latency['fp32']['median']:.2f} ms). "
             "In very small models quantize/dequantize overhead outweighs the INT8 arithmetic; int8 activations on x86 "
             "and per-tensor QOperator graphs are other usual causes."
         )
-    progress(ProgressEvent(EVALUATE, total + 1, total + 1, "done"))
     result["eval"] = {
         "images_used": len(log.used),
         "images_skipped": len(log.skipped),

@@ -15,10 +15,10 @@ from .atomic import atomic_write_text
 from .errors import JobError
 from .jobfields import Fields
 from .preprocess import COLORS, INTERPOLATIONS, LAYOUTS, RESIZES, PreprocessSpec
+from .strategies import METHODS
 
 JOB_VERSION = 1
 
-METHODS = ("minmax",)
 FORMATS = ("qdq", "qoperator")
 ACTIVATION_TYPES = ("uint8", "int8")
 WEIGHT_TYPES = ("int8", "uint8")
@@ -31,6 +31,8 @@ class CalibrationSettings:
     seed: int = 0
     method: str = "minmax"
     batch_size: int = 8
+    percentile: float = 99.99
+    ema_constant: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class QuantSettings:
     reduce_range: bool = False
     exclude_nodes: tuple[str, ...] = ()
     exclude_op_types: tuple[str, ...] = ()
+    keep_float: int = 0  # re-quantize with the N worst layers (per-layer SQNR) in float
 
 
 LABEL_SOURCES = ("none", "subfolders", "csv")
@@ -58,6 +61,7 @@ class EvalSettings:
     class_offset: int = 0
     max_images: int = 500
     latency_runs: int = 50
+    per_layer_images: int = 8
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Job:
     quantization: QuantSettings = field(default_factory=QuantSettings)
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     report: Path | None = None
+    cache: Path | None = None  # calibration statistics, reused when the images and model are unchanged
 
     def with_changes(self, **kwargs) -> "Job":
         return replace(self, **kwargs)
@@ -87,6 +92,7 @@ class Job:
             "model": p(self.model),
             "output": p(self.output),
             "report": p(self.report),
+            "cache": p(self.cache),
             "preprocess": self.preprocess.to_dict(),
             "calibration": {
                 "folders": [p(f) for f in c.folders],
@@ -94,6 +100,8 @@ class Job:
                 "seed": c.seed,
                 "method": c.method,
                 "batch_size": c.batch_size,
+                "percentile": c.percentile,
+                "ema_constant": c.ema_constant,
             },
             "quantization": {
                 "format": q.format,
@@ -104,6 +112,7 @@ class Job:
                 "reduce_range": q.reduce_range,
                 "exclude_nodes": list(q.exclude_nodes),
                 "exclude_op_types": list(q.exclude_op_types),
+                "keep_float": q.keep_float,
             },
             "evaluation": {
                 "folders": [p(f) for f in e.folders],
@@ -112,6 +121,7 @@ class Job:
                 "class_offset": e.class_offset,
                 "max_images": e.max_images,
                 "latency_runs": e.latency_runs,
+                "per_layer_images": e.per_layer_images,
             },
         }
 
@@ -129,6 +139,7 @@ class Job:
         model = f.path("model", required=True)
         output = f.path("output")
         report = f.path("report")
+        cache = f.path("cache")
 
         pp = f.sub("preprocess")
         default = PreprocessSpec()
@@ -163,6 +174,8 @@ class Job:
             seed=cf.int("seed", cd.seed),
             method=cf.choice("method", cd.method, METHODS),
             batch_size=cf.int("batch_size", cd.batch_size, minimum=1),
+            percentile=cf.float("percentile", cd.percentile, lo=50.0, hi=100.0),
+            ema_constant=cf.float("ema_constant", cd.ema_constant, lo=0.0, hi=1.0),
         )
         cf.finish()
 
@@ -177,6 +190,7 @@ class Job:
             reduce_range=qf.bool("reduce_range", qd.reduce_range),
             exclude_nodes=qf.strings("exclude_nodes"),
             exclude_op_types=qf.strings("exclude_op_types"),
+            keep_float=qf.int("keep_float", qd.keep_float, minimum=0),
         )
         qf.finish()
 
@@ -191,10 +205,11 @@ class Job:
             class_offset=ef.int("class_offset", ed.class_offset),
             max_images=ef.int("max_images", ed.max_images, minimum=1),
             latency_runs=ef.int("latency_runs", ed.latency_runs, minimum=1),
+            per_layer_images=ef.int("per_layer_images", ed.per_layer_images, minimum=0),
         )
         ef.finish()
         f.finish()
-        return cls(model, output, spec, calibration, quantization, evaluation, report)
+        return cls(model, output, spec, calibration, quantization, evaluation, report, cache)
 
     # ------------------------------------------------------------ files
 

@@ -36,7 +36,8 @@ def quantize_with_ranges(
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
     data = {n: (np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32)) for n, (lo, hi) in ranges.items()}
-    cache = workdir / "ranges.json"
+    cache = workdir / f"{output.stem}.ranges.json"
+    cache.unlink(missing_ok=True)  # a stale cache would be used as it is
     save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
     op_types = sorted(QUANTIZABLE_OP_TYPES - set(settings.exclude_op_types))
     quantize_static(

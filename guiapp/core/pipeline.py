@@ -2,7 +2,9 @@
 
 Nothing is written until everything succeeded: the model is built and
 evaluated in a temporary folder, then moved into place atomically, then the
-report is written. A failure or a cancel at any stage leaves no output.
+report is written. A failure or a cancel at any stage leaves no output. (The
+calibration cache, when asked for, is written once calibration completes: it
+is whole and valid on its own, and it is what makes a retry fast.)
 """
 
 from __future__ import annotations
@@ -11,31 +13,42 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from .atomic import atomic_path, check_output_path
-from .calibration import collect
+from .calibration import Calibration, calibrate
 from .dataset import ReadLog, batches, iter_tensors, list_images, seeded_order
 from .errors import DatasetError, JobError, ModelError, OutputError
 from .evaluate import evaluate_models, resolve_labels
 from .graphprep import TWO_GB, constants_to_initializers, flatten_gemm_biases, pre_process, upgrade_opset
-from .job import Job
+from .job import Job, QuantSettings
 from .modelinfo import ModelInfo, inspect_model, load_proto
 from .ortquant import quantize_with_ranges, settings_warnings
+from .perlayer import per_layer_error, worst_nodes
 from .preprocess import PreprocessSpec
-from .progress import CALIBRATE, PREPARE, QUANTIZE, CancelToken, ProgressEvent, ProgressFn, no_progress
+from .progress import PREPARE, QUANTIZE, CancelToken, ProgressEvent, ProgressFn, no_progress
 from .report import environment, now_iso, write_report
 from .sessions import default_threads
+from .strategies import HISTOGRAM_METHODS, StrategySettings, Target, compute_ranges
 
 
 @dataclass(frozen=True)
 class QuantResult:
     output: Path
     report: dict
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The FP32 graph, ready for the quantizer, in the work folder."""
+
+    path: Path
+    model: onnx.ModelProto  # without external data when large
+    steps: tuple[str, ...]
+    large: bool
 
 
 def resolve_spec(job: Job, info: ModelInfo) -> PreprocessSpec:
@@ -58,6 +71,45 @@ def check_model(info: ModelInfo) -> None:
         raise ModelError(info.blockers[0])
 
 
+def prepare(job: Job, info: ModelInfo, tmp: Path, progress: ProgressFn, cancel: CancelToken) -> Prepared:
+    """Load, fix what real exporters get wrong, and run quant_pre_process."""
+    large = info.size_bytes >= TWO_GB
+    model = load_proto(job.model, load_external=True)
+    steps = []
+    moved = constants_to_initializers(model)
+    if moved:
+        steps.append(f"moved {moved} Constant node(s) into initializers so their weights can be quantized")
+    model, note = upgrade_opset(model, info.opset)
+    if note:
+        steps.append(note)
+    source = tmp / "source.onnx"
+    onnx.save(model, str(source), save_as_external_data=large, all_tensors_to_one_file=True, location="source.data")
+    del model
+    progress(ProgressEvent(PREPARE, 1, 3, "pre-processing (shape inference, optimization)"))
+    cancel.check()
+    path = tmp / "prepared.onnx"
+    steps.append("quant_pre_process: " + pre_process(source, path, large))
+    prepared = onnx.load(str(path), load_external_data=not large)
+    flattened = flatten_gemm_biases(prepared)
+    if flattened:
+        steps.append(f"reshaped {flattened} Gemm bias(es) from [1, N] to [N]")
+        onnx.save(prepared, str(path), save_as_external_data=large, all_tensors_to_one_file=True, location="prepared.data")
+    progress(ProgressEvent(PREPARE, 3, 3, "ready"))
+    return Prepared(path, prepared, tuple(steps), large)
+
+
+def build(prepared: Prepared, ranges: dict, settings: QuantSettings, out: Path, exclude: tuple[str, ...] = ()) -> None:
+    """ONNX Runtime writes the INT8 graph from our ranges."""
+    try:
+        quantize_with_ranges(prepared.path, out, ranges, settings, out.parent, nodes_to_exclude=exclude)
+    except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"ONNX Runtime's quantizer failed: {text}",
+            "Try keeping the failing node in float (exclude it), or the per-tensor or QOperator options.",
+        ) from None
+
+
 def quantize(
     job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None = None, overwrite: bool = False
 ) -> QuantResult:
@@ -71,88 +123,72 @@ def quantize(
     if job.output is None:
         raise JobError("output", "no output path given", "Choose where to write the INT8 model.")
     check_output_path(job.model, job.output, overwrite)
-    if job.report is not None and os.path.abspath(job.report) == os.path.abspath(job.model):
-        raise OutputError("the report path is the input model.", "Choose another report path.")
+    for extra in (job.report, job.cache):
+        if extra is not None and os.path.abspath(extra) in (os.path.abspath(job.model), os.path.abspath(job.output)):
+            raise OutputError(f"{extra} would overwrite the model or the output.", "Choose another file name.")
     info = inspect_model(job.model, layout=job.preprocess.layout)
     check_model(info)
     spec = resolve_spec(job, info)
     ii = info.image_input
     calib_files = list_images(job.calibration.folders, "calibration")
-    warnings = settings_warnings(job.quantization)
-    threads = None  # ONNX Runtime's default
+    q = job.quantization
+    warnings = settings_warnings(q)
 
     with tempfile.TemporaryDirectory(prefix="guiapp-") as tmpdir:
         tmp = Path(tmpdir)
-        large = info.size_bytes >= TWO_GB
-        model = load_proto(job.model, load_external=True)
-        steps = []
-        moved = constants_to_initializers(model)
-        if moved:
-            steps.append(f"moved {moved} Constant node(s) into initializers so their weights can be quantized")
-        model, note = upgrade_opset(model, info.opset)
-        if note:
-            steps.append(note)
-        source = tmp / "source.onnx"
-        onnx.save(model, str(source), save_as_external_data=large, all_tensors_to_one_file=True, location="source.data")
-        del model
-        progress(ProgressEvent(PREPARE, 1, 3, "pre-processing (shape inference, optimization)"))
-        cancel.check()
-        prepared_path = tmp / "prepared.onnx"
-        steps.append("quant_pre_process: " + pre_process(source, prepared_path, large))
-        prepared = onnx.load(str(prepared_path), load_external_data=not large)
-        if flatten_gemm_biases(prepared):
-            onnx.save(prepared, str(prepared_path), save_as_external_data=large, all_tensors_to_one_file=True, location="prepared.data")
-        progress(ProgressEvent(PREPARE, 3, 3, "ready"))
+        prepared = prepare(job, info, tmp, progress, cancel)
         timings["prepare"] = time.perf_counter() - t
 
-        # ---- calibrate
         cancel.check()
         t = time.perf_counter()
         batch_size = ii.fixed_batch or job.calibration.batch_size
-        log = ReadLog()
-        total = min(job.calibration.max_images, len(calib_files))
-        order = seeded_order(calib_files, job.calibration.seed)
-        stream = iter_tensors(order, spec, job.calibration.max_images, log, cancel)
-        collected = collect(prepared, ii.name, batches(stream, batch_size), total, progress, cancel, threads)
-        del prepared
-        if collected.images == 0:
-            first = log.skipped[0] if log.skipped else None
+        cal = calibrate(
+            prepared.model, job.model, ii.name, spec, job.calibration, calib_files, batch_size, job.cache, progress, cancel,
+            histograms=job.calibration.method in HISTOGRAM_METHODS,
+        )
+        if cal.images == 0:
+            first = cal.skipped[0] if cal.skipped else None
             raise DatasetError(
-                f"no readable image in the calibration folder(s): {len(log.skipped)} file(s) failed to decode"
-                + (f" (first: {first[0].name}: {first[1]})" if first else "")
-                + ".",
+                f"no readable image in the calibration folder(s): {len(cal.skipped)} file(s) failed to decode"
+                + (f" (first: {first[0].name}: {first[1]})" if first else "") + ".",
                 "Add readable JPEG or PNG images.",
             )
-        if collected.images < total:
-            warnings.append(f"only {collected.images} of {total} calibration images were readable.")
+        total = min(job.calibration.max_images, len(calib_files))
+        if cal.images < total:
+            warnings.append(f"only {cal.images} of {total} calibration images were readable.")
         timings["calibrate"] = time.perf_counter() - t
 
-        # ---- quantize
+        # ---- quantize: ranges by strategy, ONNX Runtime writes the graph
         cancel.check()
         t = time.perf_counter()
-        progress(ProgressEvent(QUANTIZE, 0, 2, "writing the INT8 graph (ONNX Runtime)"))
+        progress(ProgressEvent(QUANTIZE, 0, 3, "computing ranges and writing the INT8 graph"))
+        target = Target(q.activation_type, q.symmetric_activations)
+        ranges = compute_ranges(cal.stats, StrategySettings(job.calibration.method, job.calibration.percentile), target)
+        eval_files, eval_source, excluded = _evaluation_files(job, calib_files, cal)
         quantized = tmp / "quantized.onnx"
-        try:
-            quantize_with_ranges(prepared_path, quantized, collected.ranges(), job.quantization, tmp)
-        except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything
-            raise ModelError(
-                f"ONNX Runtime's quantizer failed: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__}",
-                "Try keeping the failing node in float (exclude it), or the per-tensor or QOperator options.",
-            ) from None
+        build(prepared, ranges, q, quantized)
+        progress(ProgressEvent(QUANTIZE, 1, 3, "per-layer error"))
+        per_layer = _per_layer(job, prepared, quantized, ranges, spec, ii, eval_files, tmp, cancel)
+        kept_float: list[str] = []
+        if q.keep_float and per_layer:
+            cancel.check()
+            kept_float = worst_nodes(per_layer, q.keep_float)
+            progress(ProgressEvent(QUANTIZE, 2, 3, f"re-quantizing with {len(kept_float)} layer(s) in float"))
+            build(prepared, ranges, q, quantized, exclude=tuple(kept_float))
+            per_layer = _per_layer(job, prepared, quantized, ranges, spec, ii, eval_files, tmp, cancel)
         cancel.check()
         final = tmp / "final.onnx"
-        data_name = job.output.name + ".data" if large else None
+        data_name = job.output.name + ".data" if prepared.large else None
         _carry_over_metadata(job.model, quantized, final, data_name)
-        progress(ProgressEvent(QUANTIZE, 2, 2, "done"))
+        progress(ProgressEvent(QUANTIZE, 3, 3, "done"))
         timings["quantize"] = time.perf_counter() - t
 
         # ---- evaluate (on the temporary file: a cancel here still writes nothing)
         cancel.check()
         t = time.perf_counter()
-        eval_files, eval_source, excluded = _evaluation_files(job, calib_files, log)
         labels = resolve_labels(job.evaluation, eval_files)
         ev = evaluate_models(
-            job.model, final, ii.name, spec, eval_files, labels, job.evaluation, ii.fixed_batch, progress, cancel, threads,
+            job.model, final, ii.name, spec, eval_files, labels, job.evaluation, ii.fixed_batch, progress, cancel,
             seed=job.calibration.seed,
         )
         ev["eval"].update({"source": eval_source, "excluded_calibration_overlap": excluded})
@@ -167,17 +203,21 @@ def quantize(
             "accuracy": ev["accuracy"],
             "agreement": ev["agreement"],
             "outputs": ev["outputs"],
+            "per_layer": per_layer,
+            "kept_float": kept_float,
             "eval": ev["eval"],
             "calibration": {
                 "method": job.calibration.method,
-                "images_used": collected.images,
-                "images_skipped": len(log.skipped),
-                "skipped_files": [{"file": str(p), "reason": r} for p, r in log.skipped],
-                "seconds": collected.seconds,
-                "tensors": len(collected.stats),
+                "images_used": cal.images,
+                "images_skipped": len(cal.skipped),
+                "skipped_files": [{"file": str(p), "reason": r} for p, r in cal.skipped],
+                "seconds": cal.seconds,
+                "tensors": len(cal.stats),
                 "batch_size": batch_size,
+                "cache_used": cal.cache_used,
+                "cache": str(job.cache) if job.cache else None,
             },
-            "preparation": steps,
+            "preparation": list(prepared.steps),
             "preprocess": spec.to_dict(),
             "warnings": warnings + ev["warnings"],
             "timings_s": timings,
@@ -191,23 +231,35 @@ def quantize(
     return QuantResult(job.output, report)
 
 
-def _evaluation_files(job: Job, calib_files: list[Path], log: ReadLog) -> tuple[list[Path], str, int]:
+def _per_layer(job, prepared, quantized, ranges, spec, ii, eval_files, tmp, cancel) -> list[dict]:
+    """Per-layer error on a few held-out images; QOperator models are analysed
+    through a QDQ twin with the same ranges."""
+    n = job.evaluation.per_layer_images
+    if n <= 0 or prepared.large:
+        return []
+    qdq = quantized
+    if job.quantization.format != "qdq":
+        qdq = tmp / "twin.qdq.onnx"
+        build(prepared, ranges, replace(job.quantization, format="qdq"), qdq)
+    stream = iter_tensors(seeded_order(eval_files, job.calibration.seed + 1), spec, n, ReadLog(), cancel)
+    return per_layer_error(prepared.path, qdq, ii.name, batches(stream, ii.fixed_batch or n), cancel)
+
+
+def _evaluation_files(job: Job, calib_files: list[Path], cal: Calibration) -> tuple[list[Path], str, int]:
     """Evaluation images never include images used for calibration."""
-    used = {os.path.realpath(p) for p in log.used}
-    unreadable = {os.path.realpath(p) for p, _ in log.skipped}
+    used = {os.path.realpath(p) for p in cal.used}
+    unreadable = {os.path.realpath(p) for p, _ in cal.skipped}
     if job.evaluation.folders:
         files = list_images(job.evaluation.folders, "evaluation")
         held = [p for p in files if os.path.realpath(p) not in used]
         if not held:
-            raise DatasetError(
-                "every evaluation image was used for calibration.", "Give an evaluation folder with other images."
-            )
+            raise DatasetError("every evaluation image was used for calibration.", "Give an evaluation folder with other images.")
         return held, "evaluation folders", len(files) - len(held)
     held = [p for p in calib_files if os.path.realpath(p) not in used | unreadable]
     if held:
         return held, "calibration folders, images not used for calibration", len(calib_files) - len(held)
     # Every image went into calibration: compare on them, and say so.
-    return list(log.used), "calibration images (no held-out images: numbers are optimistic)", 0
+    return list(cal.used), "calibration images (no held-out images: numbers are optimistic)", 0
 
 
 def _carry_over_metadata(original: Path, quantized: Path, final: Path, data_name: str | None) -> None:

@@ -87,3 +87,21 @@ def format_table(rows: list[tuple[str, str, str]]) -> str:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return "\n".join([line(head), "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+def per_layer_table(rows: list[dict], limit: int = 25) -> str:
+    """The per-layer error, worst first, as text."""
+    if not rows:
+        return "Per-layer error: not measured."
+    head = ("layer (tensor)", "kind", "op", "SQNR dB", "cosine")
+    body = [
+        (r["name"], r["kind"], r["op_type"], "-" if r["sqnr_db"] is None else f"{r['sqnr_db']:.1f}",
+         "-" if r["cosine"] is None else f"{r['cosine']:.5f}")
+        for r in rows[:limit]
+    ]
+    widths = [min(48, max(len(x[i]) for x in [head, *body])) for i in range(5)]
+    line = lambda r: "  ".join(str(c)[:w].ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    out = ["Per-layer error, worst first:", line(head), "  ".join("-" * w for w in widths), *map(line, body)]
+    if len(rows) > limit:
+        out.append(f"... {len(rows) - limit} more in the report (per_layer)")
+    return "\n".join(out)

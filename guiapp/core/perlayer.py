@@ -1,0 +1,140 @@
+"""Per-layer error: where in the network INT8 departs from FP32.
+
+For a few images, every quantized activation of the QDQ model (the output of
+its DequantizeLinear, which the next layer reads) is compared with the same
+tensor of the FP32 model; every quantized weight is dequantized and compared
+with its FP32 values. Errors accumulate with depth, so the activations show
+where accuracy is lost; the weights show what per-channel or per-tensor costs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .evaluate import ErrorStats
+from .progress import CancelToken
+from .sessions import make_session
+
+DQ_SUFFIX = "_DequantizeLinear_Output"
+
+
+def _qdq_activations(qdq: onnx.ModelProto) -> dict[str, str]:
+    """FP32 tensor name -> the QDQ model's dequantized tensor for it."""
+    inits = {t.name for t in qdq.graph.initializer}
+    producers = {o: n for n in qdq.graph.node for o in n.output}
+    out = {}
+    for node in qdq.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] in inits:
+            continue
+        q = producers.get(node.input[0])
+        if q is not None and q.op_type == "QuantizeLinear" and q.input[0] not in inits:
+            out[q.input[0]] = node.output[0]
+    return out
+
+
+def _dequantized_weights(qdq: onnx.ModelProto) -> dict[str, tuple[np.ndarray, str]]:
+    """DQ output name -> (dequantized weight values, DQ output name) for
+    DequantizeLinear nodes fed by initializers (weights and biases)."""
+    inits = {t.name: t for t in qdq.graph.initializer}
+    out = {}
+    for node in qdq.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[node.input[0]]).astype(np.float64)
+        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        zp = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64) if len(node.input) > 2 and node.input[2] else 0.0
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if np.ndim(scale) == 1 and q.ndim > 1:
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            scale, zp = scale.reshape(shape), np.reshape(zp, shape) if np.ndim(zp) == 1 else zp
+        out[node.output[0]] = (q - zp) * scale
+    return out
+
+
+def per_layer_error(
+    fp32: Path,
+    qdq: Path,
+    input_name: str,
+    batches: Iterator[tuple[list[Path], np.ndarray]],
+    cancel: CancelToken,
+    threads: int | None = None,
+) -> list[dict]:
+    """``{name, kind, node, op_type, sqnr_db, cosine}`` for every quantized
+    activation and weight, worst SQNR first. ``fp32`` is the pre-processed
+    FP32 graph the QDQ model was made from (same tensor names)."""
+    fmodel = onnx.load(str(fp32))
+    qmodel = onnx.load(str(qdq))
+    producers = {o: n for n in fmodel.graph.node for o in n.output}
+    consumers: dict[str, onnx.NodeProto] = {}
+    for n in fmodel.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, n)
+    typed = {vi.name: vi for vi in list(fmodel.graph.value_info) + list(fmodel.graph.output)}
+
+    pairs = {k: v for k, v in _qdq_activations(qmodel).items() if k in typed or k == input_name}
+    rows = []
+    if pairs:
+        names = [n for n in pairs if n != input_name]
+        f_aug = _with_outputs(fmodel, [typed[n] for n in names])
+        q_aug = _with_outputs(qmodel, [onnx.helper.make_empty_tensor_value_info(pairs[n]) for n in pairs])
+        fs, qs = make_session(f_aug, threads), make_session(q_aug, threads)
+        q_names = [pairs[n] for n in pairs]
+        stats = {n: ErrorStats() for n in pairs}
+        for _, batch in batches:
+            cancel.check()
+            f_out = dict(zip(names, fs.run(names, {input_name: batch})))
+            if input_name in pairs:
+                f_out[input_name] = batch
+            q_out = dict(zip(q_names, qs.run(q_names, {input_name: batch})))
+            for n in pairs:
+                stats[n].add(np.asarray(f_out[n]), np.asarray(q_out[pairs[n]]))
+        for n, st in stats.items():
+            node = producers.get(n)
+            r = st.result(n)
+            rows.append({"name": n, "kind": "activation", "node": node.name if node else n,
+                         "op_type": node.op_type if node else "Input", "sqnr_db": r["sqnr_db"], "cosine": r["cosine"]})
+
+    f_inits = {t.name: t for t in fmodel.graph.initializer}
+    # Biases are quantized to int32 with scale = input scale x weight scale:
+    # their error says nothing that the weight's and the input's do not.
+    biases = {n.input[2] for n in fmodel.graph.node if n.op_type in ("Conv", "Gemm", "ConvTranspose") and len(n.input) > 2}
+    for dq_out, values in _dequantized_weights(qmodel).items():
+        name = dq_out[: -len(DQ_SUFFIX)] if dq_out.endswith(DQ_SUFFIX) else dq_out
+        if name not in f_inits or name in biases:
+            continue
+        ref = numpy_helper.to_array(f_inits[name]).astype(np.float64)
+        if ref.shape != values.shape:
+            continue
+        st = ErrorStats()
+        st.add(ref.reshape(1, -1), values.reshape(1, -1))
+        r = st.result(name)
+        node = consumers.get(name)
+        rows.append({"name": name, "kind": "weight", "node": node.name if node else name,
+                     "op_type": node.op_type if node else "", "sqnr_db": r["sqnr_db"], "cosine": r["cosine"]})
+    rows.sort(key=lambda r: (r["sqnr_db"] is None, r["sqnr_db"] if r["sqnr_db"] is not None else 0.0))
+    return rows
+
+
+def _with_outputs(model: onnx.ModelProto, outputs) -> bytes:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.output[:]
+    m.graph.output.extend(outputs)
+    return m.SerializeToString()
+
+
+def worst_nodes(rows: list[dict], n: int) -> list[str]:
+    """The nodes of the ``n`` worst activations (those can be kept in float)."""
+    out: list[str] = []
+    for r in rows:
+        if r["kind"] == "activation" and r["op_type"] != "Input" and r["node"] not in out:
+            out.append(r["node"])
+        if len(out) == n:
+            break
+    return out

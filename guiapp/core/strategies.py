@@ -1,0 +1,239 @@
+"""Calibration strategies: from collected statistics to one range per tensor.
+
+Every strategy reads the same :class:`~guiapp.core.histogram.TensorStats`, so
+switching strategy needs no new pass over the images (the calibration cache).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .histogram import HALF, TensorStats
+
+METHODS = ("minmax", "ema-minmax", "percentile", "entropy", "mse")
+HISTOGRAM_METHODS = frozenset({"percentile", "entropy", "mse"})  # the others need only extremes
+
+DESCRIPTIONS = {
+    "minmax": "The full observed range. Exact for well-behaved activations; one outlier image widens the range and costs resolution for all others.",
+    "ema-minmax": "A moving average (constant 0.01) of each batch's min and max: robust to a rare outlier batch, but clips values that only some batches reach.",
+    "percentile": "Clips the range at a percentile of the values (default 99.99%): drops rare outliers, a good default for ReLU6-free nets with heavy tails.",
+    "entropy": "TensorRT's KL-divergence search: the clipping threshold whose INT8 histogram loses the least information. Strong on CNN classifiers.",
+    "mse": "The range that minimizes the mean squared quantize-dequantize error under the observed histogram (RKNN's mmse). Balances clipping and rounding.",
+}
+
+# Integer limits ONNX Runtime uses (quant_utils.get_qmin_qmax_for_qType, no reduce_range).
+_QRANGE = {("uint8", False): (0, 255), ("uint8", True): (0, 255), ("int8", False): (-128, 127), ("int8", True): (-127, 127)}
+
+
+@dataclass(frozen=True)
+class Target:
+    """How activations will be quantized: the strategies optimize for it."""
+
+    qtype: str = "uint8"
+    symmetric: bool = False
+
+    @property
+    def qmin_qmax(self) -> tuple[int, int]:
+        return _QRANGE[(self.qtype, self.symmetric)]
+
+
+@dataclass(frozen=True)
+class StrategySettings:
+    method: str = "minmax"
+    percentile: float = 99.99
+
+
+def compute_ranges(stats: dict[str, TensorStats], settings: StrategySettings, target: Target) -> dict[str, tuple[float, float]]:
+    """One (low, high) range per tensor that saw finite values."""
+    out = {}
+    for name, s in stats.items():
+        if not s.finite:
+            continue
+        out[name] = tensor_range(s, settings, target)
+    return out
+
+
+def tensor_range(s: TensorStats, settings: StrategySettings, target: Target) -> tuple[float, float]:
+    m = settings.method
+    if m == "minmax" or s.exp is None:
+        return s.lo, s.hi
+    if m == "ema-minmax":
+        return s.ema_lo, s.ema_hi
+    if m == "percentile":
+        return percentile_range(s, settings.percentile, target.symmetric)
+    if m == "entropy":
+        return _clip_to_observed(s, entropy_threshold(s, target))
+    if m == "mse":
+        return mse_range(s, target)
+    raise ValueError(f"unknown calibration method {m!r}")
+
+
+def _clip_to_observed(s: TensorStats, t: float) -> tuple[float, float]:
+    """A symmetric threshold, clipped to what was observed (a ReLU output
+    keeps 0 as its lower end)."""
+    return max(-t, s.lo), min(t, s.hi)
+
+
+# ---------------------------------------------------------------- percentile
+
+
+def percentile_range(s: TensorStats, p: float, symmetric: bool) -> tuple[float, float]:
+    """``symmetric``: the p-th percentile of |x|, as +-t. Otherwise the lower
+    (100-p)-th and upper p-th percentiles of x, each tail clipped on its own."""
+    w = s.width
+    if symmetric:
+        h = s.abs_hist()
+        cdf = np.cumsum(h) / h.sum()
+        j = int(np.searchsorted(cdf, p / 100.0))
+        return _clip_to_observed(s, (j + 1) * w)
+    cdf = np.cumsum(s.hist) / s.hist.sum()
+    j_hi = int(np.searchsorted(cdf, p / 100.0))
+    j_lo = int(np.searchsorted(cdf, (100.0 - p) / 100.0, side="right"))
+    hi = (j_hi + 1 - HALF) * w  # upper edge of the bin
+    lo = (j_lo - HALF) * w  # lower edge
+    return max(lo, s.lo), min(hi, s.hi)
+
+
+# ---------------------------------------------------------------- entropy
+
+
+def entropy_threshold(s: TensorStats, target: Target) -> float:
+    """TensorRT's KL-divergence threshold over the |x| histogram (>= 2048 bins).
+
+    For each candidate threshold (a bin edge i), P is the histogram up to i
+    with the clipped mass added to its last bin, and Q is P merged into the
+    quantized levels and spread back evenly over each level's non-empty bins.
+    Q is constant inside a level, so KL(P||Q) = sum P log P - sum_levels
+    P_level log q_level, which prefix sums give for all thresholds at once.
+
+    Exact zeros are left out: zero is represented exactly at any threshold,
+    and after a ReLU their spike in the first bin would otherwise favour tiny
+    thresholds (where it gets a level of its own) and clip far too much.
+    """
+    h = s.abs_hist().astype(np.float64)
+    h[0] -= s.zeros
+    nonzero = np.flatnonzero(h)
+    if nonzero.size == 0:
+        return 0.0
+    h = h[: nonzero[-1] + 1]
+    n = h.size
+    # Levels available on one side: 256 for a non-negative tensor in asymmetric
+    # uint8 (the whole code range covers [0, t]), otherwise 128 (TensorRT).
+    nq = 256 if (s.lo >= 0 and not target.symmetric and target.qtype == "uint8") else 128
+    if n <= nq:
+        return n * s.width
+    total = h.sum()
+    csum = np.concatenate(([0.0], np.cumsum(h)))
+    cnz = np.concatenate(([0.0], np.cumsum(h > 0)))
+    hlogh = np.concatenate(([0.0], np.cumsum(np.where(h > 0, h * np.log(np.where(h > 0, h, 1.0)), 0.0))))
+
+    best_i, best_kl = n, math.inf
+    cands = np.arange(nq, n + 1)
+    g = np.arange(nq)[None, :]
+    for chunk in np.array_split(cands, max(1, cands.size // 512)):
+        i = chunk[:, None]  # bins kept
+        outliers = total - csum[chunk]  # mass beyond the threshold, folded into bin i-1
+        last = h[chunk - 1]
+        # sum P log P, with P = h / total and bin i-1 holding last + outliers
+        a = hlogh[chunk - 1] + np.where(last + outliers > 0, (last + outliers) * np.log(np.maximum(last + outliers, 1e-300)), 0.0)
+        a = a / total - math.log(total)
+        step = i // nq
+        start = g * step
+        end = np.where(g == nq - 1, i, start + step)
+        gsum = csum[end] - csum[start]  # (T, nq) mass per level (without outliers)
+        gnz = cnz[end] - cnz[start]
+        pmass = gsum.copy()
+        pmass[:, -1] += outliers  # the last level also carries the clipped mass
+        q = np.where(gnz > 0, gsum / np.maximum(gnz, 1) / csum[chunk][:, None], 1.0)  # per-bin Q, normalized
+        b = np.where(pmass > 0, pmass / total * np.log(np.where(gsum > 0, q, 1.0)), 0.0).sum(axis=1)
+        kl = a - b
+        # A clipped mass on an empty last bin has no Q to match: infinite KL.
+        kl = np.where((last == 0) & (outliers > 0), np.inf, kl)
+        j = int(np.argmin(kl))
+        if kl[j] < best_kl:
+            best_kl, best_i = float(kl[j]), int(chunk[j])
+    return best_i * s.width
+
+
+# ---------------------------------------------------------------- mse
+
+
+def _scale_zero_point(lo, hi, target: Target):
+    """ONNX Runtime's compute_scale_zp, vectorized: the range always includes
+    0; symmetric ranges are centred. Returns scale, zero point and the lowest
+    and highest representable values."""
+    qmin, qmax = target.qmin_qmax
+    rmin = np.minimum(lo, 0.0)
+    rmax = np.maximum(hi, 0.0)
+    if target.symmetric:
+        a = np.maximum(-rmin, rmax)
+        rmin, rmax = -a, a
+    scale = (rmax - rmin) / (qmax - qmin)
+    scale = np.where(scale > 0, scale, 1.0)
+    zp = np.full_like(scale, round((qmin + qmax) / 2)) if target.symmetric else np.round(qmin - rmin / scale)
+    zp = np.clip(zp, qmin, qmax)
+    return scale, zp, (qmin - zp) * scale, (qmax - zp) * scale
+
+
+def _rounding_integral(x, s):
+    """Integral of the squared rounding error (x - s*round(x/s))^2 from a grid
+    midpoint up to x: whole periods give s^3/12 each, the rest r^3/3."""
+    k = np.floor(x / s + 0.5)
+    r = x - k * s
+    return k * (s**3 / 12.0) + (r**3 + (s / 2.0) ** 3) / 3.0
+
+
+def quantization_mse(edges_lo, edges_hi, counts, lo, hi, target: Target) -> np.ndarray:
+    """Expected squared quantize-dequantize error of a histogram for each
+    candidate range (lo[i], hi[i]), values spread evenly within each bin.
+
+    Inside the representable range the error is the rounding sawtooth, whose
+    integral has a closed form; beyond it, the distance to the clipped end.
+    Exact for any ratio of bin width to quantization step.
+    """
+    lo = np.atleast_1d(np.asarray(lo, np.float64))[:, None]
+    hi = np.atleast_1d(np.asarray(hi, np.float64))[:, None]
+    a, b = edges_lo[None, :], edges_hi[None, :]
+    scale, _, vmin, vmax = _scale_zero_point(lo, hi, target)
+    # inside [vmin, vmax]
+    ia, ib = np.clip(a, vmin, vmax), np.clip(b, vmin, vmax)
+    inside = _rounding_integral(ib, scale) - _rounding_integral(ia, scale)
+    # above vmax and below vmin: (x - end)^2 integrates to a cubic
+    ua = np.maximum(a, vmax)
+    above = np.where(b > vmax, ((b - vmax) ** 3 - (ua - vmax) ** 3) / 3.0, 0.0)
+    lb = np.minimum(b, vmin)
+    below = np.where(a < vmin, ((lb - vmin) ** 3 - (a - vmin) ** 3) / 3.0, 0.0)
+    per_bin = (inside + above + below) / (b - a)
+    return (per_bin * counts[None, :]).sum(axis=1) / counts.sum()
+
+
+def qdq(x: np.ndarray, lo, hi, target: Target) -> np.ndarray:
+    """Quantize-dequantize ``x`` with range (lo, hi) as ONNX Runtime does
+    (scale and zero point as compute_scale_zp, rounding half to even)."""
+    scale, zp, _, _ = _scale_zero_point(np.asarray(lo, np.float64), np.asarray(hi, np.float64), target)
+    qmin, qmax = target.qmin_qmax
+    q = np.clip(np.round(x / scale) + zp, qmin, qmax)
+    return (q - zp) * scale
+
+
+def mse_range(s: TensorStats, target: Target) -> tuple[float, float]:
+    """Shrink the observed range by a factor alpha in (0, 1] and keep the alpha
+    with the least expected QDQ error: a coarse search over 99 factors, then a
+    fine one around the best."""
+    counts = s.hist.reshape(-1, 2).sum(axis=1).astype(np.float64)  # 2x coarser: exact integration copes
+    w = s.width * 2
+    keep = np.flatnonzero(counts)
+    edges_lo = (keep - counts.size // 2) * w
+    counts = counts[keep]
+    lo, hi = s.lo, s.hi
+
+    def best(alphas: np.ndarray) -> float:
+        e = quantization_mse(edges_lo, edges_lo + w, counts, alphas * lo, alphas * hi, target)
+        return float(alphas[int(np.argmin(e))])
+
+    a = best(np.linspace(0.01, 1.0, 100))
+    a = best(np.clip(np.linspace(a - 0.01, a + 0.01, 41), 1e-3, 1.0))
+    return a * lo, a * hi

@@ -1,0 +1,140 @@
+"""The streaming calibration engine: bounded memory, cache, per-layer error."""
+
+import tracemalloc
+
+import numpy as np
+import onnx
+import pytest
+
+from builders import convnet, deepnet, image_folder
+from guiapp.core import calibcache, pipeline
+from guiapp.core.calibration import collect, tensors_to_calibrate
+from guiapp.core.errors import Cancelled
+from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
+from guiapp.core.preprocess import preset
+from guiapp.core.progress import CALIBRATE, CancelToken, no_progress
+from guiapp.core.strategies import METHODS
+
+
+def test_memory_stays_flat_as_batches_grow(tmp_path):
+    model = onnx.shape_inference.infer_shapes(deepnet(tmp_path / "deep.onnx", depth=30))  # as quant_pre_process leaves it
+    assert len(tensors_to_calibrate(model)) >= 60
+
+    def peak_for(n_batches):
+        rng = np.random.default_rng(0)
+        batches = ((["x"] * 8, rng.standard_normal((8, 3, 16, 16)).astype(np.float32)) for _ in range(n_batches))
+        tracemalloc.start()
+        collect(model, "image", batches, n_batches * 8, no_progress, CancelToken())
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    small, large = peak_for(5), peak_for(60)
+    assert large <= small * 1.10 + 256 * 1024, (small, large)
+
+
+def job_for(tmp_path, model, calib, method="minmax", **quant):
+    return Job(
+        model=model,
+        output=tmp_path / f"{method}.int8.onnx",
+        preprocess=preset("imagenet", resize="stretch"),
+        calibration=CalibrationSettings(folders=(calib,), max_images=16, batch_size=4, method=method),
+        quantization=QuantSettings(**quant),
+        evaluation=EvalSettings(latency_runs=3, max_images=8, per_layer_images=4),
+        cache=tmp_path / "job.calib.npz",
+    )
+
+
+def test_cache_round_trips_and_serves_every_strategy(tmp_path, model_path, calib_dir):
+    first = pipeline.quantize(job_for(tmp_path, model_path, calib_dir, "entropy")).report
+    assert first["calibration"]["cache_used"] is False and (tmp_path / "job.calib.npz").is_file()
+    (calib_dir / "img_000.png").rename(calib_dir / "moved_away.bak")  # the images are not read again...
+    (calib_dir / "moved_away.bak").rename(calib_dir / "img_000.png")  # ...but must be unchanged to match
+    for method in METHODS:
+        r = pipeline.quantize(job_for(tmp_path, model_path, calib_dir, method, format="qoperator"), overwrite=True).report
+        assert r["calibration"]["cache_used"] is True, method
+        assert r["calibration"]["images_used"] == 16
+        assert r["agreement"]["top1"] is not None
+
+
+def test_a_minmax_cache_has_no_histograms_for_histogram_methods(tmp_path, model_path, calib_dir):
+    assert not pipeline.quantize(job_for(tmp_path, model_path, calib_dir, "minmax")).report["calibration"]["cache_used"]
+    ema = pipeline.quantize(job_for(tmp_path, model_path, calib_dir, "ema-minmax")).report
+    assert ema["calibration"]["cache_used"]
+    mse = pipeline.quantize(job_for(tmp_path, model_path, calib_dir, "mse")).report
+    assert not mse["calibration"]["cache_used"]  # calibrated again, with histograms...
+    minmax = pipeline.quantize(job_for(tmp_path, model_path, calib_dir, "minmax"), overwrite=True).report
+    assert minmax["calibration"]["cache_used"]  # ...which then serve every method
+
+
+def test_cache_entries_round_trip_exactly(tmp_path, model_path):
+    from guiapp.core.histogram import TensorStats
+
+    s = TensorStats()
+    s.fold(np.random.default_rng(0).standard_normal((4, 100)).astype(np.float32))
+    entry = calibcache.CacheEntry({"t": s}, 4, 1.5, ("a.png",), (("b.png", "damaged"),))
+    calibcache.save(tmp_path / "c.npz", "key", entry)
+    back = calibcache.load(tmp_path / "c.npz", "key")
+    assert back.images == 4 and back.used == ("a.png",) and back.skipped == (("b.png", "damaged"),)
+    got = back.stats["t"]
+    assert (got.lo, got.hi, got.exp, got.zeros, got.count) == (s.lo, s.hi, s.exp, s.zeros, s.count)
+    np.testing.assert_array_equal(got.hist, s.hist)
+    assert calibcache.load(tmp_path / "c.npz", "other key") is None
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert calibcache.load(tmp_path / "bad.npz", "key") is None
+
+
+def test_changed_images_invalidate_the_cache(tmp_path, model_path, calib_dir):
+    pipeline.quantize(job_for(tmp_path, model_path, calib_dir))
+    image_folder(calib_dir, 1, seed=99, prefix="new")
+    r = pipeline.quantize(job_for(tmp_path, model_path, calib_dir, "entropy")).report
+    assert r["calibration"]["cache_used"] is False
+
+
+def test_cancel_during_calibration_writes_no_cache_and_no_model(tmp_path, model_path, calib_dir):
+    token = CancelToken()
+
+    def progress(e):
+        if e.stage == CALIBRATE and e.done >= 4:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        pipeline.quantize(job_for(tmp_path, model_path, calib_dir), progress, token)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib", "net.onnx"]
+
+
+def test_per_layer_error_lists_activations_and_weights_worst_first(tmp_path, model_path, calib_dir):
+    r = pipeline.quantize(job_for(tmp_path, model_path, calib_dir)).report
+    rows = r["per_layer"]
+    kinds = {row["kind"] for row in rows}
+    assert kinds == {"activation", "weight"}
+    assert {"name", "op_type", "sqnr_db", "cosine"} <= set(rows[0])
+    sqnr = [row["sqnr_db"] for row in rows]
+    assert sqnr == sorted(sqnr)
+    weights = {row["name"]: row for row in rows if row["kind"] == "weight"}
+    assert set(weights) == {"w1", "w2", "wf"} and weights["w1"]["op_type"] == "Conv"
+    assert all(row["cosine"] > 0.9 for row in rows)
+
+
+def test_per_layer_weight_error_matches_a_direct_computation(tmp_path, model_path, calib_dir):
+    pipeline.quantize(job_for(tmp_path, model_path, calib_dir, per_channel=False))
+    rows = pipeline.quantize(job_for(tmp_path, model_path, calib_dir, per_channel=False), overwrite=True).report["per_layer"]
+    w = next(t for t in onnx.load(str(model_path)).graph.initializer if t.name == "w2")
+    ref = onnx.numpy_helper.to_array(w).astype(np.float64)
+    scale = np.abs(ref).max() / 127.0  # symmetric int8, per tensor
+    deq = np.clip(np.round(ref / scale), -127, 127) * scale
+    want = 10 * np.log10(np.sum(ref**2) / np.sum((ref - deq) ** 2))
+    got = next(r for r in rows if r["name"] == "w2")["sqnr_db"]
+    assert got == pytest.approx(want, abs=0.05)
+
+
+def test_keep_float_requantizes_with_the_worst_layers_in_float(tmp_path, model_path, calib_dir):
+    r = pipeline.quantize(job_for(tmp_path, model_path, calib_dir, keep_float=1)).report
+    assert len(r["kept_float"]) == 1
+    node_name = r["kept_float"][0]
+    g = onnx.load(str(tmp_path / "minmax.int8.onnx")).graph
+    node = next(n for n in g.node if n.name == node_name)
+    assert node.op_type in ("Conv", "Relu", "Gemm", "GlobalAveragePool", "Flatten")
+    if node.op_type in ("Conv", "Gemm"):
+        w = next(t for t in g.initializer if t.name == node.input[1])
+        assert w.data_type == onnx.TensorProto.FLOAT

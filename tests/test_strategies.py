@@ -1,0 +1,180 @@
+"""Calibration strategies and streaming statistics against numpy references."""
+
+import numpy as np
+import pytest
+
+from guiapp.core.histogram import HALF, TensorStats
+from guiapp.core.strategies import StrategySettings, Target, entropy_threshold, mse_range, percentile_range, tensor_range
+
+
+def heavy_tailed(seed=0, relu=False, shape=(32, 20000)):
+    x = np.random.default_rng(seed).standard_t(3, size=shape).astype(np.float32)
+    return np.maximum(x, 0) if relu else x
+
+
+def stats_of(x, batches=1):
+    s = TensorStats()
+    for part in np.array_split(x, batches):
+        s.fold(part)
+    return s
+
+
+# ------------------------------------------------------------ streaming statistics
+
+
+def test_rebinning_when_the_range_widens_equals_collecting_at_once():
+    rng = np.random.default_rng(3)
+    parts = [rng.standard_normal((4, 5000)).astype(np.float32) * scale for scale in (0.01, 0.3, 40.0, 2.0, 900.0)]
+    streamed = TensorStats()
+    for p in parts:
+        streamed.fold(p)
+    at_once = stats_of(np.concatenate(parts))
+    assert streamed.exp == at_once.exp
+    np.testing.assert_array_equal(streamed.hist, at_once.hist)
+    for method in ("percentile", "entropy", "mse"):
+        assert tensor_range(streamed, StrategySettings(method), Target()) == tensor_range(at_once, StrategySettings(method), Target())
+
+
+def test_histogram_counts_every_value_in_the_right_bin():
+    x = np.array([[-3.0, -0.5, 0.0, 0.0, 0.25, 2.9, 3.0]], np.float32)
+    s = stats_of(x)
+    assert s.exp == 2 and s.width == 4 / HALF  # grid [-4, 4]
+    assert s.hist.sum() == x.size and s.zeros == 2
+    for v in x.ravel():
+        assert s.hist[int(np.floor(v / s.width)) + HALF] >= 1
+    assert (s.lo, s.hi) == (-3.0, 3.0)
+
+
+def test_all_zero_then_values():
+    s = TensorStats()
+    s.fold(np.zeros((2, 10), np.float32))
+    s.fold(np.ones((1, 5), np.float32))
+    assert s.hist[HALF] == 20 and s.hist.sum() == 25 and s.zeros == 20
+
+
+def test_nan_and_inf_do_not_poison_the_range():
+    s = stats_of(np.array([[1.0, np.nan, -2.0, np.inf]], np.float32))
+    assert (s.lo, s.hi) == (-2.0, 1.0)
+
+
+# ------------------------------------------------------------ strategies
+
+
+def test_minmax_is_the_observed_range():
+    x = heavy_tailed()
+    assert tensor_range(stats_of(x), StrategySettings("minmax"), Target()) == (float(x.min()), float(x.max()))
+
+
+def test_ema_minmax_follows_the_per_batch_moving_average():
+    x = heavy_tailed(shape=(40, 1000))
+    s = TensorStats()
+    lo = hi = None
+    for part in np.array_split(x, 10):
+        s.fold(part, ema_constant=0.1)
+        blo, bhi = float(part.min()), float(part.max())
+        lo, hi = (blo, bhi) if lo is None else (lo + 0.1 * (blo - lo), hi + 0.1 * (bhi - hi))
+    got = tensor_range(s, StrategySettings("ema-minmax"), Target())
+    assert got == pytest.approx((lo, hi))
+
+
+@pytest.mark.parametrize("p", [99.0, 99.9, 99.99])
+def test_percentile_matches_numpy_within_a_bin(p):
+    x = heavy_tailed()
+    s = stats_of(x, batches=4)
+    # The inverse of the empirical CDF (no interpolation between samples): the
+    # range ends on the edge of the bin holding that sample.
+    lo, hi = percentile_range(s, p, symmetric=False)
+    assert 0 <= hi - np.percentile(x, p, method="inverted_cdf") <= s.width
+    assert 0 <= np.percentile(x, 100 - p, method="inverted_cdf") - lo <= s.width
+    _, t = percentile_range(s, p, symmetric=True)
+    assert 0 <= t - np.percentile(np.abs(x), p, method="inverted_cdf") <= s.width
+
+
+def test_heavy_tails_clip_well_inside_the_maximum_for_entropy_and_percentile():
+    x = heavy_tailed()
+    s = stats_of(x)
+    absmax = float(np.abs(x).max())
+    assert max(map(abs, tensor_range(s, StrategySettings("minmax"), Target()))) == absmax
+    for method in ("entropy", "percentile"):
+        lo, hi = tensor_range(s, StrategySettings(method), Target())
+        assert max(-lo, hi) < 0.5 * absmax, method
+
+
+def reference_kl_bins(h, nq):
+    """TensorRT's KL-divergence search written plainly, one threshold at a time."""
+    h = h.astype(np.float64)
+    best, best_i = np.inf, len(h)
+    for i in range(nq, len(h) + 1):
+        p = h[:i].copy()
+        p[i - 1] += h[i:].sum()
+        step = i // nq
+        starts = np.arange(nq) * step  # the last level also takes the remainder
+        sums = np.add.reduceat(h[:i], starts)
+        counts = np.add.reduceat((h[:i] > 0).astype(float), starts)
+        level = np.minimum(np.arange(i) // step, nq - 1)
+        q = np.where(h[:i] > 0, sums[level] / np.maximum(counts[level], 1), 0.0)
+        p, q = p / p.sum(), q / q.sum()
+        m = p > 0
+        kl = np.inf if np.any(q[m] == 0) else float(np.sum(p[m] * np.log(p[m] / q[m])))
+        if kl < best:
+            best, best_i = kl, i
+    return best_i
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_entropy_matches_the_plain_tensorrt_search(relu):
+    s = stats_of(heavy_tailed(seed=5, relu=relu, shape=(8, 20000)))
+    h = s.abs_hist().astype(np.float64)
+    h[0] -= s.zeros
+    h = h[: np.flatnonzero(h)[-1] + 1]
+    assert len(h) >= 2048  # the search runs over at least 2048 bins
+    nq = 256 if relu else 128
+    assert entropy_threshold(s, Target()) == reference_kl_bins(h, nq) * s.width
+
+
+def reference_mse(x, lo, hi, qmin=0, qmax=255):
+    """Quantize-dequantize as ONNX Runtime does (uint8, asymmetric), plainly."""
+    rmin, rmax = min(lo, 0.0), max(hi, 0.0)
+    scale = (rmax - rmin) / (qmax - qmin)
+    zp = round(qmin - rmin / scale)
+    q = np.clip(np.round(x / scale) + zp, qmin, qmax)
+    return float(np.mean((x - (q - zp) * scale) ** 2))
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_mse_range_minimizes_the_quantization_error_among_nearby_ranges(relu):
+    x = heavy_tailed(seed=9, relu=relu).astype(np.float64)
+    s = stats_of(x.astype(np.float32))
+    lo, hi = mse_range(s, Target())
+    best = reference_mse(x, lo, hi)
+    for f in (0.8, 0.9, 0.95, 1.05, 1.1, 1.25):
+        assert best <= reference_mse(x, f * lo, f * hi) * 1.002, f
+    assert best < reference_mse(x, float(x.min()), float(x.max()))  # better than the full range
+    assert hi < float(x.max())
+
+
+# ------------------------------------------------------------ exact derivations
+
+
+@pytest.mark.parametrize("op", ["Relu", "Concat", "Flatten"])
+def test_derived_statistics_equal_collecting_the_output(op):
+    from guiapp.core.histogram import derived_extremes, derived_hist
+
+    rng = np.random.default_rng(4)
+    a = [rng.standard_normal((2, 300)).astype(np.float32) * s for s in (0.5, 3.0, 1.0)]
+    b = [rng.standard_normal((2, 200)).astype(np.float32) * s for s in (9.0, 0.1, 2.0)]
+    sa, sb, derived, direct = TensorStats(), TensorStats(), TensorStats(), TensorStats()
+    for xa, xb in zip(a, b):
+        ea, eb = sa.fold(xa, 0.3), sb.fold(xb, 0.3)
+        if op == "Relu":
+            out, ext = np.maximum(xa, 0), [ea]
+        elif op == "Concat":
+            out, ext = np.concatenate([xa, xb], axis=1), [ea, eb]
+        else:
+            out, ext = xa.reshape(-1), [ea]
+        direct.fold(out, 0.3)
+        derived.fold_extremes(*derived_extremes(op, ext), 0.3)
+    derived_hist(op, [sa, sb] if op == "Concat" else [sa], derived)
+    for field in ("lo", "hi", "ema_lo", "ema_hi", "exp", "count", "zeros"):
+        assert getattr(derived, field) == pytest.approx(getattr(direct, field)), field
+    np.testing.assert_array_equal(derived.hist, direct.hist)
