@@ -7,10 +7,12 @@ For one model, image folder, image count and method, this runs
       batch into fixed-size statistics, compute ranges, let ONNX Runtime write
       the INT8 graph;
   (b) ORT: the way its documentation shows: quant_pre_process, then
-      quantize_static with a CalibrationDataReader (minmax, ema-minmax). For
+      quantize_static with a CalibrationDataReader (minmax, ema-minmax; same
+      batch as ours). For
       entropy and percentile, configured fairly: create_calibrator with the same
       2048 bins (and our percentile), collect_data, compute_data, the cache,
-      then quantize_static from the cache. ORT has no MSE method: mse is
+      then quantize_static from the cache; one image per call, as its docs
+      (it fails on a smaller last batch). ORT has no MSE method: mse is
       compared with ORT's MinMax.
 
 each in a fresh process, on the same images with the same preprocessing and
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,6 +89,10 @@ def worker_ort(cfg: dict) -> dict:
     spec = PreprocessSpec(**_spec_kwargs(cfg["spec"]))
     files = [Path(f) for f in cfg["files"]]
 
+    # ORT's histogram calibrators stack each run's outputs and fail on a
+    # smaller last batch: feed them one image per call, as its docs do.
+    batch = 1 if cfg["method"] in ORT_HISTOGRAM else cfg["batch"]
+
     class Reader(CalibrationDataReader):
         def __init__(self):
             self.i = 0
@@ -93,7 +100,7 @@ def worker_ort(cfg: dict) -> dict:
         def get_next(self):
             if self.i >= len(files):
                 return None
-            chunk = files[self.i : self.i + cfg["batch"]]
+            chunk = files[self.i : self.i + batch]
             self.i += len(chunk)
             return {cfg["input"]: np.stack([load_tensor(f, spec) for f in chunk])}
 
@@ -210,6 +217,7 @@ def main() -> int:
     ap.add_argument("--held-out", type=int, default=300, help="labeled images for top-1 (never used for calibration)")
     ap.add_argument("--only", choices=["ours", "ort"], help="run one side only")
     ap.add_argument("--allow-ort-memory", action="store_true", help="run ORT's histogram calibrators above 100 images")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per side; medians are reported (peak RSS varies a few %% run to run)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
@@ -245,10 +253,15 @@ def main() -> int:
     for kind in ("ours", "ort"):
         if args.only and args.only != kind:
             continue
-        results[kind] = run_worker(kind, dict(cfg, out=str(out_dir / f"{kind}.onnx")))
+        runs = [run_worker(kind, dict(cfg, out=str(out_dir / f"{kind}.onnx"))) for _ in range(args.repeat)]
+        results[kind] = {
+            "seconds": statistics.median(r["seconds"] for r in runs),
+            "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
+            "runs": runs,
+        }
 
     print(f"\n{args.model.name}: {len(calib)} calibration images, method {args.method}, batch {batch}, "
-          f"{'per-tensor' if args.per_tensor else 'per-channel'}")
+          f"{'per-tensor' if args.per_tensor else 'per-channel'}" + (f", median of {args.repeat} runs" if args.repeat > 1 else ""))
     ort_name = {"mse": "MinMax (ORT has no MSE)", "ema-minmax": "MinMax, moving average"}.get(args.method, args.method)
     print(f"{'':14}{'wall s':>9}{'peak RSS MB':>13}")
     for kind, r in results.items():

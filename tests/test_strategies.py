@@ -156,25 +156,44 @@ def test_mse_range_minimizes_the_quantization_error_among_nearby_ranges(relu):
 # ------------------------------------------------------------ exact derivations
 
 
-@pytest.mark.parametrize("op", ["Relu", "Concat", "Flatten"])
-def test_derived_statistics_equal_collecting_the_output(op):
+def _derive_vs_direct(op, a, b, bounds=None, histograms=True):
     from guiapp.core.histogram import derived_extremes, derived_hist
 
-    rng = np.random.default_rng(4)
-    a = [rng.standard_normal((2, 300)).astype(np.float32) * s for s in (0.5, 3.0, 1.0)]
-    b = [rng.standard_normal((2, 200)).astype(np.float32) * s for s in (9.0, 0.1, 2.0)]
     sa, sb, derived, direct = TensorStats(), TensorStats(), TensorStats(), TensorStats()
     for xa, xb in zip(a, b):
         ea, eb = sa.fold(xa, 0.3), sb.fold(xb, 0.3)
         if op == "Relu":
             out, ext = np.maximum(xa, 0), [ea]
+        elif op == "Clip":
+            out, ext = np.clip(xa, *bounds), [ea]
         elif op == "Concat":
             out, ext = np.concatenate([xa, xb], axis=1), [ea, eb]
         else:
             out, ext = xa.reshape(-1), [ea]
         direct.fold(out, 0.3)
-        derived.fold_extremes(*derived_extremes(op, ext), 0.3)
-    derived_hist(op, [sa, sb] if op == "Concat" else [sa], derived)
+        derived.fold_extremes(*derived_extremes(op, ext, bounds), 0.3)
+    if histograms:
+        derived_hist(op, [sa, sb] if op == "Concat" else [sa], derived)
+    return derived, direct
+
+
+def _parts(rng, scales, offset=0.0):
+    return [(rng.standard_normal((2, 300)) * s + offset).astype(np.float32) for s in scales]
+
+
+@pytest.mark.parametrize("op", ["Concat", "Flatten"])
+def test_derived_histograms_equal_collecting_the_output(op):
+    rng = np.random.default_rng(4)
+    # lopsided ranges on purpose: one input mostly negative, one small
+    derived, direct = _derive_vs_direct(op, _parts(rng, (0.5, 3.0, 1.0), -4.0), _parts(rng, (9.0, 0.1, 2.0)))
     for field in ("lo", "hi", "ema_lo", "ema_hi", "exp", "count", "zeros"):
         assert getattr(derived, field) == pytest.approx(getattr(direct, field)), field
     np.testing.assert_array_equal(derived.hist, direct.hist)
+
+
+@pytest.mark.parametrize("op, bounds", [("Relu", None), ("Clip", (0.0, 6.0)), ("Clip", (-1.0, 1.0))])
+def test_derived_extremes_equal_collecting_the_output(op, bounds):
+    rng = np.random.default_rng(5)
+    derived, direct = _derive_vs_direct(op, _parts(rng, (0.5, 3.0, 10.0), -4.0), _parts(rng, (1, 1, 1)), bounds, histograms=False)
+    for field in ("lo", "hi", "ema_lo", "ema_hi"):
+        assert getattr(derived, field) == pytest.approx(getattr(direct, field)), field

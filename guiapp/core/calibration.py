@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 from .errors import ModelError
 from .progress import CALIBRATE, CancelToken, ProgressEvent, ProgressFn
-from .histogram import DERIVABLE, TensorStats, derived_extremes, derived_hist
+from .histogram import EXTREMES_DERIVABLE, HISTOGRAM_DERIVABLE, TensorStats, derived_extremes, derived_hist
 from .quantizable import QUANTIZABLE_OP_TYPES
 from .sessions import make_session
 
@@ -61,21 +61,53 @@ def augmented(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return m
 
 
-def derivation_plan(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[str, list[str]]]:
+@dataclass(frozen=True)
+class Derivation:
+    op: str
+    inputs: list[str]
+    bounds: tuple[float, float] | None = None  # Clip's constant min and max
+
+
+def derivation_plan(model: onnx.ModelProto, names: list[str], histograms: bool) -> dict[str, Derivation]:
     """Calibrated tensors whose statistics follow exactly from other calibrated
-    tensors (reshapes, Relu, Concat), in graph order: output -> (op, inputs).
-    The collector never reads these, which about halves what it reads in a
-    typical CNN (and lets ONNX Runtime keep more buffers to itself)."""
+    tensors, in graph order. The collector never reads these, which about
+    halves what it reads in a typical CNN (and lets ONNX Runtime keep more
+    buffers to itself). See histogram.py for which derivations are exact."""
+    allowed = HISTOGRAM_DERIVABLE if histograms else EXTREMES_DERIVABLE
     wanted = set(names)
-    plan: dict[str, tuple[str, list[str]]] = {}
+    consts = {t.name: t for t in model.graph.initializer}
+    plan: dict[str, Derivation] = {}
     for node in model.graph.node:
-        if node.op_type not in DERIVABLE or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
+        if node.op_type not in allowed or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
             continue
         out = node.output[0]
         inputs = list(node.input) if node.op_type == "Concat" else [node.input[0]]
-        if out in wanted and inputs and all(i in wanted for i in inputs):
-            plan[out] = (node.op_type, inputs)
+        if out not in wanted or not inputs or not all(i in wanted for i in inputs):
+            continue
+        bounds = None
+        if node.op_type == "Clip":
+            bounds = _clip_bounds(node, consts)
+            if bounds is None:
+                continue
+        plan[out] = Derivation(node.op_type, inputs, bounds)
     return plan
+
+
+def _clip_bounds(node: onnx.NodeProto, consts: dict) -> tuple[float, float] | None:
+    """Clip's min and max when constant (inputs since opset 11, attributes before)."""
+    lo, hi = -np.inf, np.inf
+    for a in node.attribute:
+        if a.name == "min":
+            lo = a.f
+        elif a.name == "max":
+            hi = a.f
+    for i, name in ((1, "min"), (2, "max")):
+        if len(node.input) > i and node.input[i]:
+            if node.input[i] not in consts:
+                return None
+            value = float(onnx.numpy_helper.to_array(consts[node.input[i]]))
+            lo, hi = (value, hi) if name == "min" else (lo, value)
+    return float(lo), float(hi)
 
 
 @dataclass(frozen=True)
@@ -104,7 +136,7 @@ def collect(
     Without ``histograms`` only extremes are kept (all MinMax needs)."""
     t0 = time.perf_counter()
     names = tensors_to_calibrate(model)
-    plan = derivation_plan(model, names)
+    plan = derivation_plan(model, names, histograms)
     exposed = [n for n in names if n not in plan and n != input_name]
     session = make_session(augmented(model, exposed).SerializeToString(), threads=threads)
     stats = {n: TensorStats() for n in names}
@@ -128,15 +160,15 @@ def collect(
             if array.dtype.kind == "f":
                 extremes[name] = stats[name].fold(array, ema_constant, histograms)
         del values
-        for name, (op, inputs) in plan.items():
-            if all(i in extremes for i in inputs):
-                extremes[name] = derived_extremes(op, [extremes[i] for i in inputs])
+        for name, d in plan.items():
+            if all(i in extremes for i in d.inputs):
+                extremes[name] = derived_extremes(d.op, [extremes[i] for i in d.inputs], d.bounds)
                 stats[name].fold_extremes(*extremes[name], ema_constant)
         images += len(paths)
         progress(ProgressEvent(CALIBRATE, images, total_images, f"{images}/{total_images} images"))
     if histograms:
-        for name, (op, inputs) in plan.items():
-            derived_hist(op, [stats[i] for i in inputs], stats[name])
+        for name, d in plan.items():
+            derived_hist(d.op, [stats[i] for i in d.inputs], stats[name])
     return Collected(stats, images, time.perf_counter() - t0, histograms)
 
 

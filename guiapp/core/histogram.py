@@ -12,12 +12,22 @@ once. Since max|x| > a/2, at least HALF/2 = 2048 bins cover [0, max|x|].
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 HALF = 4096  # bins per side; max|x| > a/2, so at least HALF/2 bins cover the data
 _CHUNK = 1 << 16
+_local = threading.local()
+
+
+def _scratch() -> tuple[np.ndarray, np.ndarray]:
+    """Per-thread chunk buffers, allocated once: allocating them per call
+    costs an mmap and page faults each time."""
+    if not hasattr(_local, "buffers"):
+        _local.buffers = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.int64))  # bincount wants intp
+    return _local.buffers
 
 
 @dataclass
@@ -97,8 +107,7 @@ class TensorStats:
         # then reads from cache instead of memory, about twice as fast.
         scale = np.float32(2.0 ** (math.log2(HALF) - self.exp))
         values = flat.reshape(-1)
-        fbuf = np.empty(min(_CHUNK, values.size), np.float32)
-        ibuf = np.empty(fbuf.size, np.int64)  # bincount wants intp
+        fbuf, ibuf = _scratch()
         for start in range(0, values.size, _CHUNK):
             chunk = values[start : start + _CHUNK]
             self.zeros += chunk.size - int(np.count_nonzero(chunk))
@@ -147,29 +156,27 @@ def rebin(hist: np.ndarray, doublings: int) -> np.ndarray:
 # ---------------------------------------------------------------- exact derivations
 # Some operators' output statistics follow exactly from their inputs', so the
 # collector need not read those tensors at all. Extremes are derived batch by
-# batch (the caller does that, so the moving average stays exact); these
-# derive the histogram part once collection is done.
+# batch (the caller does that, so the moving average stays exact); histograms
+# once collection is done.
+#
+# Histograms derive exactly only where the output's grid is the one direct
+# collection would choose: values unchanged (reshapes) or a union (Concat, on
+# the widest input's grid). Not Relu or Clip: a tensor spanning [-30, 5] has a
+# grid for 32, its Relu output one for 8, four times finer; deriving would
+# lose that resolution. Their extremes derive exactly.
 
 SAME_VALUES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
+HISTOGRAM_DERIVABLE = SAME_VALUES | {"Concat"}
+EXTREMES_DERIVABLE = HISTOGRAM_DERIVABLE | {"Relu", "Clip"}
 
 
 def derived_hist(op: str, inputs: list[TensorStats], out: TensorStats) -> None:
-    """Fill ``out``'s histogram, zeros and count from its inputs' (extremes are
-    already folded batch by batch)."""
+    """Fill ``out``'s histogram, zeros and count from its inputs' (its extremes
+    are already folded batch by batch)."""
     if op in SAME_VALUES:
         src = inputs[0]
         out.exp, out.zeros_pending, out.count, out.zeros, out.hist = src.exp, src.zeros_pending, src.count, src.zeros, src.hist.copy()
-    elif op == "Relu":
-        # max(x, 0): every negative value becomes an exact zero, the rest stay.
-        src = inputs[0]
-        out.exp, out.zeros_pending, out.count = src.exp, src.zeros_pending, src.count
-        out.hist = src.hist.copy()
-        negatives = int(out.hist[:HALF].sum())
-        out.hist[:HALF] = 0
-        out.hist[HALF] += negatives
-        out.zeros = src.zeros + negatives
     elif op == "Concat":
-        # The union: on the widest grid, histograms add.
         exps = [s.exp for s in inputs if s.exp is not None]
         out.exp = max(exps) if exps else None
         out.hist = np.zeros(2 * HALF, np.int64)
@@ -185,19 +192,21 @@ def derived_hist(op: str, inputs: list[TensorStats], out: TensorStats) -> None:
         out.count = sum(s.count for s in inputs)
         out.zeros = sum(s.zeros for s in inputs)
     else:
-        raise ValueError(f"no exact derivation for {op}")
+        raise ValueError(f"no exact histogram derivation for {op}")
 
 
-def derived_extremes(op: str, extremes: list[tuple[float, float]]) -> tuple[float, float]:
-    """One batch's (min, max) of the output from the inputs' (same batch)."""
+def derived_extremes(op: str, extremes: list[tuple[float, float]], bounds: tuple[float, float] | None = None) -> tuple[float, float]:
+    """One batch's (min, max) of the output from the inputs' (same batch);
+    ``bounds`` are Clip's constant min and max."""
     if op in SAME_VALUES:
         return extremes[0]
     if op == "Relu":
         lo, hi = extremes[0]
         return max(lo, 0.0), max(hi, 0.0)
+    if op == "Clip":
+        lo, hi = extremes[0]
+        a, b = bounds
+        return min(max(lo, a), b), min(max(hi, a), b)
     if op == "Concat":
         return min(e[0] for e in extremes), max(e[1] for e in extremes)
     raise ValueError(f"no exact derivation for {op}")
-
-
-DERIVABLE = SAME_VALUES | {"Relu", "Concat"}
