@@ -7,13 +7,10 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        try:
-            from .gui.app import run_gui
-        except ImportError:
-            run_gui = None
-        if run_gui is not None:
-            return run_gui()
+    if not argv or argv == ["--self-test"]:
+        from .gui.app import run_gui
+
+        return run_gui([sys.argv[0], *argv])
     from .cli import main as cli_main
 
     return cli_main(argv)

@@ -8,6 +8,9 @@ import pytest
 
 from builders import convnet, image_folder
 
+# Qt tests run without a display; set before anything imports Qt.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = Path(os.environ.get("GUIAPP_ASSETS", ROOT.parent / "shared" / "assets"))
 

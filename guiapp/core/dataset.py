@@ -272,3 +272,39 @@ def batches(
             paths, tensors = [], []
     if tensors:
         yield paths, np.stack(tensors)
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    folder: Path
+    images: int  # image files found
+    unreadable: tuple[tuple[Path, str], ...]  # of those checked
+    checked: int
+
+
+def scan_folders(
+    folders: Sequence[Path], progress: Callable, cancel: CancelToken, check_limit: int = 2000
+) -> list[FolderScan]:
+    """Image counts per folder, and which files fail to decode (the first
+    ``check_limit`` per folder are decoded; the rest are only counted)."""
+    from .imagefile import check_readable
+    from .progress import ProgressEvent
+
+    out = []
+    for folder in folders:
+        try:
+            files = list_images([folder])
+        except DatasetError:
+            out.append(FolderScan(Path(folder), 0, (), 0))
+            continue
+        to_check = files[:check_limit]
+        bad = []
+        for i, f in enumerate(to_check):
+            cancel.check()
+            reason = check_readable(f)
+            if reason:
+                bad.append((f, reason))
+            if i % 20 == 0 or i + 1 == len(to_check):
+                progress(ProgressEvent("scan", i + 1, len(to_check), f"checking {Path(folder).name}"))
+        out.append(FolderScan(Path(folder), len(files), tuple(bad), len(to_check)))
+    return out

@@ -77,6 +77,8 @@ class ModelInfo:
     custom_domains: tuple[str, ...] = ()
     float16: bool = False
     notes: tuple[str, ...] = field(default=())
+    input_normalization: tuple[str, ...] = ()  # arithmetic with constants right after the image input
+    nodes: tuple[tuple[str, str], ...] = ()  # (name, op type) of named nodes ONNX Runtime can quantize
 
     @property
     def is_quantized(self) -> bool:
@@ -294,6 +296,36 @@ def _feeds_nhwc_transpose(model: onnx.ModelProto, name: str) -> bool:
     return False
 
 
+_ARITHMETIC = {"Sub", "Div", "Mul", "Add", "BatchNormalization"}
+_PASS_THROUGH = {"Transpose", "Cast", "Identity", "Reshape", "Unsqueeze"}
+
+
+def input_normalization_ops(model: onnx.ModelProto, name: str) -> tuple[str, ...]:
+    """Arithmetic with constants applied to the image before anything else
+    (Sub/Div/Mul/Add/BatchNormalization, possibly after a Transpose or Cast):
+    the model normalizes its input itself."""
+    consts = {t.name for t in model.graph.initializer}
+    consts |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    found: list[str] = []
+    frontier = [name]
+    for _ in range(4):  # the first few steps only
+        nxt = []
+        for t in frontier:
+            for n in consumers.get(t, []):
+                others = [i for i in n.input if i and i != t]
+                if n.op_type in _ARITHMETIC and others and all(i in consts for i in others):
+                    found.append(n.op_type)
+                    nxt.extend(n.output)
+                elif n.op_type in _PASS_THROUGH:
+                    nxt.extend(n.output)
+        frontier = nxt
+    return tuple(found)
+
+
 def default_opset(model: onnx.ModelProto) -> int:
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
@@ -343,6 +375,12 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
     if any(n.op_type in ("If", "Loop", "Scan") for n in g.node):
         notes.append("The model has control flow (If/Loop/Scan); nodes inside its subgraphs are not quantized.")
     image = find_image_input(model, inputs, layout)
+    normalization = input_normalization_ops(model, image.name) if image else ()
+    if normalization:
+        notes.append(
+            "The model's first operations (" + ", ".join(normalization) + ") already scale or shift the image: "
+            "normalizing here as well would do it twice."
+        )
     if image is not None and image.fixed_batch is not None:
         notes.append(f"The batch size is fixed to {image.fixed_batch}; images are fed {image.fixed_batch} at a time.")
     return ModelInfo(
@@ -364,6 +402,8 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
         custom_domains=custom,
         float16=float16,
         notes=tuple(notes),
+        input_normalization=normalization,
+        nodes=tuple((n.name, n.op_type) for n in g.node if n.name and n.op_type in QUANTIZABLE_OP_TYPES),
     )
 
 

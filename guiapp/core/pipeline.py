@@ -137,6 +137,13 @@ def quantize(
     with tempfile.TemporaryDirectory(prefix="guiapp-") as tmpdir:
         tmp = Path(tmpdir)
         prepared = prepare(job, info, tmp, progress, cancel)
+        present = {n.name for n in prepared.model.graph.node}
+        missing = [n for n in q.exclude_nodes if n not in present]
+        if missing:
+            warnings.append(
+                "nodes to keep in float not found after pre-processing (fused or renamed): " + ", ".join(missing[:10])
+                + ". See per_layer in the report for the names ONNX Runtime quantizes."
+            )
         timings["prepare"] = time.perf_counter() - t
 
         cancel.check()

@@ -1,0 +1,51 @@
+"""Starting the wizard."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _has_display() -> bool:
+    if sys.platform != "linux" or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def run_gui(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    if not _has_display():
+        print("No display found. The command line works without one, e.g. `guiapp demo` or `guiapp --help`;"
+              " or set QT_QPA_PLATFORM=offscreen.", file=sys.stderr)
+        return 2
+    # onnxruntime before PySide6: on Windows the first msvcp140.dll loaded wins (ORT #26127).
+    import onnxruntime  # noqa: F401
+    import pyqtgraph as pg
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from .. import APP_NAME
+
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    app = QApplication.instance() or QApplication(argv)
+    app.setApplicationName("guiapp")
+    app.setOrganizationName("QuantizationStudio")
+    app.setApplicationDisplayName(APP_NAME)
+    from .main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    if "--self-test" in argv:
+        QTimer.singleShot(300, lambda: _self_test(window))
+    return app.exec()
+
+
+def _self_test(window) -> None:
+    """Packaging check: the first page is up; then quit cleanly."""
+    from PySide6.QtWidgets import QApplication
+
+    from .pages.ids import PageId
+
+    ok = window.isVisible() and window.wizard.currentId() == PageId.MODEL
+    print("self-test: first page shown" if ok else "self-test: FAILED", flush=True)
+    QApplication.instance().exit(0 if ok else 1)

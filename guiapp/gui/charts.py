@@ -1,0 +1,113 @@
+"""FP32 vs INT8 charts for the results page (pyqtgraph), exportable as PNG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+from PySide6.QtWidgets import QGridLayout, QWidget
+
+FP32, INT8 = "#7f8c9a", "#2a7ab8"
+
+
+def _bars(plot: pg.PlotItem, labels: list[str], values: list[float], colors: list[str], fmt: str, beside: bool = False) -> None:
+    """Bars with their values written on top (``beside``: to the right of
+    the top, leaving the space above free for a whisker)."""
+    plot.clear()
+    x = np.arange(len(values))
+    plot.addItem(pg.BarGraphItem(x=x, height=values, width=0.6, brushes=colors, pens=colors))
+    top = max(values) if values else 1
+    for xi, v in zip(x, values):
+        t = pg.TextItem(fmt.format(v), anchor=(0.0, 1.0) if beside else (0.5, 1.0), color="k")
+        t.setPos(xi + 0.32 if beside else xi, v)
+        plot.addItem(t)
+    plot.getAxis("bottom").setTicks([list(zip(x, labels))])
+    plot.setYRange(0, top * 1.2 if top > 0 else 1)
+    plot.setXRange(-0.6, len(values) - 0.4)
+
+
+class ResultCharts(QWidget):
+    WORST = 12  # per-layer bars shown (worst first)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.widgets = {}
+        for key, title, row, col, span in (
+            ("size", "Size (MB)", 0, 0, 1),
+            ("latency", "Latency, median ms (bar) and p90 (whisker)", 0, 1, 1),
+            ("accuracy", "Accuracy", 0, 2, 1),
+            ("layers", "Per-layer SQNR, worst first (dB; higher is better)", 1, 0, 3),
+        ):
+            w = pg.PlotWidget(title=title)
+            w.setBackground("w")
+            w.setMouseEnabled(False, False)
+            w.hideButtons()
+            w.setMinimumHeight(150)
+            grid.addWidget(w, row, col, 1, span)
+            self.widgets[key] = w
+        grid.setRowStretch(0, 2)
+        grid.setRowStretch(1, 3)
+
+    def show_report(self, r: dict) -> None:
+        f, q = r["fp32"], r["int8"]
+        _bars(self.widgets["size"].getPlotItem(), ["FP32", "INT8"], [f["size_bytes"] / 1e6, q["size_bytes"] / 1e6], [FP32, INT8], "{:.2f}")
+        lat = self.widgets["latency"].getPlotItem()
+        med = [f["latency_ms"]["median"], q["latency_ms"]["median"]]
+        p90 = [f["latency_ms"]["p90"], q["latency_ms"]["p90"]]
+        _bars(lat, ["FP32", "INT8"], med, [FP32, INT8], "{:.2f}", beside=True)
+        lat.addItem(pg.ErrorBarItem(x=np.arange(2), y=np.array(med), top=np.array(p90) - np.array(med), bottom=np.zeros(2), beam=0.2))
+        lat.setYRange(0, max(p90) * 1.25)
+        acc_plot = self.widgets["accuracy"].getPlotItem()
+        acc = r.get("accuracy")
+        if acc:
+            labels = ["FP32 top-1", "INT8 top-1", "FP32 top-5", "INT8 top-5"]
+            values = [acc["fp32"]["top1"] * 100, acc["int8"]["top1"] * 100, acc["fp32"]["top5"] * 100, acc["int8"]["top5"] * 100]
+            _bars(acc_plot, labels, values, [FP32, INT8, FP32, INT8], "{:.1f}%")
+            self.widgets["accuracy"].setTitle(f"Accuracy on {acc['labeled_images']} labeled images (%)")
+        else:
+            out = r["outputs"][0] if r.get("outputs") else {}
+            agree = (r.get("agreement") or {}).get("top1") or 0
+            _bars(acc_plot, ["top-1 agreement %", "cosine × 100"], [agree * 100, (out.get("cosine") or 0) * 100], [INT8, INT8], "{:.1f}")
+            sqnr = out.get("sqnr_db")
+            self.widgets["accuracy"].setTitle("INT8 vs FP32 (no labels)" + (f": output SQNR {sqnr:.1f} dB" if sqnr is not None else ""))
+        self._layers(r.get("per_layer") or [])
+
+    def _layers(self, rows: list[dict]) -> None:
+        """Horizontal bars, worst at the top, the tensor named on the left."""
+        plot = self.widgets["layers"].getPlotItem()
+        plot.clear()
+        rows = [x for x in rows if x.get("sqnr_db") is not None][: self.WORST]
+        if not rows:
+            return
+        values = [min(x["sqnr_db"], 80.0) for x in rows]
+        y = np.arange(len(values))
+        colors = ["#c0392b" if v < 10 else "#e67e22" if v < 20 else "#27ae60" for v in values]
+        plot.addItem(pg.BarGraphItem(x0=0, y=y, height=0.7, width=values, brushes=colors, pens=colors))
+        names = [self._short(r["name"]) + (" (weight)" if r["kind"] == "weight" else "") for r in rows]
+        plot.getAxis("left").setTicks([list(zip(y, names))])
+        plot.getAxis("bottom").setLabel("SQNR dB")
+        plot.invertY(True)
+        plot.setXRange(0, max(values) * 1.12)
+        plot.setYRange(-0.6, len(values) - 0.4)
+        for yi, v in zip(y, values):
+            t = pg.TextItem(f"{v:.1f}", anchor=(0, 0.5), color="k")
+            t.setPos(v, yi)
+            plot.addItem(t)
+
+    @staticmethod
+    def _short(name: str, n: int = 36) -> str:
+        return name if len(name) <= n else "…" + name[-(n - 1):]
+
+    def png_bytes(self) -> dict[str, bytes]:
+        """Each chart as PNG, for the HTML report."""
+        out = {}
+        for key, w in self.widgets.items():
+            image = w.grab().toImage()
+            data = QByteArray()
+            buf = QBuffer(data)
+            buf.open(QIODevice.OpenModeFlag.WriteOnly)
+            image.save(buf, "PNG")
+            out[w.getPlotItem().titleLabel.text or key] = bytes(data.data())
+        return out

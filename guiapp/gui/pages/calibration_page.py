@@ -1,0 +1,390 @@
+"""Step 3: calibration images, strategy, quantization options, evaluation and
+the output file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+    QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget, QWizardPage,
+)
+
+from ...core.dataset import scan_folders
+from ...core.strategies import DESCRIPTIONS, METHODS
+from .. import dialogs
+from ..widgets import message_label
+
+
+class CalibrationPage(QWizardPage):
+    def __init__(self, window) -> None:
+        super().__init__()
+        self.window_ = window
+        self.state, self.runner, self.settings = window.state, window.runner, window.settings
+        self.setTitle("Calibration")
+        self.setSubTitle("The images that set INT8 ranges, how the ranges are chosen, and where the INT8 model goes.")
+        self._scans: dict[str, object] = {}
+        self._syncing = False
+
+        # -- images
+        images = QGroupBox("Calibration images (a few hundred, like the ones the model will see)")
+        il = QGridLayout(images)
+        self.folders = QListWidget()
+        self.folders.setToolTip("Folders searched recursively for images")
+        self.folders.setMaximumHeight(80)
+        add = QPushButton("&Add folder…")
+        add.setToolTip("Add a folder of calibration images")
+        add.clicked.connect(self.add_folder)
+        remove = QPushButton("&Remove")
+        remove.setToolTip("Remove the selected folder")
+        remove.clicked.connect(self.remove_folder)
+        il.addWidget(self.folders, 0, 0, 3, 1)
+        il.addWidget(add, 0, 1)
+        il.addWidget(remove, 1, 1)
+        self.sample_box = QSpinBox()
+        self.sample_box.setRange(1, 100000)
+        self.sample_box.setToolTip("How many images to calibrate on (picked at random with the seed)")
+        self.seed_box = QSpinBox()
+        self.seed_box.setRange(0, 2**31 - 1)
+        self.seed_box.setToolTip("Seed for picking the images: the same seed picks the same images")
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Use"))
+        row.addWidget(self.sample_box)
+        row.addWidget(QLabel("images, seed"))
+        row.addWidget(self.seed_box)
+        row.addStretch(1)
+        il.addLayout(row, 3, 0, 1, 2)
+
+        # -- strategy and quantization
+        quant = QGroupBox("Strategy and quantization")
+        qf = QFormLayout(quant)
+        self.method_combo = QComboBox()
+        for m in METHODS:
+            self.method_combo.addItem(m, m)
+            self.method_combo.setItemData(self.method_combo.count() - 1, DESCRIPTIONS[m], Qt.ItemDataRole.ToolTipRole)
+        self.method_combo.setToolTip("How each tensor's INT8 range is chosen from the calibration statistics")
+        self.method_text = QLabel()
+        self.method_text.setWordWrap(True)
+        self.method_text.setStyleSheet("color: #555")
+        self.percentile_box = QDoubleSpinBox()
+        self.percentile_box.setRange(50, 100)
+        self.percentile_box.setDecimals(4)
+        self.percentile_box.setToolTip("For the percentile strategy: the share of values kept inside the range")
+        mrow = QHBoxLayout()
+        mrow.addWidget(self.method_combo)
+        mrow.addWidget(QLabel("percentile"))
+        mrow.addWidget(self.percentile_box)
+        mrow.addStretch(1)
+        qf.addRow(_buddy("&Strategy", self.method_combo), mrow)
+        qf.addRow("", self.method_text)
+        self.per_channel = QCheckBox("per-channel weights")
+        self.per_channel.setToolTip("One scale per output channel: usually more accurate for convolutions, at no speed cost")
+        self.activation_combo = QComboBox()
+        self.activation_combo.addItem("uint8 (fast on x86)", "uint8")
+        self.activation_combo.addItem("int8", "int8")
+        self.activation_combo.setToolTip("uint8 activations run fastest with ONNX Runtime on x86; int8 is for targets that need it")
+        self.symmetric = QCheckBox("symmetric activations")
+        self.symmetric.setToolTip("Zero point in the middle of the range; some NPUs need it, it wastes codes after ReLU")
+        self.format_combo = QComboBox()
+        self.format_combo.addItem("QDQ", "qdq")
+        self.format_combo.addItem("QOperator", "qoperator")
+        self.format_combo.setToolTip("QDQ inserts Quantize/Dequantize pairs (recommended); QOperator uses QLinear* operators")
+        qf.addRow("Weights", self.per_channel)
+        arow = QHBoxLayout()
+        arow.addWidget(self.activation_combo)
+        arow.addWidget(self.symmetric)
+        arow.addStretch(1)
+        qf.addRow(_buddy("&Activations", self.activation_combo), arow)
+        qf.addRow(_buddy("F&ormat", self.format_combo), self.format_combo)
+        self.activation_warning = message_label("warn")
+        qf.addRow("", self.activation_warning)
+
+        # -- keep in float
+        keep = QGroupBox("Keep in float (optional)")
+        kl = QVBoxLayout(keep)
+        self.node_filter = QLineEdit()
+        self.node_filter.setPlaceholderText("Filter nodes by name or operator…")
+        self.node_filter.setToolTip("Type to filter; tick the nodes to keep in float")
+        self.node_filter.textChanged.connect(self._filter_nodes)
+        self.nodes = QListWidget()
+        self.nodes.setMinimumHeight(120)
+        self.nodes.setToolTip("Ticked nodes stay in float32 (sensitive layers, often the first and last)")
+        kl.addWidget(self.node_filter)
+        kl.addWidget(self.nodes)
+
+        # -- evaluation
+        ev = QGroupBox("Evaluation (optional: without it, calibration images not used for calibration are compared)")
+        ef = QFormLayout(ev)
+        self.eval_edit = QLineEdit()
+        self.eval_edit.setPlaceholderText("folder of held-out images")
+        self.eval_edit.setToolTip("Images to compare FP32 and INT8 on; those used for calibration are left out")
+        eval_browse = QPushButton("…")
+        eval_browse.setToolTip("Choose the evaluation folder")
+        eval_browse.clicked.connect(self.choose_eval)
+        erow = QHBoxLayout()
+        erow.addWidget(self.eval_edit, 1)
+        erow.addWidget(eval_browse)
+        ef.addRow(_buddy("&Folder", self.eval_edit), erow)
+        self.labels_combo = QComboBox()
+        for text, value in (("no labels (agreement only)", "none"), ("class sub-folders", "subfolders"), ("CSV file", "csv")):
+            self.labels_combo.addItem(text, value)
+        self.labels_combo.setToolTip("Labels give top-1/top-5 accuracy; without them, FP32/INT8 agreement is measured")
+        self.csv_edit = QLineEdit()
+        self.csv_edit.setPlaceholderText("labels.csv with file and class_index (or label) columns")
+        csv_browse = QPushButton("…")
+        csv_browse.setToolTip("Choose the labels CSV")
+        csv_browse.clicked.connect(self.choose_csv)
+        self.offset_box = QSpinBox()
+        self.offset_box.setRange(-10, 10)
+        self.offset_box.setToolTip("Model index = class index + offset (1 for models with a background class at 0)")
+        ef.addRow(_buddy("&Labels", self.labels_combo), self.labels_combo)
+        crow = QHBoxLayout()
+        crow.addWidget(self.csv_edit, 1)
+        crow.addWidget(csv_browse)
+        ef.addRow("CSV", crow)
+        ef.addRow(_buddy("Class o&ffset", self.offset_box), self.offset_box)
+
+        # -- output
+        out = QGroupBox("Output")
+        of = QFormLayout(out)
+        self.output_edit = QLineEdit()
+        self.output_edit.setToolTip("Where the INT8 model is written (never over the input model)")
+        out_browse = QPushButton("…")
+        out_browse.setToolTip("Choose the output file")
+        out_browse.clicked.connect(self.choose_output)
+        orow2 = QHBoxLayout()
+        orow2.addWidget(self.output_edit, 1)
+        orow2.addWidget(out_browse)
+        of.addRow(_buddy("INT8 &model", self.output_edit), orow2)
+        self.problems = message_label("error")
+
+        # Two columns: at 1280x800 everything, the output included, is in view.
+        body = QWidget()
+        cols = QHBoxLayout(body)
+        left, right = QVBoxLayout(), QVBoxLayout()
+        for w in (images, quant):
+            left.addWidget(w)
+        left.addStretch(1)
+        for w in (keep, ev, out, self.problems):
+            right.addWidget(w)
+        right.addStretch(1)
+        cols.addLayout(left, 1)
+        cols.addLayout(right, 1)
+        scroll = QScrollArea()
+        scroll.setWidget(body)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(scroll)
+
+        for w in (self.sample_box, self.seed_box, self.offset_box):
+            w.valueChanged.connect(self._edited)
+        self.percentile_box.valueChanged.connect(self._edited)
+        for w in (self.method_combo, self.activation_combo, self.format_combo, self.labels_combo):
+            w.currentIndexChanged.connect(self._edited)
+        for w in (self.per_channel, self.symmetric):
+            w.toggled.connect(self._edited)
+        for w in (self.eval_edit, self.csv_edit, self.output_edit):
+            w.textChanged.connect(self._edited)
+        self.nodes.itemChanged.connect(self._edited)
+
+    # ---- wizard
+
+    def initializePage(self) -> None:
+        self.sync_from_state()
+        self.rescan()
+
+    def isComplete(self) -> bool:
+        return not self.problem_text()
+
+    def problem_text(self) -> str:
+        s = self.state
+        if not s.calibration.folders:
+            return "Add at least one folder of calibration images."
+        scans = [self._scans.get(str(f)) for f in s.calibration.folders]
+        if all(sc is not None for sc in scans) and sum(sc.images - len(sc.unreadable) for sc in scans) == 0:
+            return "The calibration folders hold no readable image."
+        out = s.output
+        if out is None or not str(out).strip():
+            return "Choose where to write the INT8 model."
+        if out.suffix.lower() != ".onnx":
+            return "The output file name must end in .onnx."
+        if s.model_path and os.path.abspath(out) == os.path.abspath(s.model_path):
+            return "The output cannot be the input model: choose another name."
+        if not out.parent.is_dir():
+            return f"The output folder {out.parent} does not exist."
+        if s.evaluation.labels_from == "csv" and not (s.evaluation.labels_csv and s.evaluation.labels_csv.is_file()):
+            return "Choose the labels CSV file, or another label source."
+        if s.evaluation.labels_from == "subfolders" and not s.evaluation.folders:
+            return "Class sub-folders need an evaluation folder."
+        return ""
+
+    # ---- state <-> widgets
+
+    def sync_from_state(self) -> None:
+        s = self.state
+        if s.output is None:
+            s.output = s.default_output()
+        c, q, e = s.calibration, s.quantization, s.evaluation
+        self._syncing = True
+        try:
+            self.sample_box.setValue(c.max_images)
+            self.seed_box.setValue(c.seed)
+            self.method_combo.setCurrentIndex(self.method_combo.findData(c.method))
+            self.percentile_box.setValue(c.percentile)
+            self.per_channel.setChecked(q.per_channel)
+            self.activation_combo.setCurrentIndex(self.activation_combo.findData(q.activation_type))
+            self.symmetric.setChecked(q.symmetric_activations)
+            self.format_combo.setCurrentIndex(self.format_combo.findData(q.format))
+            self.eval_edit.setText(str(e.folders[0]) if e.folders else "")
+            self.labels_combo.setCurrentIndex(self.labels_combo.findData(e.labels_from))
+            self.csv_edit.setText(str(e.labels_csv) if e.labels_csv else "")
+            self.offset_box.setValue(e.class_offset)
+            self.output_edit.setText(str(s.output) if s.output else "")
+            self._fill_nodes()
+            self._fill_folders()
+        finally:
+            self._syncing = False
+        self._update_texts()
+
+    def _fill_nodes(self) -> None:
+        self.nodes.clear()
+        excluded = set(self.state.quantization.exclude_nodes)
+        for name, op in (self.state.info.nodes if self.state.info else ()):
+            item = QListWidgetItem(f"{name}  ({op})")
+            item.setData(Qt.ItemDataRole.UserRole, name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if name in excluded else Qt.CheckState.Unchecked)
+            self.nodes.addItem(item)
+        self._filter_nodes(self.node_filter.text())
+
+    def _filter_nodes(self, text: str) -> None:
+        text = text.lower()
+        for i in range(self.nodes.count()):
+            item = self.nodes.item(i)
+            item.setHidden(bool(text) and text not in item.text().lower())
+
+    def _fill_folders(self) -> None:
+        self.folders.clear()
+        for f in self.state.calibration.folders:
+            sc = self._scans.get(str(f))
+            if sc is None:
+                text = f"{f}  (counting…)"
+            else:
+                bad = len(sc.unreadable)
+                text = f"{f}  ({sc.images} images" + (f", {bad} unreadable" if bad else "") + ")"
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, str(f))
+            if sc is not None and sc.unreadable:
+                item.setToolTip("Unreadable (skipped):\n" + "\n".join(f"{p.name}: {r}" for p, r in sc.unreadable[:20]))
+            self.folders.addItem(item)
+
+    def _edited(self) -> None:
+        if self._syncing:
+            return
+        s = self.state
+        s.calibration = replace(
+            s.calibration, max_images=self.sample_box.value(), seed=self.seed_box.value(),
+            method=self.method_combo.currentData(), percentile=self.percentile_box.value(),
+        )
+        excluded = tuple(
+            self.nodes.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.nodes.count())
+            if self.nodes.item(i).checkState() == Qt.CheckState.Checked
+        )
+        s.quantization = replace(
+            s.quantization, per_channel=self.per_channel.isChecked(), activation_type=self.activation_combo.currentData(),
+            symmetric_activations=self.symmetric.isChecked(), format=self.format_combo.currentData(), exclude_nodes=excluded,
+        )
+        eval_text, csv_text = self.eval_edit.text().strip(), self.csv_edit.text().strip()
+        s.evaluation = replace(
+            s.evaluation, folders=(Path(eval_text),) if eval_text else (), labels_from=self.labels_combo.currentData(),
+            labels_csv=Path(csv_text) if csv_text else None, class_offset=self.offset_box.value(),
+        )
+        text = self.output_edit.text().strip()
+        s.output = Path(text) if text else None
+        self._update_texts()
+        self.completeChanged.emit()
+
+    def _update_texts(self) -> None:
+        method = self.method_combo.currentData()
+        self.method_text.setText(DESCRIPTIONS.get(method, ""))
+        self.percentile_box.setEnabled(method == "percentile")
+        self.csv_edit.setEnabled(self.labels_combo.currentData() == "csv")
+        if self.activation_combo.currentData() == "int8":
+            from ...core.ortquant import settings_warnings
+
+            self.activation_warning.setText("\n".join(settings_warnings(self.state.quantization)))
+            self.activation_warning.setVisible(bool(self.activation_warning.text()))
+        else:
+            self.activation_warning.hide()
+        problem = self.problem_text()
+        self.problems.setText(problem)
+        self.problems.setVisible(bool(problem))
+
+    # ---- folders
+
+    def add_folder(self) -> None:
+        folder = dialogs.open_folder(self, "Calibration images", self.settings.folder("images"))
+        if folder:
+            self.settings.set_folder("images", Path(folder))
+            folders = tuple(self.state.calibration.folders) + (Path(folder),)
+            self.state.calibration = replace(self.state.calibration, folders=tuple(dict.fromkeys(folders)))
+            self._fill_folders()
+            self.rescan()
+            self._update_texts()
+            self.completeChanged.emit()
+
+    def remove_folder(self) -> None:
+        item = self.folders.currentItem()
+        if item is None:
+            return
+        path = item.data(Qt.ItemDataRole.UserRole)
+        self.state.calibration = replace(
+            self.state.calibration, folders=tuple(f for f in self.state.calibration.folders if str(f) != path)
+        )
+        self._fill_folders()
+        self._update_texts()
+        self.completeChanged.emit()
+
+    def rescan(self) -> None:
+        todo = [f for f in self.state.calibration.folders if str(f) not in self._scans]
+        if todo:
+            self.runner.start(lambda p, c: scan_folders(todo, p, c), self._scanned, None, light=True)
+
+    def _scanned(self, scans) -> None:
+        for sc in scans:
+            self._scans[str(sc.folder)] = sc
+        self._fill_folders()
+        self._update_texts()
+        self.completeChanged.emit()
+
+    def choose_eval(self) -> None:
+        folder = dialogs.open_folder(self, "Evaluation images", self.settings.folder("images"))
+        if folder:
+            self.eval_edit.setText(folder)
+
+    def choose_csv(self) -> None:
+        path = dialogs.open_file(self, "Labels CSV", self.settings.folder("images"), "CSV files (*.csv);;All files (*)")
+        if path:
+            self.csv_edit.setText(path)
+            self.labels_combo.setCurrentIndex(self.labels_combo.findData("csv"))
+
+    def choose_output(self) -> None:
+        start = str(self.state.output or self.state.default_output() or "")
+        path = dialogs.save_file(self, "Write the INT8 model to", start, "ONNX models (*.onnx)")
+        if path:
+            self.output_edit.setText(path if path.lower().endswith(".onnx") else path + ".onnx")
+
+
+
+
+def _buddy(text: str, widget: QWidget) -> QLabel:
+    """A form label whose mnemonic focuses ``widget``."""
+    label = QLabel(text)
+    label.setBuddy(widget)
+    return label

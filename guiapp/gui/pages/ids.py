@@ -1,0 +1,9 @@
+from enum import IntEnum
+
+
+class PageId(IntEnum):
+    MODEL = 0
+    PREPROCESS = 1
+    CALIBRATION = 2
+    RUN = 3
+    RESULTS = 4

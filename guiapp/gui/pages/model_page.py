@@ -1,0 +1,201 @@
+"""Step 1: open a model and see what it is, and whether it can be quantized."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSpinBox, QSplitter, QTextBrowser, QVBoxLayout,
+    QWidget, QWizardPage,
+)
+
+from ...core.errors import StudioError
+from ...core.modelinfo import ModelInfo, inspect_model
+from .. import dialogs
+from ..widgets import message_label
+
+
+class ModelPage(QWizardPage):
+    def __init__(self, window) -> None:
+        super().__init__()
+        self.window_ = window
+        self.state, self.runner, self.settings = window.state, window.runner, window.settings
+        self.setTitle("Model")
+        self.setSubTitle("Open the FP32 ONNX model to quantize: by the button, by dropping the file here, or from the recent list.")
+        self.setAcceptDrops(True)
+
+        self.open_button = QPushButton("&Open model…")
+        self.open_button.setToolTip("Choose an .onnx file (Ctrl+M)")
+        self.open_button.setShortcut("Ctrl+M")
+        self.open_button.clicked.connect(self.choose_model)
+        self.path_label = QLabel("No model yet. Drop an .onnx file anywhere on this page.")
+        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        top = QHBoxLayout()
+        top.addWidget(self.open_button)
+        top.addWidget(self.path_label, 1)
+
+        self.recent = QListWidget()
+        self.recent.setToolTip("Recently opened models: double-click or press Enter to open")
+        self.recent.itemActivated.connect(lambda item: self.open_model(Path(item.data(Qt.ItemDataRole.UserRole))))
+        recent_box = QWidget()
+        rl = QVBoxLayout(recent_box)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(QLabel("Recent models"))
+        rl.addWidget(self.recent)
+
+        self.summary = QTextBrowser()
+        self.summary.setOpenLinks(False)
+        self.summary.setPlaceholderText("The model's inputs, outputs, operators and size appear here.")
+        split = QSplitter()
+        split.addWidget(recent_box)
+        split.addWidget(self.summary)
+        split.setStretchFactor(1, 3)
+        split.setSizes([260, 900])
+
+        self.blockers = message_label("error")
+        self.notes = message_label("info")
+
+        self.size_row = QWidget()
+        sl = QHBoxLayout(self.size_row)
+        sl.setContentsMargins(0, 0, 0, 0)
+        self.height_box, self.width_box = QSpinBox(), QSpinBox()
+        for box, what in ((self.height_box, "height"), (self.width_box, "width")):
+            box.setRange(0, 8192)
+            box.setSpecialValueText("choose")
+            box.setToolTip(f"The model's input {what} is dynamic: the {what} to feed, in pixels")
+            box.valueChanged.connect(self._size_changed)
+        sl.addWidget(QLabel("Input size (dynamic in the model):"))
+        sl.addWidget(self.height_box)
+        sl.addWidget(QLabel("×"))
+        sl.addWidget(self.width_box)
+        sl.addStretch(1)
+        self.size_row.hide()
+
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(split, 1)
+        lay.addWidget(self.size_row)
+        lay.addWidget(self.notes)
+        lay.addWidget(self.blockers)
+        self._error: str | None = None
+
+    # ---- wizard
+
+    def initializePage(self) -> None:
+        self.refresh_recent()
+        if self.state.model_path and self.state.info is None:
+            self.open_model(self.state.model_path)
+
+    def isComplete(self) -> bool:
+        info = self.state.info
+        if info is None or info.blockers:
+            return False
+        ii = info.image_input
+        return ii.size is not None or (self.height_box.value() > 0 and self.width_box.value() > 0)
+
+    # ---- actions
+
+    def refresh_recent(self) -> None:
+        self.recent.clear()
+        for p in self.settings.recent("models"):
+            item = QListWidgetItem(Path(p).name)
+            item.setToolTip(p)
+            item.setData(Qt.ItemDataRole.UserRole, p)
+            self.recent.addItem(item)
+
+    def choose_model(self) -> None:
+        path = dialogs.open_file(self, "Open ONNX model", self.settings.folder("models"), "ONNX models (*.onnx);;All files (*)")
+        if path:
+            self.open_model(Path(path))
+
+    def open_model(self, path: Path) -> None:
+        self.path_label.setText(f"Reading {path} …")
+        self.summary.clear()
+        started = self.runner.start(
+            lambda progress, cancel: inspect_model(path), lambda info: self._inspected(path, info), self._failed, light=True
+        )
+        if not started:
+            self.path_label.setText("Busy: wait for the current job to finish.")
+
+    def _inspected(self, path: Path, info: ModelInfo) -> None:
+        self.state.set_model(path, info)
+        self.settings.add_recent("models", path)
+        self.settings.set_folder("models", path.parent)
+        self._error = None
+        self.path_label.setText(str(path))
+        self.summary.setHtml(summary_html(info))
+        self.blockers.setText("\n".join(info.blockers))
+        self.blockers.setVisible(bool(info.blockers))
+        self.notes.setText("\n".join(info.notes))
+        self.notes.setVisible(bool(info.notes))
+        ii = info.image_input
+        dynamic = ii is not None and ii.size is None
+        self.size_row.setVisible(dynamic)
+        if dynamic and self.state.preprocess.size:
+            self.height_box.setValue(self.state.preprocess.size[0])
+            self.width_box.setValue(self.state.preprocess.size[1])
+        self.refresh_recent()
+        self.window_.model_changed()
+        self.completeChanged.emit()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.state.info = None
+        self.path_label.setText("Could not open the model.")
+        self.summary.clear()
+        text = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
+        self.blockers.setText(text)
+        self.blockers.show()
+        self.completeChanged.emit()
+        dialogs.show_error(self, "Cannot open the model", text, _details(exc))
+
+    def _size_changed(self) -> None:
+        h, w = self.height_box.value(), self.width_box.value()
+        self.state.preprocess = replace(self.state.preprocess, size=(h, w) if h and w else None)
+        self.completeChanged.emit()
+
+    # ---- drag and drop
+
+    def dragEnterEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls and urls[0].toLocalFile().lower().endswith(".onnx"):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls:
+            self.open_model(Path(urls[0].toLocalFile()))
+
+
+def _details(exc: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def summary_html(info: ModelInfo) -> str:
+    e = html.escape
+    ii = info.image_input
+    rows = [
+        ("File", f"{e(str(info.path))}"),
+        ("Size", f"{info.size_bytes / 1e6:.2f} MB, {info.parameter_count:,} parameters, {info.node_count} nodes"),
+        ("Format", f"ONNX IR {info.ir_version}, opset {info.opset}" + (f", made by {e(info.producer)}" if info.producer else "")),
+    ]
+    for t in info.inputs:
+        tag = ""
+        if ii and t.name == ii.name:
+            dyn = [n for n, d in (("batch", ii.batch), ("height", ii.height), ("width", ii.width)) if not isinstance(d, int)]
+            tag = f" &mdash; <b>image</b>, {ii.layout.upper()}, {ii.channels} channel(s)" + (f", dynamic {'/'.join(dyn)}" if dyn else "")
+        rows.append(("Input", f"<code>{e(t.name)}</code> {e(t.shape_text)} {e(t.dtype)}{tag}"))
+    for t in info.outputs:
+        rows.append(("Output", f"<code>{e(t.name)}</code> {e(t.shape_text)} {e(t.dtype)}"))
+    rows.append(("Operators", e(", ".join(f"{op} {n}" for op, n in info.op_counts))))
+    if info.float_only_ops:
+        rows.append(("Stay in float", e(", ".join(f"{op} {n}" for op, n in info.float_only_ops))
+                     + " <i>(ONNX Runtime has no INT8 kernel for these)</i>"))
+    for k, v in info.metadata.items():
+        rows.append(("Metadata", f"<code>{e(k)}</code> = {e(v if len(v) <= 120 else v[:117] + '…')}"))
+    body = "".join(f"<tr><td style='padding-right:12px;color:#555'>{k}</td><td>{v}</td></tr>" for k, v in rows)
+    return f"<table cellspacing='0' cellpadding='3'>{body}</table>"

@@ -1,0 +1,401 @@
+"""Step 2: preprocessing, with a live preview on real images.
+
+A wrong mean/std is the most common reason a quantized model fails: this page
+shows the numbers the model will get, and says so in words when they look
+wrong. The page only collects settings; core computes the preview.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QButtonGroup, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QRadioButton,
+    QScrollArea, QSpinBox, QTabWidget, QVBoxLayout, QWidget, QWizardPage,
+)
+
+from ...core.dataset import list_images
+from ...core.errors import JobError, StudioError
+from ...core.imagefile import open_rgb
+from ...core.modelinfo import inspect_model
+from ...core.preprocess import INTERPOLATIONS, PRESETS, PreprocessSpec, preset
+from ...core.preview import ResizeCache, build_preview, channel_names, equivalents, target_range, warnings_for
+from .. import dialogs
+from ..preview_view import PreviewView
+from ..widgets import ChannelEdits, message_label
+
+CUSTOM = "custom"
+DEBOUNCE_MS = 15  # the preview follows an edit within ~30 ms
+
+
+class PreprocessPage(QWizardPage):
+    def __init__(self, window) -> None:
+        super().__init__()
+        self.window_ = window
+        self.state, self.runner, self.settings = window.state, window.runner, window.settings
+        self.setTitle("Preprocessing")
+        self.setSubTitle("How an image becomes the model's input. The preview shows the exact numbers the model will get.")
+        self._images: list[Path] = []
+        self._index = 0
+        self._image = None  # the decoded current image (PIL, RGB)
+        self._cache = ResizeCache()
+        self.preview = None  # the last core Preview shown
+        self._syncing = False
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self.refresh_preview)
+
+        form_box = QGroupBox("Normalization: out = (pixel − mean) / std")
+        form = QFormLayout(form_box)
+        self.preset_combo = QComboBox()
+        for name, (_, _, _, desc) in PRESETS.items():
+            self.preset_combo.addItem(name, name)
+            self.preset_combo.setItemData(self.preset_combo.count() - 1, desc, Qt.ItemDataRole.ToolTipRole)
+        self.preset_combo.addItem(CUSTOM, CUSTOM)
+        self.preset_combo.setToolTip("Normalization presets; editing mean or std makes it custom")
+        self.preset_combo.currentIndexChanged.connect(self._preset_chosen)
+        form.addRow("&Preset", self.preset_combo)
+
+        units = QWidget()
+        ul = QHBoxLayout(units)
+        ul.setContentsMargins(0, 0, 0, 0)
+        self.pixel_units = QRadioButton("pixels 0..255")
+        self.unit_units = QRadioButton("0..1 (torchvision)")
+        self.pixel_units.setToolTip("Mean and std in pixel units, as RKNN's mean_values/std_values")
+        self.unit_units.setToolTip("Mean and std applied after x/255, as torchvision's Normalize")
+        self.pixel_units.setChecked(True)
+        group = QButtonGroup(self)
+        group.addButton(self.pixel_units)
+        group.addButton(self.unit_units)
+        self.unit_units.toggled.connect(self._units_toggled)
+        ul.addWidget(self.pixel_units)
+        ul.addWidget(self.unit_units)
+        form.addRow("Units", units)
+        self.mean_edit = ChannelEdits("mean")
+        self.std_edit = ChannelEdits("std")
+        self.mean_edit.edited.connect(self._values_edited)
+        self.std_edit.edited.connect(self._values_edited)
+        form.addRow("&Mean", self.mean_edit)
+        form.addRow("&Std", self.std_edit)
+        self.color_combo = QComboBox()
+        self.color_combo.addItem("RGB", "rgb")
+        self.color_combo.addItem("BGR", "bgr")
+        self.color_combo.setToolTip("The channel order the model was trained with (Caffe and OpenCV pipelines use BGR)")
+        self.color_combo.currentIndexChanged.connect(self._edited)
+        form.addRow("&Channel order", self.color_combo)
+        self.layout_combo = QComboBox()
+        for text, value in (("detected", "auto"), ("NCHW", "nchw"), ("NHWC", "nhwc")):
+            self.layout_combo.addItem(text, value)
+        self.layout_combo.setToolTip("Where the channel axis is in the model's input; detected from its shape")
+        self.layout_combo.currentIndexChanged.connect(self._layout_changed)
+        form.addRow("&Layout", self.layout_combo)
+
+        resize_box = QGroupBox("Resize")
+        rform = QFormLayout(resize_box)
+        self.resize_combo = QComboBox()
+        for text, value, tip in (
+            ("shorter side, then centre crop", "shorter", "Resize the shorter side, then crop the centre (torchvision's Resize+CenterCrop)"),
+            ("stretch to the input size", "stretch", "Resize to the input size, ignoring the aspect ratio"),
+            ("letterbox (keep aspect, pad)", "letterbox", "Fit inside the input size keeping the aspect ratio; pad the rest"),
+        ):
+            self.resize_combo.addItem(text, value)
+            self.resize_combo.setItemData(self.resize_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.resize_combo.setToolTip("How images are brought to the model's input size")
+        self.resize_combo.currentIndexChanged.connect(self._edited)
+        rform.addRow("&Policy", self.resize_combo)
+        self.shorter_box = QSpinBox()
+        self.shorter_box.setRange(0, 8192)
+        self.shorter_box.setSpecialValueText("auto")
+        self.shorter_box.setToolTip("Shorter side before the crop; auto = input size × 256/224")
+        self.shorter_box.valueChanged.connect(self._edited)
+        rform.addRow("Shorter side", self.shorter_box)
+        self.pad_box = QSpinBox()
+        self.pad_box.setRange(0, 255)
+        self.pad_box.setToolTip("Letterbox fill, pixel value 0..255 (YOLO uses 114)")
+        self.pad_box.valueChanged.connect(self._edited)
+        rform.addRow("Pad value", self.pad_box)
+        self.interp_combo = QComboBox()
+        for name in INTERPOLATIONS:
+            self.interp_combo.addItem(name, name)
+        self.interp_combo.setToolTip("Resampling filter; bilinear matches torchvision and most training code")
+        self.interp_combo.currentIndexChanged.connect(self._edited)
+        rform.addRow("&Interpolation", self.interp_combo)
+        self.size_label = QLabel()
+        rform.addRow("Input size", self.size_label)
+
+        self.equiv_tabs = QTabWidget()
+        self.equiv_texts = {}
+        for tool in ("RKNN", "torchvision", "OpenCV"):
+            text = QPlainTextEdit()
+            text.setReadOnly(True)
+            text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+            text.setMaximumHeight(120)
+            self.equiv_tabs.addTab(text, tool)
+            self.equiv_texts[tool] = text
+        copy = QPushButton("Cop&y")
+        copy.setToolTip("Copy the shown settings to the clipboard")
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.equiv_tabs.currentWidget().toPlainText()))
+        equiv_box = QGroupBox("The same settings elsewhere")
+        el = QVBoxLayout(equiv_box)
+        el.addWidget(self.equiv_tabs)
+        el.addWidget(copy, 0, Qt.AlignmentFlag.AlignRight)
+
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.addWidget(form_box)
+        ll.addWidget(resize_box)
+        ll.addWidget(equiv_box)
+        ll.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setFixedWidth(420)
+
+        self.prev_button = QPushButton("◀")
+        self.next_button = QPushButton("▶")
+        for b in (self.prev_button, self.next_button):
+            b.setFixedWidth(36)
+        self.prev_button.setToolTip("Previous image (Alt+Left)")
+        self.next_button.setToolTip("Next image (Alt+Right)")
+        self.prev_button.setShortcut("Alt+Left")
+        self.next_button.setShortcut("Alt+Right")
+        self.prev_button.clicked.connect(lambda: self.step(-1))
+        self.next_button.clicked.connect(lambda: self.step(1))
+        self.image_label = QLabel("No image yet: open one, or a folder of them.")
+        open_image = QPushButton("Open &image…")
+        open_image.setToolTip("Preview on any image file")
+        open_image.clicked.connect(self.choose_image)
+        open_folder = QPushButton("Image &folder…")
+        open_folder.setToolTip("Preview on the images of a folder (it also becomes the calibration folder when none is set)")
+        open_folder.clicked.connect(self.choose_folder)
+        nav = QHBoxLayout()
+        nav.addWidget(self.prev_button)
+        nav.addWidget(self.next_button)
+        nav.addWidget(self.image_label, 1)
+        nav.addWidget(open_image)
+        nav.addWidget(open_folder)
+        self.view = PreviewView()
+        self.warnings = message_label("warn")
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addLayout(nav)
+        rl.addWidget(self.view, 1)
+        rl.addWidget(self.warnings)
+
+        lay = QHBoxLayout(self)
+        lay.addWidget(scroll)
+        lay.addWidget(right, 1)
+
+    # ---- wizard
+
+    def initializePage(self) -> None:
+        self.sync_from_state()
+        if not self._images and self.state.calibration.folders:
+            self.use_folder(self.state.calibration.folders[0])
+        self.schedule()
+
+    def isComplete(self) -> bool:
+        return self.resolved_spec() is not None
+
+    # ---- state <-> widgets
+
+    def sync_from_state(self) -> None:
+        spec, info = self.state.preprocess, self.state.info
+        channels = info.image_input.channels if info and info.image_input else spec.channels
+        self._syncing = True
+        try:
+            self.preset_combo.setCurrentIndex(self.preset_combo.findData(self.state.preset_name or CUSTOM))
+            names = channel_names(spec) if spec.channels == channels else ("Y",) if channels == 1 else ("R", "G", "B")
+            for edit in (self.mean_edit, self.std_edit):
+                edit.set_channels(names)
+            self.mean_edit.set_values(spec.mean)
+            self.std_edit.set_values(spec.std)
+            self.color_combo.setEnabled(channels == 3)
+            self.color_combo.setCurrentIndex(max(0, self.color_combo.findData(spec.color)))
+            self.layout_combo.setCurrentIndex(self.layout_combo.findData(spec.layout))
+            if info and info.image_input:
+                self.layout_combo.setItemText(0, f"detected ({info.image_input.layout.upper()})")
+            self.resize_combo.setCurrentIndex(self.resize_combo.findData(spec.resize))
+            self.shorter_box.setValue(spec.resize_shorter or 0)
+            self.pad_box.setValue(spec.pad_value)
+            self.interp_combo.setCurrentIndex(self.interp_combo.findData(spec.interpolation))
+        finally:
+            self._syncing = False
+        self._update_enabled()
+
+    def spec_from_widgets(self) -> PreprocessSpec:
+        """The spec the widgets show; raises JobError for impossible values."""
+        channels = len(self.mean_edit.boxes())
+        color = "gray" if channels == 1 else self.color_combo.currentData()
+        return PreprocessSpec(
+            mean=self.mean_edit.values(),
+            std=self.std_edit.values(),
+            color=color,
+            layout=self.layout_combo.currentData(),
+            size=self.state.preprocess.size,
+            resize=self.resize_combo.currentData(),
+            resize_shorter=self.shorter_box.value() or None,
+            pad_value=self.pad_box.value(),
+            interpolation=self.interp_combo.currentData(),
+        )
+
+    def resolved_spec(self) -> PreprocessSpec | None:
+        info = self.state.info
+        if info is None or info.image_input is None:
+            return None
+        try:
+            return self.state.preprocess.resolved(info.image_input.layout, info.image_input.size)
+        except JobError:
+            return None
+
+    def _preset_chosen(self) -> None:
+        if self._syncing:
+            return
+        name = self.preset_combo.currentData()
+        if name == CUSTOM:
+            self.state.preset_name = None
+            return
+        channels = len(self.mean_edit.boxes())
+        p = preset(name, channels)
+        self.state.preset_name = name
+        self.state.preprocess = replace(self.state.preprocess, mean=p.mean, std=p.std, color=p.color)
+        self.sync_from_state()
+        self._edited()
+
+    def _values_edited(self) -> None:
+        if self._syncing:
+            return
+        name = self.state.preset_name
+        if name:
+            p = preset(name, len(self.mean_edit.boxes()))
+            same = all(abs(a - b) < 1e-3 for a, b in zip(p.mean + p.std, self.mean_edit.values() + self.std_edit.values()))
+            if not same:
+                self.state.preset_name = None
+                self._syncing = True
+                self.preset_combo.setCurrentIndex(self.preset_combo.findData(CUSTOM))
+                self._syncing = False
+        self._edited()
+
+    def _units_toggled(self, unit_checked: bool) -> None:
+        scale = 255.0 if unit_checked else 1.0
+        for edit in (self.mean_edit, self.std_edit):
+            edit.set_unit(scale)
+            for box in edit.boxes():
+                box.setDecimals(6 if unit_checked else 4)
+                box.setSingleStep(0.001 if unit_checked else 0.5)
+
+    def _layout_changed(self) -> None:
+        if self._syncing or self.state.model_path is None:
+            return
+        layout, path = self.layout_combo.currentData(), self.state.model_path
+        self.runner.start(lambda p, c: inspect_model(path, layout=layout), self._reinspected, self._reinspect_failed, light=True)
+
+    def _reinspected(self, info) -> None:
+        self.state.info = info
+        if info.image_input is None:
+            self.warnings.setText("With this layout the model has no image input (no channel axis of size 1 or 3 there).")
+            self.warnings.show()
+        self._edited()
+
+    def _reinspect_failed(self, exc) -> None:
+        self.warnings.setText(str(exc))
+        self.warnings.show()
+
+    def _edited(self) -> None:
+        if self._syncing:
+            return
+        try:
+            self.state.preprocess = self.spec_from_widgets()
+        except JobError as exc:
+            self.warnings.setText(f"{exc.detail}. {exc.fix}")
+            self.warnings.show()
+            self.completeChanged.emit()
+            return
+        self._update_enabled()
+        self.completeChanged.emit()
+        self.schedule()
+
+    def _update_enabled(self) -> None:
+        policy = self.resize_combo.currentData()
+        self.shorter_box.setEnabled(policy == "shorter")
+        self.pad_box.setEnabled(policy == "letterbox")
+        spec = self.resolved_spec()
+        if spec is not None:
+            self.shorter_box.setSpecialValueText(f"auto ({spec.shorter_side})")
+            source = "from the model" if self.state.info.image_input.size else "chosen on the Model page"
+            self.size_label.setText(f"{spec.size[0]} × {spec.size[1]} ({source})")
+            for tool, text in equivalents(spec).items():
+                self.equiv_texts[tool].setPlainText(text)
+
+    # ---- images
+
+    def choose_image(self) -> None:
+        path = dialogs.open_file(self, "Preview image", self.settings.folder("images"), "Images (*.jpg *.jpeg *.png *.bmp *.gif *.tif *.tiff *.webp);;All files (*)")
+        if path:
+            self._images, self._index = [Path(path)], 0
+            self.settings.set_folder("images", Path(path).parent)
+            self.load_current()
+
+    def choose_folder(self) -> None:
+        folder = dialogs.open_folder(self, "Folder of images", self.settings.folder("images"))
+        if folder:
+            self.settings.set_folder("images", Path(folder))
+            if not self.state.calibration.folders:
+                self.state.calibration = replace(self.state.calibration, folders=(Path(folder),))
+            self.use_folder(Path(folder))
+
+    def use_folder(self, folder: Path) -> None:
+        self.image_label.setText(f"Listing {folder} …")
+        self.runner.start(lambda p, c: list_images([folder], "preview"), self._listed, self._list_failed, light=True)
+
+    def _listed(self, files: list[Path]) -> None:
+        self._images, self._index = files, 0
+        self.load_current()
+
+    def _list_failed(self, exc) -> None:
+        self.image_label.setText(str(exc) if isinstance(exc, StudioError) else repr(exc))
+
+    def step(self, delta: int) -> None:
+        if self._images:
+            self._index = (self._index + delta) % len(self._images)
+            self.load_current()
+
+    def load_current(self) -> None:
+        path = self._images[self._index]
+        self.image_label.setText(f"Image {self._index + 1} of {len(self._images)}: {path.name} (decoding…)")
+        self.runner.start(lambda p, c: open_rgb(path), lambda img: self._decoded(path, img), self._decode_failed, light=True)
+
+    def _decoded(self, path: Path, img) -> None:
+        self._image = img
+        self.image_label.setText(f"Image {self._index + 1} of {len(self._images)}: {path.name}")
+        self.image_label.setToolTip(str(path))
+        self.view.set_source(np.asarray(img))
+        self.refresh_preview()
+
+    def _decode_failed(self, exc) -> None:
+        self._image = None
+        self.image_label.setText(f"Image {self._index + 1} of {len(self._images)}: {exc}")
+
+    # ---- preview
+
+    def schedule(self) -> None:
+        self._timer.start()
+
+    def refresh_preview(self) -> None:
+        spec = self.resolved_spec()
+        if spec is None or self._image is None:
+            return
+        self.preview = build_preview(self._image, spec, self._cache)
+        self.view.show_preview(self.preview, target_range(spec, self.state.preset_name))
+        words = warnings_for(self.preview, spec, self.state.preset_name, self.state.info)
+        self.warnings.setText("\n".join("⚠ " + w for w in words))
+        self.warnings.setVisible(bool(words))

@@ -1,0 +1,139 @@
+"""Step 5: FP32 vs INT8, per-layer error, re-run with the worst layers in float,
+and the report as JSON or HTML."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWizardPage
+
+from ...core.atomic import atomic_write_text
+from ...core.errors import Cancelled, StudioError
+from ...core.pipeline import quantize
+from ...core.report import summary_rows, write_report
+from ...core.report_html import render_html
+from .. import dialogs
+from ..charts import ResultCharts
+from ..widgets import message_label
+
+
+class ResultsPage(QWizardPage):
+    def __init__(self, window) -> None:
+        super().__init__()
+        self.window_ = window
+        self.state, self.runner, self.settings = window.state, window.runner, window.settings
+        self.setTitle("Results")
+        self.setSubTitle("FP32 vs INT8 on held-out images. Red bars are layers that lost the most precision.")
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.charts = ResultCharts()
+        self.warnings = message_label("warn")
+        self.keep_box = QSpinBox()
+        self.keep_box.setRange(1, 50)
+        self.keep_box.setValue(3)
+        self.keep_box.setToolTip("How many of the worst layers (lowest SQNR) to keep in float32")
+        self.rerun_button = QPushButton("Re-run with the worst layers in &float")
+        self.rerun_button.setToolTip("Quantize again with that many of the worst layers in float (uses the calibration cache)")
+        self.rerun_button.clicked.connect(self.rerun)
+        self.rerun_bar = QProgressBar()
+        self.rerun_bar.setRange(0, 100)
+        self.rerun_bar.hide()
+        self.json_button = QPushButton("Export &JSON…")
+        self.json_button.setToolTip("The full report, as guiapp quantize --report writes it")
+        self.json_button.clicked.connect(self.export_json)
+        self.html_button = QPushButton("Export &HTML…")
+        self.html_button.setToolTip("A self-contained page with the charts embedded")
+        self.html_button.clicked.connect(self.export_html)
+        self.folder_button = QPushButton("Open output &folder")
+        self.folder_button.setToolTip("Show the INT8 model in the file manager")
+        self.folder_button.clicked.connect(self.open_folder)
+        actions = QHBoxLayout()
+        actions.addWidget(QLabel("Keep"))
+        actions.addWidget(self.keep_box)
+        actions.addWidget(self.rerun_button)
+        actions.addWidget(self.rerun_bar, 1)
+        actions.addStretch(1)
+        for b in (self.json_button, self.html_button, self.folder_button):
+            actions.addWidget(b)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.summary)
+        lay.addWidget(self.charts, 1)
+        lay.addWidget(self.warnings)
+        lay.addLayout(actions)
+
+    def initializePage(self) -> None:
+        self.show_report()
+
+    def show_report(self) -> None:
+        r = self.state.report
+        if not r:
+            return
+        self.charts.show_report(r)
+        rows = summary_rows(r)
+        text = "  ·  ".join(f"{what}: FP32 {a} → INT8 {b}" if a else f"{what}: {b}" for what, a, b in rows[:4])
+        cal = r["calibration"]
+        kept = r.get("kept_float") or []
+        text += f"\nCalibrated with {cal['method']} on {cal['images_used']} images" + (" (statistics from the cache)" if cal["cache_used"] else "")
+        text += f"; evaluated on {r['eval']['images_used']} images." + (f" Kept in float: {', '.join(kept)}." if kept else "")
+        self.summary.setText(text)
+        self.warnings.setText("\n".join("⚠ " + w for w in r.get("warnings", [])))
+        self.warnings.setVisible(bool(r.get("warnings")))
+
+    def rerun(self) -> None:
+        if self.runner.busy:
+            return
+        self.state.quantization = replace(self.state.quantization, keep_float=self.keep_box.value())
+        job = self.state.to_job()
+        self.rerun_bar.setValue(0)
+        self.rerun_bar.show()
+        self.rerun_button.setEnabled(False)
+        self.window_.set_busy(True)
+        # Replacing the output this run wrote is the point of a re-run.
+        self.runner.start(lambda p, c: quantize(job, p, c, overwrite=True), self._rerun_done, self._rerun_failed, self._rerun_progress)
+
+    def _rerun_progress(self, event) -> None:
+        self.rerun_bar.setValue(int(event.fraction * 100))
+        self.rerun_bar.setFormat(f"{event.stage}: {event.message}")
+
+    def _rerun_done(self, result) -> None:
+        self.state.report = result.report
+        self._rerun_end()
+        self.show_report()
+
+    def _rerun_failed(self, exc) -> None:
+        self._rerun_end()
+        if not isinstance(exc, Cancelled):
+            text = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
+            dialogs.show_error(self, "Re-run failed", text + "\n\nThe previous INT8 model is unchanged.")
+
+    def _rerun_end(self) -> None:
+        self.rerun_bar.hide()
+        self.rerun_button.setEnabled(True)
+        self.state.quantization = replace(self.state.quantization, keep_float=0)
+        self.window_.set_busy(False)
+
+    def _report_path(self, suffix: str) -> str:
+        out = Path(self.state.report["output"])
+        return str(out.with_name(out.name.removesuffix(".onnx") + suffix))
+
+    def export_json(self) -> None:
+        path = dialogs.save_file(self, "Save the report (JSON)", self._report_path(".report.json"), "JSON (*.json)")
+        if path:
+            self._write(lambda: write_report(self.state.report, path))
+
+    def export_html(self) -> None:
+        path = dialogs.save_file(self, "Save the report (HTML)", self._report_path(".report.html"), "HTML (*.html)")
+        if path:
+            self._write(lambda: atomic_write_text(Path(path), render_html(self.state.report, self.charts.png_bytes())))
+
+    def _write(self, write) -> None:
+        try:
+            write()
+        except StudioError as exc:
+            dialogs.show_error(self, "Cannot save", str(exc))
+
+    def open_folder(self) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.state.report["output"]).parent)))

@@ -1,0 +1,78 @@
+"""The wizard's shared state: one object made of core dataclasses.
+
+Pages read it to show settings and write it (with dataclasses.replace) when
+the user edits; it converts to and from the job document the CLI reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
+from ..core.modelinfo import ModelInfo
+from ..core.preprocess import PreprocessSpec, matching_preset, preset
+
+
+@dataclass
+class WizardState:
+    model_path: Path | None = None
+    info: ModelInfo | None = None
+    preprocess: PreprocessSpec = field(default_factory=lambda: preset("imagenet"))
+    preset_name: str | None = "imagenet"  # the preset the user chose (None: custom values)
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
+    quantization: QuantSettings = field(default_factory=QuantSettings)
+    evaluation: EvalSettings = field(default_factory=EvalSettings)
+    output: Path | None = None
+    report: dict | None = None  # the last run's report
+    job_file: Path | None = None
+
+    def default_output(self) -> Path | None:
+        if self.model_path is None:
+            return None
+        return self.model_path.with_name(self.model_path.name.removesuffix(".onnx") + ".int8.onnx")
+
+    def cache_path(self) -> Path | None:
+        """Calibration statistics live beside the job file, else beside the output."""
+        if self.job_file is not None:
+            return self.job_file.with_name(self.job_file.stem + ".calib.npz")
+        out = self.output or self.default_output()
+        return None if out is None else out.with_name(out.name.removesuffix(".onnx") + ".calib.npz")
+
+    def to_job(self) -> Job:
+        assert self.model_path is not None
+        return Job(
+            model=self.model_path,
+            output=self.output or self.default_output(),
+            preprocess=self.preprocess,
+            calibration=self.calibration,
+            quantization=self.quantization,
+            evaluation=self.evaluation,
+            report=None,
+            cache=self.cache_path(),
+        )
+
+    def load_job(self, job: Job, path: Path | None) -> None:
+        self.model_path = job.model
+        self.info = None
+        self.preprocess = job.preprocess
+        self.preset_name = matching_preset(job.preprocess)
+        self.calibration = job.calibration
+        self.quantization = job.quantization
+        self.evaluation = job.evaluation
+        self.output = job.output
+        self.report = None
+        self.job_file = path
+
+    def set_model(self, path: Path, info: ModelInfo) -> None:
+        """A newly opened model: settings that belong to another model reset."""
+        same = self.model_path is not None and Path(path) == Path(self.model_path)
+        self.model_path, self.info = Path(path), info
+        if not same:
+            self.output = None
+            self.quantization = replace(self.quantization, exclude_nodes=())
+            self.report = None
+            channels = info.image_input.channels if info.image_input else 3
+            if channels != self.preprocess.channels:
+                self.preprocess = preset(self.preset_name or "imagenet", channels, resize=self.preprocess.resize)
+            self.preprocess = replace(self.preprocess, size=None, layout="auto")

@@ -1,0 +1,77 @@
+"""Small widgets the pages share."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QWidget
+
+
+class ChannelEdits(QWidget):
+    """One number per channel (mean or std), labelled by channel name."""
+
+    edited = Signal()
+
+    def __init__(self, what: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.what = what
+        self._layout = QHBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._boxes: list[QDoubleSpinBox] = []
+        self._labels: list[QLabel] = []
+        self._unit = 1.0
+        self.set_channels(("R", "G", "B"))
+
+    def set_channels(self, names: tuple[str, ...]) -> None:
+        if [lbl.text() for lbl in self._labels] == list(names):
+            return
+        for w in self._boxes + self._labels:
+            w.deleteLater()
+        self._boxes, self._labels = [], []
+        for name in names:
+            label = QLabel(name)
+            box = QDoubleSpinBox()
+            box.setDecimals(4)
+            box.setRange(-100000, 100000)
+            box.setKeyboardTracking(True)
+            box.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
+            box.setMinimumWidth(64)
+            box.setAccessibleName(f"{self.what} {name}")
+            box.setToolTip(f"{self.what} of the {name} channel")
+            box.valueChanged.connect(self._changed)
+            self._layout.addWidget(label)
+            self._layout.addWidget(box, 1)
+            self._labels.append(label)
+            self._boxes.append(box)
+
+    def set_unit(self, unit: float) -> None:
+        """Show values divided by ``unit`` (255 for 0..1 units)."""
+        values = self.values()
+        self._unit = unit
+        self.set_values(values)
+
+    def values(self) -> tuple[float, ...]:
+        return tuple(b.value() * self._unit for b in self._boxes)
+
+    def set_values(self, values: tuple[float, ...]) -> None:
+        for box, v in zip(self._boxes, values):
+            box.blockSignals(True)
+            box.setValue(v / self._unit)
+            box.blockSignals(False)
+
+    def boxes(self) -> list[QDoubleSpinBox]:
+        return list(self._boxes)
+
+    def _changed(self) -> None:
+        self.edited.emit()
+
+
+def message_label(kind: str = "info") -> QLabel:
+    """A word-wrapped label styled for warnings or errors."""
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    colors = {"warn": ("#7a4b00", "#fff4d6", "#e6b84a"), "error": ("#8a1010", "#fde8e8", "#e08080"), "info": ("#1d3d5c", "#eaf2fb", "#9cbddb")}
+    fg, bg, border = colors[kind]
+    label.setStyleSheet(f"QLabel {{ color: {fg}; background: {bg}; border: 1px solid {border}; border-radius: 4px; padding: 6px; }}")
+    label.hide()
+    return label

@@ -1,0 +1,307 @@
+"""The wizard, driven as a user would (offscreen; dialogs answered by the tests)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtWidgets import QApplication, QWizard  # noqa: E402
+
+from builders import convnet, image_folder, save  # noqa: E402
+from guiapp.core.demo import demo_folder  # noqa: E402
+from guiapp.core.job import CalibrationSettings, EvalSettings, Job  # noqa: E402
+from guiapp.core.preprocess import load_tensor  # noqa: E402
+
+RUN_TIMEOUT = 180_000
+
+
+class Dialogs:
+    """Stands in for every modal dialog; records what was shown."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[str, str, str]] = []
+        self.questions: list[str] = []
+        self.answer = True
+        self.paths: list[str] = []
+
+    def ask(self, parent, title, text):
+        self.questions.append(text)
+        return self.answer
+
+    def show_error(self, parent, title, text, details=""):
+        self.errors.append((title, text, details))
+
+    def path(self, *args, **kwargs):
+        return self.paths.pop(0) if self.paths else ""
+
+
+@pytest.fixture
+def dialogs(monkeypatch):
+    from guiapp.gui import dialogs as module
+
+    d = Dialogs()
+    for name in ("ask", "show_error"):
+        monkeypatch.setattr(module, name, getattr(d, name))
+    for name in ("open_file", "save_file", "open_folder"):
+        monkeypatch.setattr(module, name, d.path)
+    return d
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, dialogs):
+    import pyqtgraph as pg
+
+    from guiapp.gui.main_window import MainWindow
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    app = QApplication.instance()
+    app.setOrganizationName("QuantizationStudioTests")
+    app.setApplicationName("guiapp-tests")
+    pg.setConfigOptions(imageAxisOrder="row-major")
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.resize(1280, 800)
+    w.show()
+    yield w
+    w.runner.stop(30)
+
+
+def page(window, pid):
+    from guiapp.gui.pages.ids import PageId
+
+    return window.pages[PageId[pid]]
+
+
+def open_model(qtbot, window, path):
+    page(window, "MODEL").open_model(Path(path))
+    qtbot.waitUntil(lambda: not window.runner.busy and (window.state.info is not None or page(window, "MODEL").blockers.isVisible()))
+
+
+def next_button(window):
+    return window.wizard.button(QWizard.WizardButton.NextButton)
+
+
+def demo_state(window, tmp_path, qtbot, calib=24, evaluate=30):
+    job = Job.load(demo_folder() / "demo.job.json")
+    job = replace(
+        job,
+        output=tmp_path / "demo.int8.onnx",
+        calibration=replace(job.calibration, max_images=calib),
+        evaluation=replace(job.evaluation, max_images=evaluate, latency_runs=5, per_layer_images=4),
+    )
+    window.state.load_job(job, None)
+    open_model(qtbot, window, job.model)
+    return job
+
+
+def test_walk_the_demo_from_model_to_results(qtbot, window, tmp_path):
+    demo_state(window, tmp_path, qtbot)
+    assert next_button(window).isEnabled()
+    qtbot.mouseClick(next_button(window), Qt.MouseButton.LeftButton)
+    pp = page(window, "PREPROCESS")
+    qtbot.waitUntil(lambda: pp.preview is not None)
+    assert not pp.warnings.isVisible()  # the demo's settings are right
+    qtbot.mouseClick(next_button(window), Qt.MouseButton.LeftButton)
+    cp = page(window, "CALIBRATION")
+    qtbot.waitUntil(lambda: not window.runner.busy and "300 images" in cp.folders.item(0).text())
+    assert cp.isComplete()
+    qtbot.mouseClick(next_button(window), Qt.MouseButton.LeftButton)
+    rp = page(window, "RUN")
+    qtbot.waitUntil(lambda: rp.running or rp.done)
+    assert not window.wizard.button(QWizard.WizardButton.BackButton).isEnabled()
+    qtbot.waitUntil(lambda: rp.done, timeout=RUN_TIMEOUT)
+    assert (tmp_path / "demo.int8.onnx").is_file()
+    commit = window.wizard.button(QWizard.WizardButton.CommitButton)
+    assert commit.isEnabled()
+    qtbot.mouseClick(commit, Qt.MouseButton.LeftButton)
+    results = page(window, "RESULTS")
+    assert window.wizard.currentPage() is results
+    report = window.state.report
+    assert report["accuracy"]["labeled_images"] > 0 and report["per_layer"]
+    assert "FP32" in results.summary.text()
+    charts = results.charts.png_bytes()
+    assert len(charts) == 4 and all(png.startswith(b"\x89PNG") for png in charts.values())
+
+
+def test_exports_and_rerun_with_worst_layers_in_float(qtbot, window, tmp_path, dialogs):
+    demo_state(window, tmp_path, qtbot)
+    window.wizard.setStartId(0)
+    for _ in range(3):
+        qtbot.mouseClick(next_button(window), Qt.MouseButton.LeftButton)
+    rp = page(window, "RUN")
+    qtbot.waitUntil(lambda: rp.done, timeout=RUN_TIMEOUT)
+    window.wizard.next()
+    results = page(window, "RESULTS")
+    dialogs.paths = [str(tmp_path / "r.json"), str(tmp_path / "r.html")]
+    results.export_json()
+    results.export_html()
+    assert '"per_layer"' in (tmp_path / "r.json").read_text()
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 and "<table>" in html
+    results.keep_box.setValue(2)
+    results.rerun()
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=RUN_TIMEOUT)
+    assert len(window.state.report["kept_float"]) == 2
+    assert window.state.report["calibration"]["cache_used"] is True
+
+
+def test_blockers_keep_next_disabled_with_the_reason(qtbot, window, tmp_path):
+    q = tmp_path / "q.onnx"
+    m = convnet()
+    m.graph.node.insert(0, onnx.helper.make_node("QuantizeLinear", ["image", "s"], ["qi"]))
+    m.graph.node.insert(1, onnx.helper.make_node("DequantizeLinear", ["qi", "s"], ["dq"]))
+    m.graph.node[2].input[0] = "dq"
+    m.graph.initializer.append(onnx.numpy_helper.from_array(np.array(0.1, np.float32), "s"))
+    save(m, q)
+    open_model(qtbot, window, q)
+    mp = page(window, "MODEL")
+    assert mp.blockers.isVisible() and "already quantized" in mp.blockers.text()
+    assert not next_button(window).isEnabled()
+    good = tmp_path / "good.onnx"
+    convnet(good)
+    open_model(qtbot, window, good)
+    assert not mp.blockers.isVisible() and next_button(window).isEnabled()
+
+
+def test_dynamic_size_needs_a_size_before_next(qtbot, window, tmp_path):
+    p = tmp_path / "dyn.onnx"
+    convnet(p, hw=("H", "W"))
+    open_model(qtbot, window, p)
+    mp = page(window, "MODEL")
+    assert mp.size_row.isVisible() and not next_button(window).isEnabled()
+    mp.height_box.setValue(40)
+    mp.width_box.setValue(48)
+    assert next_button(window).isEnabled()
+    assert window.state.preprocess.size == (40, 48)
+
+
+def test_broken_model_shows_an_error_and_the_wizard_stays_usable(qtbot, window, tmp_path, dialogs):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"\x08\x07 this is not a model" * 10)
+    open_model(qtbot, window, bad)
+    assert dialogs.errors and "not a valid ONNX model" in dialogs.errors[0][1]
+    assert dialogs.errors[0][2]  # details for the expandable part
+    assert not next_button(window).isEnabled()
+    good = tmp_path / "good.onnx"
+    convnet(good)
+    open_model(qtbot, window, good)
+    assert next_button(window).isEnabled()
+
+
+def test_preview_numbers_are_cores_and_follow_edits(qtbot, window, tmp_path):
+    demo_state(window, tmp_path, qtbot)
+    window.wizard.next()
+    pp = page(window, "PREPROCESS")
+    qtbot.waitUntil(lambda: pp.preview is not None)
+    path = pp._images[pp._index]
+    spec = pp.resolved_spec()
+    np.testing.assert_array_equal(pp.preview.tensor, load_tensor(path, spec))
+    before = pp.preview
+    box = pp.mean_edit.boxes()[0]
+    box.setValue(0.0)
+    qtbot.waitUntil(lambda: pp.preview is not before)
+    assert pp.preset_combo.currentData() == "custom"
+    np.testing.assert_array_equal(pp.preview.tensor, load_tensor(path, pp.resolved_spec()))
+    assert pp.preview.stats[0].min >= 0  # R is no longer centred
+    pp.unit_units.setChecked(True)
+    assert pp.std_edit.boxes()[0].value() == pytest.approx(58.395 / 255, abs=1e-6)
+
+
+def test_switching_to_raw_raises_the_warning(qtbot, window, tmp_path):
+    demo_state(window, tmp_path, qtbot)
+    window.wizard.next()
+    pp = page(window, "PREPROCESS")
+    qtbot.waitUntil(lambda: pp.preview is not None)
+    assert not pp.warnings.isVisible()
+    pp.preset_combo.setCurrentIndex(pp.preset_combo.findData("raw"))
+    qtbot.waitUntil(lambda: pp.warnings.isVisible())
+    assert "forget std" in pp.warnings.text()
+    pp.preset_combo.setCurrentIndex(pp.preset_combo.findData("caffe"))
+    qtbot.waitUntil(lambda: "BGR" in pp.warnings.text() or not pp.warnings.isVisible())
+    assert pp.color_combo.currentData() == "bgr"
+
+
+def test_cancel_mid_run_writes_nothing_and_the_wizard_stays_usable(qtbot, window, tmp_path):
+    demo_state(window, tmp_path, qtbot, calib=300, evaluate=300)
+    for _ in range(3):
+        window.wizard.next()
+    rp = page(window, "RUN")
+    qtbot.waitUntil(lambda: "Calibrate" in rp.bar.format(), timeout=RUN_TIMEOUT)
+    qtbot.mouseClick(rp.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not rp.running, timeout=10_000)
+    assert "Cancelled" in rp.log.toPlainText()
+    assert not (tmp_path / "demo.int8.onnx").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("demo")] == []
+    assert window.wizard.button(QWizard.WizardButton.BackButton).isEnabled()
+    assert rp.retry_button.isVisible()
+
+
+def test_a_failing_run_shows_details_and_allows_going_back(qtbot, window, tmp_path, dialogs, monkeypatch):
+    from guiapp.core.errors import ModelError
+    from guiapp.gui.pages import run_page
+
+    def fail(job, progress, cancel, overwrite=False):
+        raise ModelError("synthetic failure for the test.", "Do something else.")
+
+    monkeypatch.setattr(run_page, "quantize", fail)
+    demo_state(window, tmp_path, qtbot)
+    for _ in range(3):
+        window.wizard.next()
+    rp = page(window, "RUN")
+    qtbot.waitUntil(lambda: not rp.running and bool(dialogs.errors))
+    title, text, details = dialogs.errors[-1]
+    assert "synthetic failure" in text and "ModelError" in details
+    assert window.wizard.button(QWizard.WizardButton.BackButton).isEnabled()
+    window.wizard.back()
+    assert window.wizard.currentPage() is page(window, "CALIBRATION")
+
+
+def test_job_save_and_open_round_trip(qtbot, window, tmp_path, dialogs):
+    job = demo_state(window, tmp_path, qtbot)
+    window.state.calibration = replace(window.state.calibration, method="entropy", seed=7)
+    dialogs.paths = [str(tmp_path / "saved.job.json")]
+    window.save_job()
+    saved = Job.load(tmp_path / "saved.job.json")
+    assert saved.calibration.method == "entropy" and saved.calibration.seed == 7 and saved.model == job.model
+    window.new_job()
+    assert window.state.model_path is None
+    window.load_job(tmp_path / "saved.job.json")
+    qtbot.waitUntil(lambda: window.state.info is not None and not window.runner.busy)
+    assert window.state.calibration.method == "entropy" and window.state.output == tmp_path / "demo.int8.onnx"
+    assert str(tmp_path / "saved.job.json") in window.settings.recent("jobs")
+
+
+def test_settings_live_in_the_test_folder(qtbot, window, tmp_path):
+    good = tmp_path / "good.onnx"
+    convnet(good)
+    open_model(qtbot, window, good)
+    QSettings().sync()
+    files = [p for p in (tmp_path / "settings").rglob("*.ini")]
+    assert files and str(good) in files[0].read_text()
+
+
+def test_closing_during_a_run_asks_cancels_and_waits(qtbot, window, tmp_path, dialogs):
+    demo_state(window, tmp_path, qtbot, calib=300, evaluate=300)
+    for _ in range(3):
+        window.wizard.next()
+    rp = page(window, "RUN")
+    qtbot.waitUntil(lambda: "Calibrate" in rp.bar.format(), timeout=RUN_TIMEOUT)
+    dialogs.answer = False
+    window.close()
+    assert window.isVisible() and window.runner.busy  # "no": keeps running
+    dialogs.answer = True
+    window.close()
+    assert not window.isVisible()
+    assert not window.runner.busy
+    assert not (tmp_path / "demo.int8.onnx").exists()
+    assert len(dialogs.questions) == 2
