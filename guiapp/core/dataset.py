@@ -9,8 +9,10 @@ files are skipped and recorded.
 from __future__ import annotations
 
 import csv
+import ctypes
 import os
 import random
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +208,30 @@ class ReadLog:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
+_M_MMAP_THRESHOLD = -3
+_heap_settled = False
+
+
+def keep_big_buffers_off_the_heap() -> None:
+    """Fix glibc's mmap threshold at 4 MB (once per process).
+
+    Decoded photos of varying sizes are freed one after another, and glibc
+    raises its mmap threshold after each such free: later big buffers then
+    land on the heap, which does not shrink, so peak RSS crept up with the
+    number of images. Measured on squeezenet1.1 with the ImageNet photos,
+    extremes only: 100 images 450 MB, 500 images 537 MB; with the threshold
+    fixed, 455 and 477 MB. Synthetic tensors (no decoding) stay flat either way.
+    """
+    global _heap_settled
+    if _heap_settled or not sys.platform.startswith("linux"):
+        return
+    _heap_settled = True
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 4 << 20)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
 def iter_tensors(
     files: Iterable[Path],
     spec: PreprocessSpec,
@@ -220,6 +246,8 @@ def iter_tensors(
     Decoding runs one image ahead on a worker thread (Pillow releases the GIL),
     so it overlaps with inference. Unreadable files are skipped into ``log``.
     """
+
+    keep_big_buffers_off_the_heap()
 
     def load(p: Path):
         try:
