@@ -4,7 +4,7 @@
 1. the longest gap between ticks of a 10 ms QTimer on the GUI thread during a
    full run of the demo job (goal <= 100 ms): the work runs on a worker thread;
 2. time from a mean/std edit to the preview updated, for a 1920x1080 source
-   image (goal <= 30 ms; the 15 ms debounce included);
+   image (goal <= 30 ms; the debounce included);
 3. cold start: from launching a fresh Python process to the first window shown
    (goal <= 2 s).
 
@@ -94,31 +94,44 @@ def main() -> int:
     pp.load_current()
     pump_until(lambda: not win.runner.busy and pp._image is not None and pp._image.size == (1920, 1080))
     pump_until(lambda: pp.preview is not None and pp.preview.model_view.shape[0] == 96)
-    shown = {}
-    original = pp.view.show_preview
+    marks = {}
+    original_show = pp.view.show_preview
+    graphics = pp.view.graphics
+    original_paint = graphics.paintEvent
 
     def timed_show(*a, **k):
-        original(*a, **k)
-        shown["t"] = time.perf_counter()
+        original_show(*a, **k)
+        marks["updated"] = time.perf_counter()
+
+    def timed_paint(event):
+        original_paint(event)
+        if "updated" in marks:
+            marks.setdefault("painted", time.perf_counter())
 
     pp.view.show_preview = timed_show
-    latencies = []
+    graphics.paintEvent = timed_paint
+
+    def edit_latency(edit) -> tuple[float, float]:
+        """With the previous frame settled: from the edit to the preview
+        updated (new numbers pushed to the plots), and to that frame painted."""
+        settle = time.monotonic() + 0.15
+        while time.monotonic() < settle:
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+        marks.clear()
+        t0 = time.perf_counter()
+        edit()
+        pump_until(lambda: "painted" in marks, 5)
+        return (marks["updated"] - t0) * 1000, (marks["painted"] - t0) * 1000
+
     box = pp.mean_edit.boxes()[0]
-    for i in range(30):
-        shown.clear()
-        t0 = time.perf_counter()
-        box.setValue(120.0 + (i % 7))
-        pump_until(lambda: "t" in shown, 5)
-        latencies.append((shown["t"] - t0) * 1000)
+    mean_std = [edit_latency(lambda i=i: box.setValue(120.0 + (i % 7))) for i in range(30)]
     # and a resize-policy edit (a new resize of the 1920x1080 photo, not just normalization)
-    resize_lat = []
-    for policy in ("stretch", "shorter", "letterbox", "shorter"):
-        shown.clear()
-        t0 = time.perf_counter()
-        pp.resize_combo.setCurrentIndex(pp.resize_combo.findData(policy))
-        pump_until(lambda: "t" in shown, 5)
-        resize_lat.append((shown["t"] - t0) * 1000)
-    pp.view.show_preview = original
+    resize = [
+        edit_latency(lambda p=policy: pp.resize_combo.setCurrentIndex(pp.resize_combo.findData(p)))
+        for policy in ("stretch", "shorter", "letterbox", "shorter")
+    ]
+    pp.view.show_preview = original_show
+    graphics.paintEvent = original_paint
     box.setValue(job.preprocess.mean[0])
 
     # ---- 1. longest GUI-thread gap during a full run
@@ -157,9 +170,12 @@ def main() -> int:
     print(f"\nGUI responsiveness ({os.environ['QT_QPA_PLATFORM']}), demo model, run of {run_s:.1f} s with {len(gaps)} ticks")
     line("longest gap between 10 ms ticks during the run", max(gaps), 100, "ms")
     print(f"{'  (ticks: median / p99)':58s} {np.median(gaps):8.1f} / {np.percentile(gaps, 99):.1f} ms")
-    line("mean/std edit -> preview shown, 1920x1080 source (median)", float(np.median(latencies)), 30, "ms")
-    print(f"{'  (max over 30 edits)':58s} {max(latencies):8.1f} ms")
-    line("resize-policy edit -> preview shown (median)", float(np.median(resize_lat)), 30, "ms")
+    med = np.median(np.array(mean_std), axis=0)
+    line("mean/std edit -> preview updated, 1920x1080 source (median)", float(med[0]), 30, "ms")
+    print(f"{'  ... and that frame painted (median / max of 30)':58s} {med[1]:8.1f} / {max(p for _, p in mean_std):.1f} ms")
+    rmed = np.median(np.array(resize), axis=0)
+    line("resize-policy edit -> preview updated (median)", float(rmed[0]), 30, "ms")
+    print(f"{'  ... and that frame painted (median)':58s} {rmed[1]:8.1f} ms")
     line("cold start to first window (median of 3)", float(np.median(cold)), 2, "s")
     return 0
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QMetaObject, Qt, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QButtonGroup, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QRadioButton,
@@ -29,7 +28,6 @@ from ..preview_view import PreviewView
 from ..widgets import ChannelEdits, message_label
 
 CUSTOM = "custom"
-DEBOUNCE_MS = 15  # the preview follows an edit within ~30 ms
 
 
 class PreprocessPage(QWizardPage):
@@ -46,10 +44,8 @@ class PreprocessPage(QWizardPage):
         self.preview = None  # the last core Preview shown
         self._syncing = False
 
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(DEBOUNCE_MS)
-        self._timer.timeout.connect(self.refresh_preview)
+        self._refresh_queued = False
+        self._complete = False
 
         form_box = QGroupBox("Normalization: out = (pixel − mean) / std")
         form = QFormLayout(form_box)
@@ -198,6 +194,7 @@ class PreprocessPage(QWizardPage):
     # ---- wizard
 
     def initializePage(self) -> None:
+        self._complete = self.isComplete()
         self.sync_from_state()
         if not self._images and self.state.calibration.folders:
             self.use_folder(self.state.calibration.folders[0])
@@ -318,23 +315,33 @@ class PreprocessPage(QWizardPage):
         except JobError as exc:
             self.warnings.setText(f"{exc.detail}. {exc.fix}")
             self.warnings.show()
-            self.completeChanged.emit()
+            self._update_complete()
             return
         self._update_enabled()
-        self.completeChanged.emit()
+        self._update_complete()
         self.schedule()
 
+    def _update_complete(self) -> None:
+        """completeChanged only when Next's state flips (the wizard re-lays
+        out its buttons on every emission)."""
+        if self._complete != self.isComplete():
+            self._complete = not self._complete
+            self.completeChanged.emit()
+
     def _update_enabled(self) -> None:
+        """Only what changed: every text set relays out and repaints its widget,
+        which a keystroke in mean/std should not pay for."""
         policy = self.resize_combo.currentData()
         self.shorter_box.setEnabled(policy == "shorter")
         self.pad_box.setEnabled(policy == "letterbox")
         spec = self.resolved_spec()
         if spec is not None:
-            self.shorter_box.setSpecialValueText(f"auto ({spec.shorter_side})")
+            _set_if_changed(self.shorter_box.specialValueText, self.shorter_box.setSpecialValueText, f"auto ({spec.shorter_side})")
             source = "from the model" if self.state.info.image_input.size else "chosen on the Model page"
-            self.size_label.setText(f"{spec.size[0]} × {spec.size[1]} ({source})")
+            _set_if_changed(self.size_label.text, self.size_label.setText, f"{spec.size[0]} × {spec.size[1]} ({source})")
             for tool, text in equivalents(spec).items():
-                self.equiv_texts[tool].setPlainText(text)
+                box = self.equiv_texts[tool]
+                _set_if_changed(box.toPlainText, box.setPlainText, text)
 
     # ---- images
 
@@ -378,7 +385,7 @@ class PreprocessPage(QWizardPage):
         self._image = img
         self.image_label.setText(f"Image {self._index + 1} of {len(self._images)}: {path.name}")
         self.image_label.setToolTip(str(path))
-        self.view.set_source(np.asarray(img))
+        self.view.set_source(img)
         self.refresh_preview()
 
     def _decode_failed(self, exc) -> None:
@@ -388,7 +395,19 @@ class PreprocessPage(QWizardPage):
     # ---- preview
 
     def schedule(self) -> None:
-        self._timer.start()
+        """Debounce: edits made in one pass of the event loop (typing, a preset
+        setting six fields) cost one refresh. A queued call, not a timer: Qt
+        posts repaints at low priority and fires timers after them, so a timer
+        would wait for the previous frame's paint; this runs first, and one
+        paint then shows the new preview."""
+        if not self._refresh_queued:
+            self._refresh_queued = True
+            QMetaObject.invokeMethod(self, "_queued_refresh", Qt.ConnectionType.QueuedConnection)
+
+    @Slot()
+    def _queued_refresh(self) -> None:
+        self._refresh_queued = False
+        self.refresh_preview()
 
     def refresh_preview(self) -> None:
         spec = self.resolved_spec()
@@ -399,3 +418,8 @@ class PreprocessPage(QWizardPage):
         words = warnings_for(self.preview, spec, self.state.preset_name, self.state.info)
         self.warnings.setText("\n".join("⚠ " + w for w in words))
         self.warnings.setVisible(bool(words))
+
+
+def _set_if_changed(get, set_, value) -> None:
+    if get() != value:
+        set_(value)
