@@ -58,6 +58,7 @@ class PreviewView(QWidget):
             hp.setMouseEnabled(False, False)
             hp.hideButtons()
             hp.hideAxis("left")
+            hp.enableAutoRange(y=False)
             region = pg.LinearRegionItem(values=(-1, 1), movable=False, brush=pg.mkBrush(40, 160, 40, 35), pen=pg.mkPen(None))
             region.setZValue(-10)
             hp.addItem(region)
@@ -66,7 +67,7 @@ class PreviewView(QWidget):
             curve = hp.plot([0, 1], [0], stepMode="center", pen="k")
             # Numbers go in a text item, not the title: a title change re-lays
             # out the whole grid (measured: most of an edit's redraw time).
-            text = pg.TextItem(anchor=(0, 0), color="#333")
+            text = pg.TextItem(anchor=(0, 0), color="#333", fill=pg.mkBrush(255, 255, 255, 200))
             text.setParentItem(hp.vb)
             text.setPos(4, 2)
             self.hist_texts.append(text)
@@ -133,6 +134,7 @@ class PreviewView(QWidget):
                 self.channel_plots[i].setTitle(f"{st.name}, normalized", size="9pt")
                 self.channel_plots[i].autoRange(padding=0)
             self.hist_curves[i].setData(st.edges, st.counts, pen=CHANNEL_PENS.get(st.name, "k"))
+            self.hist_plots[i].setYRange(0, max(1, int(st.counts.max())) * 1.5, padding=0)  # room for the text
             self.regions[i].setRegion(target)
             self.hist_texts[i].setText(f"{st.name}  mean {st.mean:.2f}  std {st.std:.2f}\nmin {st.min:.2f}  max {st.max:.2f}")
             xr = nice_range(min(st.min, target[0]), max(st.max, target[1]))
