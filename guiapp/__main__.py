@@ -1,13 +1,17 @@
-"""Entry point: ``guiapp`` with a sub-command runs the CLI; with none, the GUI."""
+"""Entry point: ``guiapp`` with a sub-command runs the CLI; with none, the GUI;
+with a job file (``.qsjob`` or ``.json``, as a file manager passes it), the GUI
+with that job opened."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv == ["--self-test"]:
+    opens_job = len(argv) == 1 and argv[0].lower().endswith((".qsjob", ".json")) and os.path.isfile(argv[0])
+    if not argv or argv == ["--self-test"] or opens_job:
         from .gui.app import run_gui
 
         return run_gui([sys.argv[0], *argv])

@@ -305,3 +305,68 @@ def test_closing_during_a_run_asks_cancels_and_waits(qtbot, window, tmp_path, di
     assert not window.runner.busy
     assert not (tmp_path / "demo.int8.onnx").exists()
     assert len(dialogs.questions) == 2
+
+
+def test_a_job_file_argument_opens_the_wizard_with_it(monkeypatch, tmp_path):
+    import guiapp.__main__ as entry
+    from guiapp.gui import app
+
+    seen = []
+    monkeypatch.setattr(app, "run_gui", lambda argv: seen.append(argv) or 0)
+    job = tmp_path / "model.qsjob"
+    job.write_text("{}")
+    assert entry.main([str(job)]) == 0
+    assert seen and seen[0][-1] == str(job)
+    assert entry.main([]) == 0 and len(seen) == 2  # no arguments: the wizard too
+
+
+def test_uncaught_errors_go_to_the_log_file_and_a_dialog(qtbot, window, tmp_path, dialogs, monkeypatch):
+    import sys
+    import threading
+
+    from guiapp.gui import crashlog
+
+    monkeypatch.setattr(crashlog, "log_path", lambda: tmp_path / "logs" / "guiapp.log")
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    monkeypatch.setattr(sys, "stderr", None)  # a windowed build
+    path = crashlog.install(lambda: window)
+    try:
+        assert sys.stderr is not None
+        try:
+            raise ValueError("boom for the test")
+        except ValueError:
+            sys.excepthook(*sys.exc_info())
+        assert dialogs.errors and "boom for the test" in dialogs.errors[-1][1] and str(path) in dialogs.errors[-1][1]
+        for h in crashlog.log.handlers:
+            h.flush()
+        assert "boom for the test" in path.read_text()
+    finally:
+        for h in list(crashlog.log.handlers):
+            crashlog.log.removeHandler(h)
+            h.close()
+
+
+def test_try_the_demo_loads_it_with_a_writable_output(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtCore import QStandardPaths
+
+    monkeypatch.setattr(QStandardPaths, "writableLocation", lambda where: str(tmp_path / "Documents"))
+    qtbot.mouseClick(page(window, "MODEL").demo_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.state.info is not None and not window.runner.busy)
+    assert window.state.model_path.name == "model.onnx"
+    assert window.state.output.parent == tmp_path / "Documents" / "Quantization Studio demo"
+    assert window.state.output.parent.is_dir() and next_button(window).isEnabled()
+
+
+def test_an_unwritable_output_folder_is_flagged_before_the_run(qtbot, window, tmp_path, monkeypatch):
+    from guiapp.gui.pages import calibration_page
+
+    demo_state(window, tmp_path, qtbot)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    window.state.output = ro / "x.onnx"
+    cp = page(window, "CALIBRATION")
+    assert cp.problem_text() == ""
+    # root writes anywhere, so the permission is simulated
+    monkeypatch.setattr(calibration_page.os, "access", lambda path, mode: Path(path) != ro)
+    assert "not writable" in cp.problem_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 
 def _has_display() -> bool:
@@ -31,10 +32,16 @@ def run_gui(argv: list[str] | None = None) -> int:
     app.setApplicationName("guiapp")
     app.setOrganizationName("QuantizationStudio")
     app.setApplicationDisplayName(APP_NAME)
+    from . import crashlog
     from .main_window import MainWindow
 
+    window = None
+    crashlog.install(lambda: window)
     window = MainWindow()
     window.show()
+    job = next((a for a in argv[1:] if a.lower().endswith((".qsjob", ".json")) and os.path.isfile(a)), None)
+    if job:
+        QTimer.singleShot(0, lambda: window.load_job(Path(job)))
     if "--self-test" in argv:
         QTimer.singleShot(300, lambda: _self_test(window))
     return app.exec()

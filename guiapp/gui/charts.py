@@ -43,6 +43,7 @@ class ResultCharts(QWidget):
             w = pg.PlotWidget(title=title)
             w.setBackground("w")
             w.setMouseEnabled(False, False)
+            w.setMenuEnabled(False)
             w.hideButtons()
             w.setMinimumHeight(150)
             grid.addWidget(w, row, col, 1, span)

@@ -31,7 +31,7 @@ class MainWindow(QMainWindow):
         self.state = WizardState()
         self.runner = JobRunner(self)
         self.setWindowTitle(APP_NAME)
-        icon = resource_path("icons", "guiapp.svg")
+        icon = resource_path("icons", "hicolor", "256x256", "apps", "quantization-studio.png")  # PNG: no Qt plugin needed
         if icon.is_file():
             self.setWindowIcon(QIcon(str(icon)))
 
@@ -105,8 +105,31 @@ class MainWindow(QMainWindow):
         self.wizard.restart()
         self.model_changed()
 
+    def open_demo(self) -> None:
+        """The bundled demo job, writing into Documents/Quantization Studio demo
+        (the bundle itself may be read-only, e.g. under /opt)."""
+        if self.runner.busy:
+            return
+        from dataclasses import replace
+
+        from PySide6.QtCore import QStandardPaths
+
+        from ..core.demo import demo_folder
+
+        docs = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation) or str(Path.home())
+        out_dir = Path(docs) / f"{APP_NAME} demo"
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            job = Job.load(demo_folder() / "demo.job.json")
+        except (OSError, StudioError) as exc:
+            dialogs.show_error(self, "Cannot open the demo", str(exc))
+            return
+        self.state.load_job(replace(job, output=out_dir / "demo.int8.onnx"), None)
+        self.wizard.restart()
+        self.pages[PageId.MODEL].open_model(job.model)
+
     def open_job(self) -> None:
-        path = dialogs.open_file(self, "Open job", self.settings.folder("jobs"), "Job files (*.json);;All files (*)")
+        path = dialogs.open_file(self, "Open job", self.settings.folder("jobs"), "Job files (*.qsjob *.json);;All files (*)")
         if path:
             self.load_job(Path(path))
 
@@ -128,8 +151,8 @@ class MainWindow(QMainWindow):
         if self.state.model_path is None:
             dialogs.show_error(self, "Nothing to save yet", "Open a model first.")
             return
-        default = self.state.job_file or self.state.model_path.with_suffix(".job.json")
-        path = dialogs.save_file(self, "Save job", str(default), "Job files (*.json)")
+        default = self.state.job_file or self.state.model_path.with_suffix(".qsjob")
+        path = dialogs.save_file(self, "Save job", str(default), "Job files (*.qsjob *.json)")
         if not path:
             return
         try:

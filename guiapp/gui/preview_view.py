@@ -56,6 +56,7 @@ class PreviewView(QWidget):
         for i in range(MAX_CHANNELS):
             hp = g.addPlot(row=1, col=1 + i)
             hp.setMouseEnabled(False, False)
+            hp.setMenuEnabled(False)
             hp.hideButtons()
             hp.hideAxis("left")
             hp.enableAutoRange(y=False)
@@ -92,6 +93,7 @@ class PreviewView(QWidget):
         plot.hideAxis("left")
         plot.hideAxis("bottom")
         plot.setMouseEnabled(False, False)
+        plot.setMenuEnabled(False)
         plot.hideButtons()
         return plot
 

@@ -217,6 +217,8 @@ class CalibrationPage(QWizardPage):
             return "The output cannot be the input model: choose another name."
         if not out.parent.is_dir():
             return f"The output folder {out.parent} does not exist."
+        if not os.access(out.parent, os.W_OK):
+            return f"The output folder {out.parent} is not writable: choose another place for the INT8 model."
         if s.evaluation.labels_from == "csv" and not (s.evaluation.labels_csv and s.evaluation.labels_csv.is_file()):
             return "Choose the labels CSV file, or another label source."
         if s.evaluation.labels_from == "subfolders" and not s.evaluation.folders:

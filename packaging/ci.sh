@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# CI after the tests: build the bundle and .deb, smoke-test both, check the NSIS script.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/scripts/_setup.sh"
+ensure_debs binutils desktop-file-utils nsis "${QT_DEBS[@]}"
+"$ROOT/packaging/build.sh"
+"$ROOT/packaging/smoke.sh"
+"$ROOT/packaging/windows/check_nsis.sh"
