@@ -53,6 +53,7 @@ ORT_HISTOGRAM = {"entropy", "percentile"}
 
 def worker_ours(cfg: dict) -> dict:
     from guiapp.core.calibration import calibrate
+    from guiapp.core.feeds import Feeds
     from guiapp.core.job import CalibrationSettings, Job, QuantSettings
     from guiapp.core.modelinfo import inspect_model
     from guiapp.core.pipeline import build, prepare
@@ -70,7 +71,7 @@ def worker_ours(cfg: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         prepared = prepare(job, info, Path(tmp), no_progress, CancelToken())
         # max_images = len(files): every chosen image, in our seeded order
-        cal = calibrate(prepared.model, job.model, cfg["input"], spec, settings, files, cfg["batch"], None, no_progress,
+        cal = calibrate(prepared.model, job.model, Feeds(cfg["input"]), spec, settings, files, cfg["batch"], None, no_progress,
                         CancelToken(), histograms=cfg["method"] in HISTOGRAM_METHODS)
         ranges = compute_ranges(cal.stats, StrategySettings(cfg["method"], cfg["percentile"]), Target())
         build(prepared, ranges, q, Path(cfg["out"]))

@@ -42,6 +42,8 @@ def _preprocess_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--size", metavar="HxW", help="input size, needed when the model's height/width are dynamic")
     g.add_argument("--interpolation", choices=list(INTERPOLATIONS), help="resampling filter (default: bilinear)")
     g.add_argument("--pad-value", type=int, metavar="V", help="letterbox fill in pixel units (default: 0)")
+    g.add_argument("--input-value", action="append", metavar="NAME=V[,V...]",
+                   help="a constant for a model input besides the image (repeatable); one value fills it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,7 +240,18 @@ def job_from_args(args) -> Job:
     if out is None:
         raise JobError("--out", "no output path given", "Pass --out MODEL.int8.onnx.")
     report = args.report or (base.report if base else None)
-    return Job(Path(model), Path(out), spec, calib, quant, evaluation, report, _cache_path(args, Path(out), base))
+    inputs = {**(base.inputs if base else {}), **_input_values(args.input_value)}
+    return Job(Path(model), Path(out), spec, calib, quant, evaluation, report, _cache_path(args, Path(out), base), inputs)
+
+
+def _input_values(items) -> dict[str, tuple[float, ...]]:
+    out = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise JobError("--input-value", f"expected NAME=VALUE, got {item!r}", "e.g. --input-value scale=0.5")
+        out[name] = _numbers(text, "--input-value")
+    return out
 
 
 def _cache_path(args, out: Path, base: Job | None) -> Path | None:
@@ -307,11 +320,13 @@ def cmd_evaluate(args) -> int:
     from .core.dataset import list_images
     from .core.evaluate import evaluate_models, resolve_labels
     from .core.modelinfo import inspect_model
+    from .core.feeds import make_feeds
     from .core.pipeline import check_model, resolve_spec
 
     info = inspect_model(args.fp32, layout=args.layout or "auto")
     if info.image_input is None:
         check_model(info)
+    feeds = make_feeds(info, _input_values(args.input_value))
     inspect_model(args.int8)  # a clear error if the INT8 file is broken
     spec = spec_from_flags(args, info.image_input.channels)
     job = Job(args.fp32, preprocess=spec)
@@ -326,7 +341,7 @@ def cmd_evaluate(args) -> int:
     bar = ProgressBar()
     with _sigint_cancels() as cancel:
         try:
-            ev = evaluate_models(args.fp32, args.int8, info.image_input.name, spec, files, labels, settings,
+            ev = evaluate_models(args.fp32, args.int8, feeds, spec, files, labels, settings,
                                  info.image_input.fixed_batch, bar, cancel, seed=args.seed)
         finally:
             bar.close()

@@ -142,3 +142,13 @@ def deepnet(path: Path, depth: int = 30, channels: int = 8, hw: int = 16, seed: 
     model.ir_version = IR_VERSION
     onnx.save(model, str(path))
     return model
+
+
+def two_input_net(path: Path, scale_shape=("N", 1)) -> onnx.ModelProto:
+    """convnet whose logits are multiplied by a second input, `scale`."""
+    m = convnet()
+    m.graph.input.append(helper.make_tensor_value_info("scale", TensorProto.FLOAT, list(scale_shape)))
+    m.graph.node[-1].output[0] = "raw_logits"
+    m.graph.node.append(helper.make_node("Mul", ["raw_logits", "scale"], ["logits"], name="scale_mul"))
+    onnx.save(m, str(path))
+    return m

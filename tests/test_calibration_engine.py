@@ -9,6 +9,7 @@ import pytest
 from builders import convnet, deepnet, image_folder
 from guiapp.core import calibcache, pipeline
 from guiapp.core.calibration import collect, tensors_to_calibrate
+from guiapp.core.feeds import Feeds
 from guiapp.core.errors import Cancelled
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
 from guiapp.core.preprocess import preset
@@ -24,7 +25,7 @@ def test_memory_stays_flat_as_batches_grow(tmp_path):
         rng = np.random.default_rng(0)
         batches = ((["x"] * 8, rng.standard_normal((8, 3, 16, 16)).astype(np.float32)) for _ in range(n_batches))
         tracemalloc.start()
-        collect(model, "image", batches, n_batches * 8, no_progress, CancelToken())
+        collect(model, Feeds("image"), batches, n_batches * 8, no_progress, CancelToken())
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         return peak

@@ -260,7 +260,7 @@ def test_a_failing_run_shows_details_and_allows_going_back(qtbot, window, tmp_pa
     rp = page(window, "RUN")
     qtbot.waitUntil(lambda: not rp.running and bool(dialogs.errors))
     title, text, details = dialogs.errors[-1]
-    assert "synthetic failure" in text and "ModelError" in details
+    assert "synthetic failure" in text.lower() and "ModelError" in details
     assert window.wizard.button(QWizard.WizardButton.BackButton).isEnabled()
     window.wizard.back()
     assert window.wizard.currentPage() is page(window, "CALIBRATION")
@@ -370,3 +370,95 @@ def test_an_unwritable_output_folder_is_flagged_before_the_run(qtbot, window, tm
     # root writes anywhere, so the permission is simulated
     monkeypatch.setattr(calibration_page.os, "access", lambda path, mode: Path(path) != ro)
     assert "not writable" in cp.problem_text()
+
+
+def test_a_second_input_gets_a_constant_on_the_model_page(qtbot, window, tmp_path):
+    from builders import two_input_net
+
+    two_input_net(tmp_path / "two.onnx")
+    open_model(qtbot, window, tmp_path / "two.onnx")
+    mp = page(window, "MODEL")
+    assert mp.inputs_box.isVisible() and "scale" in mp.input_edits
+    assert not next_button(window).isEnabled() and "needs scale" in mp.blockers.text()
+    mp.input_edits["scale"].setText("2.5")
+    assert next_button(window).isEnabled() and not mp.blockers.isVisible()
+    assert window.state.to_job().inputs == {"scale": (2.5,)}
+
+
+# ------------------------------------------------------------------ hostile inputs in the wizard
+
+import corpus  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "build, words",
+    [
+        (corpus.random_bytes, "random.onnx"),
+        (corpus.truncated, "truncated"),
+        (corpus.dynamic_quantized, "already quantized"),
+        (corpus.no_image_input, "No input looks like an image"),
+        (corpus.float16, "float16"),
+        (corpus.external_parent_escape, "outside the model's folder"),
+        (corpus.over_2gb, "over 2 GB are not supported"),
+    ],
+    ids=["random bytes", "truncated", "ConvInteger", "no image input", "float16", "external ../", "over 2 GB"],
+)
+def test_hostile_models_in_the_wizard(qtbot, window, tmp_path, dialogs, build, words):
+    model = build(tmp_path)
+    open_model(qtbot, window, model)
+    mp = page(window, "MODEL")
+    shown = mp.blockers.text() + " ".join(e[1] for e in dialogs.errors)
+    assert words in shown, shown
+    assert not next_button(window).isEnabled()
+
+
+def test_unreadable_images_are_counted_then_skipped(qtbot, window, tmp_path):
+    demo_state(window, tmp_path, qtbot, calib=100, evaluate=20)
+    folder = tmp_path / "mixed"
+    bad = corpus.bad_images(folder)
+    image_folder(folder, 6, seed=5, prefix="good")
+    window.state.calibration = replace(window.state.calibration, folders=(folder,))
+    window.wizard.next()
+    window.wizard.next()
+    cp = page(window, "CALIBRATION")
+    qtbot.waitUntil(lambda: not window.runner.busy and "unreadable" in cp.folders.item(0).text())
+    assert f"{len(bad) + 6} images, {len(bad)} unreadable" in cp.folders.item(0).text()
+    window.wizard.next()
+    rp = page(window, "RUN")
+    qtbot.waitUntil(lambda: rp.done, timeout=RUN_TIMEOUT)
+    cal = window.state.report["calibration"]
+    assert cal["images_used"] == 6 and cal["images_skipped"] == len(bad)
+
+
+def test_an_existing_output_is_asked_about(qtbot, window, tmp_path, dialogs):
+    demo_state(window, tmp_path, qtbot)
+    (tmp_path / "demo.int8.onnx").write_bytes(b"keep me")
+    dialogs.answer = False
+    for _ in range(3):
+        window.wizard.next()
+    rp = page(window, "RUN")
+    qtbot.waitUntil(lambda: bool(dialogs.questions))
+    assert "already exists" in dialogs.questions[-1] and not rp.running
+    assert (tmp_path / "demo.int8.onnx").read_bytes() == b"keep me"
+    dialogs.answer = True
+    rp.start()
+    qtbot.waitUntil(lambda: rp.done, timeout=RUN_TIMEOUT)
+    assert (tmp_path / "demo.int8.onnx").read_bytes() != b"keep me"
+
+
+@pytest.mark.parametrize("stage", ["prepare", "calibrate", "quantize", "evaluate"])
+def test_cancel_at_every_stage_in_the_wizard(qtbot, window, tmp_path, stage):
+    from guiapp.gui.pages.run_page import STAGE_TEXT
+
+    demo_state(window, tmp_path, qtbot, calib=64, evaluate=64)
+    window.state.evaluation = replace(window.state.evaluation, latency_runs=200)
+    for _ in range(3):
+        window.wizard.next()
+    rp = page(window, "RUN")
+    qtbot.waitUntil(lambda: STAGE_TEXT[stage] in rp.bar.format() or not rp.running and rp.done, timeout=RUN_TIMEOUT)
+    qtbot.mouseClick(rp.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not rp.running, timeout=15_000)
+    if rp.done:  # the run finished before the click landed: nothing to cancel
+        pytest.skip(f"{stage} ended before the cancel")
+    assert "Cancelled; nothing was written." in rp.log.toPlainText()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("demo")] == []

@@ -17,6 +17,7 @@ import onnx
 import onnxruntime as ort
 
 from .errors import ModelError
+from .feeds import Feeds
 from .progress import CALIBRATE, CancelToken, ProgressEvent, ProgressFn
 from .histogram import EXTREMES_DERIVABLE, HISTOGRAM_DERIVABLE, TensorStats, derived_extremes, derived_hist
 from .quantizable import QUANTIZABLE_OP_TYPES
@@ -122,7 +123,7 @@ class Collected:
 
 def collect(
     model: onnx.ModelProto,
-    input_name: str,
+    feeds: Feeds,
     batches: Iterator[tuple[list[Path], np.ndarray]],
     total_images: int,
     progress: ProgressFn,
@@ -137,7 +138,8 @@ def collect(
     t0 = time.perf_counter()
     names = tensors_to_calibrate(model)
     plan = derivation_plan(model, names, histograms)
-    exposed = [n for n in names if n not in plan and n != input_name]
+    fed = {feeds.image} | {c.name for c in feeds.constants}
+    exposed = [n for n in names if n not in plan and n not in fed]
     session = make_session(augmented(model, exposed).SerializeToString(), threads=threads)
     stats = {n: TensorStats() for n in names}
     images = 0
@@ -145,11 +147,13 @@ def collect(
     for paths, batch in batches:
         cancel.check()
         extremes: dict[str, tuple[float, float]] = {}
-        if input_name in stats:
-            extremes[input_name] = stats[input_name].fold(batch, ema_constant, histograms)
+        feed = feeds(batch)
+        for name, value in feed.items():
+            if name in stats:
+                extremes[name] = stats[name].fold(value, ema_constant, histograms)
         try:
             # OrtValues: their .numpy() views ONNX Runtime's buffers, no copy.
-            values = session.run_with_ort_values(exposed, {input_name: ort.OrtValue.ortvalue_from_numpy(batch)})
+            values = session.run_with_ort_values(exposed, {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in feed.items()})
         except Exception as exc:  # noqa: BLE001 - ORT's own exception types
             raise ModelError(
                 f"the model failed on calibration image {paths[0].name}: {str(exc).splitlines()[0][:200]}",
@@ -183,12 +187,25 @@ class Calibration:
     skipped: tuple[tuple[Path, str], ...]
     cache_used: bool
     histograms: bool = True
+    key: str = ""  # the cache fingerprint
+
+    def save_cache(self, path: Path) -> None:
+        """Store the statistics for later runs (the pipeline does it once the
+        whole job succeeded, with the output: a cancelled run writes nothing)."""
+        from . import calibcache
+
+        if self.cache_used or not self.images:
+            return
+        calibcache.save(path, self.key, calibcache.CacheEntry(
+            self.stats, self.images, self.seconds, tuple(str(p) for p in self.used),
+            tuple((str(p), r) for p, r in self.skipped), self.histograms,
+        ))
 
 
 def calibrate(
     prepared: onnx.ModelProto,
     model_path: Path,
-    input_name: str,
+    feeds: Feeds,
     spec,
     settings,
     files: list[Path],
@@ -207,7 +224,8 @@ def calibrate(
     from .dataset import ReadLog, batches, iter_tensors, seeded_order
 
     key = calibcache.fingerprint(
-        model_path, spec.to_dict(), files, settings.max_images, settings.seed, batch_size, settings.ema_constant
+        model_path, {"preprocess": spec.to_dict(), "inputs": {c.name: c.value.tolist() for c in feeds.constants}},
+        files, settings.max_images, settings.seed, batch_size, settings.ema_constant,
     )
     if cache_path is not None and cache_path.is_file():
         entry = calibcache.load(cache_path, key)
@@ -215,21 +233,14 @@ def calibrate(
             progress(ProgressEvent(CALIBRATE, 1, 1, f"statistics of {entry.images} images from the cache"))
             return Calibration(
                 entry.stats, entry.images, entry.seconds, tuple(Path(p) for p in entry.used),
-                tuple((Path(p), r) for p, r in entry.skipped), True, entry.histograms,
+                tuple((Path(p), r) for p, r in entry.skipped), True, entry.histograms, key,
             )
     log = ReadLog()
     total = min(settings.max_images, len(files))
     stream = iter_tensors(seeded_order(files, settings.seed), spec, settings.max_images, log, cancel)
     collected = collect(
-        prepared, input_name, batches(stream, batch_size), total, progress, cancel, threads, settings.ema_constant, histograms
+        prepared, feeds, batches(stream, batch_size), total, progress, cancel, threads, settings.ema_constant, histograms
     )
-    result = Calibration(
-        collected.stats, collected.images, collected.seconds, tuple(log.used), tuple(log.skipped), False, histograms
+    return Calibration(
+        collected.stats, collected.images, collected.seconds, tuple(log.used), tuple(log.skipped), False, histograms, key
     )
-    if cache_path is not None and collected.images:
-        entry = calibcache.CacheEntry(
-            result.stats, result.images, result.seconds, tuple(str(p) for p in log.used),
-            tuple((str(p), r) for p, r in log.skipped), histograms,
-        )
-        calibcache.save(cache_path, key, entry)
-    return result

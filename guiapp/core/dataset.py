@@ -38,21 +38,25 @@ def list_images(folders: Sequence[str | os.PathLike], what: str = "calibration")
             raise DatasetError(f"the {what} folder {root} does not exist.", "Check the path.")
         if not root.is_dir():
             raise DatasetError(f"{root} is not a folder.", f"Give a folder that holds {what} images.")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise DatasetError(f"cannot read the {what} folder {root}: permission denied.", "Check its permissions.")
         found = _walk(root)
         if not found:
             exts = ", ".join(sorted(IMAGE_EXTENSIONS))
             raise DatasetError(f"the {what} folder {root} holds no image files.", f"Add images ({exts}).")
-        for p in found:
-            key = os.path.realpath(p)
+        for key, p in found:
             if key not in seen_files:
                 seen_files.add(key)
                 out.append(p)
     return out
 
 
-def _walk(root: Path) -> list[Path]:
-    files: list[tuple[str, Path]] = []
+def _walk(root: Path) -> list[tuple[str, Path]]:
+    """(real path, path) of every image under ``root``, sorted by relative path.
+    Real paths (for de-duplication) are resolved once per folder, not per file."""
+    files: list[tuple[str, str, Path]] = []
     visited: set[tuple[int, int]] = set()
+    prefix = len(str(root)) + 1
     stack = [root]
     while stack:
         d = stack.pop()
@@ -67,16 +71,18 @@ def _walk(root: Path) -> list[Path]:
             entries = list(os.scandir(d))
         except OSError:
             continue  # unreadable folder: nothing to list in it
+        real_dir = os.path.realpath(d)
         for e in entries:
             try:
                 if e.is_dir():
                     stack.append(Path(e.path))
                 elif e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS:
-                    files.append((Path(e.path).relative_to(root).as_posix(), Path(e.path)))
+                    real = os.path.realpath(e.path) if e.is_symlink() else os.path.join(real_dir, e.name)
+                    files.append((e.path[prefix:].replace(os.sep, "/"), real, Path(e.path)))
             except OSError:
                 continue
-    files.sort(key=lambda kv: kv[0])
-    return [p for _, p in files]
+    files.sort(key=lambda t: t[0])
+    return [(real, p) for _, real, p in files]
 
 
 def seeded_order(files: Sequence[Path], seed: int) -> list[Path]:

@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+import onnx
 
 from .dataset import Labels, ReadLog, batches, iter_tensors, labels_from_csv, labels_from_subfolders, seeded_order
 from .errors import DatasetError, ModelError
+from .feeds import Feeds
+from .modelinfo import tensor_info
 from .progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn
 from .sessions import default_threads, make_session
 
@@ -58,7 +61,7 @@ def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int, offset: int) -> in
 def compare_outputs(
     fp32: Path,
     int8: Path,
-    input_name: str,
+    feeds: Feeds,
     batches: Iterator[tuple[list[Path], np.ndarray]],
     total_images: int,
     labels: Labels | None,
@@ -74,20 +77,26 @@ def compare_outputs(
     s32 = make_session(fp32, threads)
     s8 = make_session(int8, threads)
     names = [o.name for o in s32.get_outputs()]
+    # From the file: ONNX Runtime reports its own inferred shapes, not the declared ones.
+    declared = {vi.name: tensor_info(vi).shape for vi in onnx.load(str(fp32), load_external_data=False).graph.output}
+    shape_warnings: list[str] = []
     stats = {n: ErrorStats() for n in names}
     agree = seen = labeled = 0
     hits = {"fp32": {1: 0, 5: 0}, "int8": {1: 0, 5: 0}}
     progress(ProgressEvent(EVALUATE, 0, ptotal, "comparing FP32 and INT8 outputs"))
     for paths, batch in batches:
         cancel.check()
+        feed = feeds(batch)
         try:
-            r32 = s32.run(names, {input_name: batch})
-            r8 = s8.run(names, {input_name: batch})
+            r32 = s32.run(names, feed)
+            r8 = s8.run(names, feed)
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"evaluation failed on {paths[0].name}: {str(exc).splitlines()[0][:200]}") from None
         for n, a, b in zip(names, r32, r8):
             if np.asarray(a).dtype.kind == "f":
                 stats[n].add(np.asarray(a), np.asarray(b))
+            if seen == 0:  # the first batch tells
+                shape_warnings.extend(_declared_shape_warning(n, declared[n], np.shape(a)))
         first32 = np.asarray(r32[0]).reshape(len(paths), -1)
         first8 = np.asarray(r8[0]).reshape(len(paths), -1)
         agree += int(np.sum(first32.argmax(1) == first8.argmax(1)))
@@ -106,6 +115,7 @@ def compare_outputs(
         "agreement": {"top1": agree / seen if seen else None},
         "outputs": [stats[n].result(n) for n in names],
         "accuracy": None,
+        "shape_warnings": sorted(set(shape_warnings)),
     }
     if labels is not None and labeled:
         result["accuracy"] = {
@@ -117,10 +127,28 @@ def compare_outputs(
     return result
 
 
+def _declared_shape_warning(name: str, declared, actual: tuple) -> list[str]:
+    """A model whose outputs are declared with the wrong shape runs in ONNX
+    Runtime (it only logs), but other runtimes and tools may trip on it."""
+    if declared is None:  # not declared: nothing to contradict
+        return []
+    fixed_mismatch = len(declared) != len(actual) or any(
+        isinstance(d, int) and d != a for d, a in zip(declared, actual)
+    )
+    if not fixed_mismatch:
+        return []
+    text = "[" + ", ".join(str(d) for d in declared) + "]"
+    return [
+        f"output {name} is declared {text} but the model computes {list(actual)} (for a batch of {actual[0] if actual else '?'}); "
+        "ONNX Runtime tolerates it, "
+        "other runtimes may not. The INT8 model keeps the declaration as it was: fix it in the exporter."
+    ]
+
+
 def measure_latency(
     fp32: Path,
     int8: Path,
-    input_name: str,
+    feeds: Feeds,
     sample: np.ndarray,
     runs: int = 50,
     budget_s: float = 3.0,
@@ -140,7 +168,7 @@ def measure_latency(
     reports progress in blocks.
     """
     sessions = {"fp32": make_session(fp32, threads), "int8": make_session(int8, threads)}
-    feed = {input_name: sample}
+    feed = feeds(sample)
     for s in sessions.values():
         for _ in range(warmup):
             s.run(None, feed)
@@ -200,7 +228,7 @@ def resolve_labels(settings, files: list[Path]) -> Labels | None:
 def evaluate_models(
     fp32: Path,
     int8: Path,
-    input_name: str,
+    feeds: Feeds,
     spec,
     files: list[Path],
     labels: Labels | None,
@@ -232,12 +260,12 @@ def evaluate_models(
     # Progress: one unit per image, then one per block of latency runs.
     lat_units = latency_blocks(settings.latency_runs)
     result = compare_outputs(
-        fp32, int8, input_name, batches(keep_first(stream), fixed_batch or 16), total, labels, settings.class_offset,
+        fp32, int8, feeds, batches(keep_first(stream), fixed_batch or 16), total, labels, settings.class_offset,
         progress, cancel, threads, progress_total=total + lat_units,
     )
     if not first:
         raise _no_images_error(log)
-    warnings = []
+    warnings = list(result.pop("shape_warnings"))
     if labels is not None and result["accuracy"] is None:
         warnings.append("none of the evaluation images has a label; accuracy not measured.")
     seen = result["images"]
@@ -248,7 +276,7 @@ def evaluate_models(
     on_block(0, lat_units)
     sample = np.stack([first[0]] * (fixed_batch or 1))
     latency = measure_latency(
-        fp32, int8, input_name, sample, runs=settings.latency_runs, threads=threads, cancel=cancel, on_block=on_block
+        fp32, int8, feeds, sample, runs=settings.latency_runs, threads=threads, cancel=cancel, on_block=on_block
     )
     if latency["int8"]["median"] > 1.05 * latency["fp32"]["median"]:
         warnings.append(

@@ -43,13 +43,18 @@ def check_external_data(model: onnx.ModelProto, folder: Path) -> None:
     for name, loc in external_locations(model):
         if not loc:
             raise ModelError(f"weight {name!r} is stored externally but names no file.", "Export the model again.")
+        if "\0" in loc or len(loc) > 4096:
+            raise ModelError(f"weight {name!r} names an impossible file ({loc[:40]!r}); refused.", "Export the model again.")
         p = Path(loc)
         if p.is_absolute() or p.drive or ".." in p.parts:
             raise ModelError(
                 f"weight {name!r} points to {loc!r}, outside the model's folder; refused for safety.",
                 "Keep external weight files next to the .onnx file and reference them by file name.",
             )
-        real = Path(os.path.realpath(root / p))
+        try:
+            real = Path(os.path.realpath(root / p))
+        except (OSError, ValueError):
+            raise ModelError(f"weight {name!r} names a file that cannot be resolved ({loc[:60]!r}).", "Export the model again.") from None
         if root != real and root not in real.parents:
             raise ModelError(
                 f"weight {name!r} is in {loc!r}, a link leading outside the model's folder; refused for safety.",

@@ -18,7 +18,6 @@ from onnx import numpy_helper
 from .errors import ModelError
 
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis) need 13
-TWO_GB = 2**31
 
 
 def constants_to_initializers(model: onnx.ModelProto) -> int:
@@ -91,7 +90,7 @@ def drop_initializer_inputs(model: onnx.ModelProto) -> int:
     return dropped
 
 
-def pre_process(src: Path, dst: Path, large: bool) -> str:
+def pre_process(src: Path, dst: Path) -> str:
     """ONNX Runtime's ``quant_pre_process`` with fallbacks. Returns what ran.
 
     Symbolic shape inference fails on some real models ("Incomplete symbolic
@@ -105,19 +104,10 @@ def pre_process(src: Path, dst: Path, large: bool) -> str:
         ("without symbolic shape inference", {"skip_symbolic_shape": True}),
         ("without symbolic shape inference and optimization", {"skip_symbolic_shape": True, "skip_optimization": True}),
     ]
-    if large:
-        # The optimizer cannot save models over 2 GB in one protobuf.
-        attempts = [(d + ", optimization skipped (model over 2 GB)", dict(k, skip_optimization=True)) for d, k in attempts[:1]] + attempts[2:]
     errors = []
     for desc, kwargs in attempts:
         try:
-            quant_pre_process(
-                str(src),
-                str(dst),
-                save_as_external_data=large,
-                all_tensors_to_one_file=True,
-                **kwargs,
-            )
+            quant_pre_process(str(src), str(dst), **kwargs)
             if dst.is_file():
                 return desc if not errors else f"{desc} (full pre-processing failed: {errors[0]})"
         except Exception as exc:  # noqa: BLE001 - any failure moves to a lighter pass
@@ -128,7 +118,7 @@ def pre_process(src: Path, dst: Path, large: bool) -> str:
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001
         pass
-    onnx.save(model, str(dst), save_as_external_data=large, all_tensors_to_one_file=True)
+    onnx.save(model, str(dst))
     return f"ONNX shape inference only (quant_pre_process failed: {errors[0]})"
 
 

@@ -35,6 +35,8 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     """
     path = Path(path)
     try:
+        if path.stat().st_size == 0:
+            raise ImageReadError(path, "empty file (0 bytes)")
         with warnings.catch_warnings():
             # Our own MAX_PIXELS check replaces Pillow's bomb warning.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -55,6 +57,9 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     except IsADirectoryError:
         raise ImageReadError(path, "is a folder") from None
     except UnidentifiedImageError:
+        kind = _signature(path)
+        if kind:  # it says it is one, but its header is broken
+            raise ImageReadError(path, f"damaged {kind} (its header is corrupt)") from None
         raise ImageReadError(path, "not an image file (or an unsupported format)") from None
     except Image.DecompressionBombError as exc:
         # Pillow's own guard fires while reading the header, for huge sizes.
@@ -63,6 +68,19 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         # Truncated files, bad CRCs and broken headers surface as these.
         raise ImageReadError(path, f"damaged or truncated ({exc})") from None
+
+
+_SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+               (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
+
+
+def _signature(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return None
+    return next((name for magic, name in _SIGNATURES if head.startswith(magic)), None)
 
 
 def _too_large(pixels: int | None, dims: str = "") -> str:

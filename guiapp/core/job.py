@@ -74,6 +74,7 @@ class Job:
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     report: Path | None = None
     cache: Path | None = None  # calibration statistics, reused when the images and model are unchanged
+    inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
 
     def with_changes(self, **kwargs) -> "Job":
         return replace(self, **kwargs)
@@ -93,6 +94,7 @@ class Job:
             "output": p(self.output),
             "report": p(self.report),
             "cache": p(self.cache),
+            "inputs": {k: list(v) for k, v in self.inputs.items()},
             "preprocess": self.preprocess.to_dict(),
             "calibration": {
                 "folders": [p(f) for f in c.folders],
@@ -140,6 +142,10 @@ class Job:
         output = f.path("output")
         report = f.path("report")
         cache = f.path("cache")
+        inputs_raw = f.raw("inputs", {})
+        if not isinstance(inputs_raw, dict):
+            raise JobError("job.inputs", f"expected an object of input name -> values, got {type(inputs_raw).__name__}")
+        inputs = {name: Fields(inputs_raw, "job.inputs").numbers(name, ()) for name in inputs_raw}
 
         pp = f.sub("preprocess")
         default = PreprocessSpec()
@@ -209,7 +215,7 @@ class Job:
         )
         ef.finish()
         f.finish()
-        return cls(model, output, spec, calibration, quantization, evaluation, report, cache)
+        return cls(model, output, spec, calibration, quantization, evaluation, report, cache, inputs)
 
     # ------------------------------------------------------------ files
 

@@ -18,6 +18,7 @@ from .errors import ModelError
 from .quantizable import QUANTIZABLE_OP_TYPES, STRUCTURAL_OP_TYPES, is_quantized_op
 
 Dim = int | str | None  # fixed size, symbolic name, or unknown
+TWO_GB = 2**31  # one protobuf's limit
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,12 @@ class ModelInfo:
                 "The model is already quantized (it contains " + ", ".join(self.quantized_ops) + "). "
                 "Quantize the original FP32 model instead."
             )
+        if self.size_bytes >= TWO_GB:
+            out.append(
+                f"The model is {self.size_bytes / 1e9:.1f} GB with its external weights. Models over 2 GB are not "
+                "supported: quantizing one needs several copies of its weights in memory. Quantize it with "
+                "onnxruntime.quantization.quantize_static(..., use_external_data_format=True) on a large machine."
+            )
         if self.float16:
             out.append("The model computes in float16. Convert it to float32 first (for example with onnxconverter-common).")
         if self.image_input is None:
@@ -110,9 +117,6 @@ class ModelInfo:
                 "No input looks like an image (rank 4 with 1 or 3 channels, NCHW or NHWC); inputs: "
                 f"{shapes}. Quantization Studio calibrates image models."
             )
-        elif self.extra_inputs:
-            names = ", ".join(f"{t.name} {t.shape_text}" for t in self.extra_inputs)
-            out.append(f"Besides the image, the model needs other inputs ({names}), which Quantization Studio cannot feed.")
         return tuple(out)
 
     def summary_lines(self) -> list[str]:
@@ -199,6 +203,7 @@ def load_proto(path: str | os.PathLike, load_external: bool = False) -> onnx.Mod
             f"{path.name} does not contain an ONNX graph; it may be truncated or another kind of file.",
             "Export it again from your training framework.",
         )
+    _check_text(model, path)
     _check_references(model, path)
     from .external import check_external_data, external_files
 
@@ -212,6 +217,29 @@ def load_proto(path: str | os.PathLike, load_external: bool = False) -> onnx.Mod
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:120]
+
+
+def _check_text(model: onnx.ModelProto, path: Path) -> None:
+    """Every string field must be text: a damaged file can leave bytes that
+    are not UTF-8, which the protobuf parser hands back as bytes."""
+    if not _all_text(model):
+        raise ModelError(
+            f"{path.name} is damaged: some names in it are not valid text (a corrupted or truncated file?).",
+            "Export the model again.",
+        )
+
+
+def _all_text(message) -> bool:
+    for field, value in message.ListFields():
+        if field.type == field.TYPE_STRING:
+            values = (value,) if isinstance(value, (str, bytes)) else value  # else: a repeated field
+            if not all(isinstance(v, str) for v in values):
+                return False
+        elif field.type == field.TYPE_MESSAGE:
+            values = (value,) if hasattr(value, "ListFields") else value
+            if not all(_all_text(v) for v in values):
+                return False
+    return True
 
 
 def _check_references(model: onnx.ModelProto, path: Path) -> None:
@@ -242,7 +270,11 @@ def dtype_name(elem_type: int) -> str:
     try:
         return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
     except (KeyError, TypeError, ValueError):
+        pass
+    try:
         return onnx.TensorProto.DataType.Name(elem_type).lower()
+    except ValueError:  # not a defined type at all (a damaged file)
+        return f"unknown type {elem_type}"
 
 
 def tensor_info(vi: onnx.ValueInfoProto) -> TensorInfo:

@@ -17,6 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from .evaluate import ErrorStats
+from .feeds import Feeds
 from .progress import CancelToken
 from .sessions import make_session
 
@@ -60,7 +61,7 @@ def _dequantized_weights(qdq: onnx.ModelProto) -> dict[str, tuple[np.ndarray, st
 def per_layer_error(
     fp32: Path,
     qdq: Path,
-    input_name: str,
+    feeds: Feeds,
     batches: Iterator[tuple[list[Path], np.ndarray]],
     cancel: CancelToken,
     threads: int | None = None,
@@ -68,6 +69,7 @@ def per_layer_error(
     """``{name, kind, node, op_type, sqnr_db, cosine}`` for every quantized
     activation and weight, worst SQNR first. ``fp32`` is the pre-processed
     FP32 graph the QDQ model was made from (same tensor names)."""
+    input_name = feeds.image
     fmodel = onnx.load(str(fp32))
     qmodel = onnx.load(str(qdq))
     producers = {o: n for n in fmodel.graph.node for o in n.output}
@@ -88,10 +90,11 @@ def per_layer_error(
         stats = {n: ErrorStats() for n in pairs}
         for _, batch in batches:
             cancel.check()
-            f_out = dict(zip(names, fs.run(names, {input_name: batch})))
+            feed = feeds(batch)
+            f_out = dict(zip(names, fs.run(names, feed)))
             if input_name in pairs:
                 f_out[input_name] = batch
-            q_out = dict(zip(q_names, qs.run(q_names, {input_name: batch})))
+            q_out = dict(zip(q_names, qs.run(q_names, feed)))
             for n in pairs:
                 stats[n].add(np.asarray(f_out[n]), np.asarray(q_out[pairs[n]]))
         for n, st in stats.items():

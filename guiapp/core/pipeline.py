@@ -2,9 +2,8 @@
 
 Nothing is written until everything succeeded: the model is built and
 evaluated in a temporary folder, then moved into place atomically, then the
-report is written. A failure or a cancel at any stage leaves no output. (The
-calibration cache, when asked for, is written once calibration completes: it
-is whole and valid on its own, and it is what makes a retry fast.)
+calibration cache and the report are written. A failure or a cancel at any
+stage leaves no file behind.
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ from .calibration import Calibration, calibrate
 from .dataset import ReadLog, batches, iter_tensors, list_images, seeded_order
 from .errors import DatasetError, JobError, ModelError, OutputError
 from .evaluate import evaluate_models, resolve_labels
-from .graphprep import TWO_GB, constants_to_initializers, flatten_gemm_biases, pre_process, upgrade_opset
+from .feeds import make_feeds
+from .graphprep import constants_to_initializers, flatten_gemm_biases, pre_process, upgrade_opset
 from .job import Job, QuantSettings
 from .modelinfo import ModelInfo, inspect_model, load_proto
 from .ortquant import quantize_with_ranges, settings_warnings
@@ -46,9 +46,8 @@ class Prepared:
     """The FP32 graph, ready for the quantizer, in the work folder."""
 
     path: Path
-    model: onnx.ModelProto  # without external data when large
+    model: onnx.ModelProto
     steps: tuple[str, ...]
-    large: bool
 
 
 def resolve_spec(job: Job, info: ModelInfo) -> PreprocessSpec:
@@ -72,8 +71,8 @@ def check_model(info: ModelInfo) -> None:
 
 
 def prepare(job: Job, info: ModelInfo, tmp: Path, progress: ProgressFn, cancel: CancelToken) -> Prepared:
-    """Load, fix what real exporters get wrong, and run quant_pre_process."""
-    large = info.size_bytes >= TWO_GB
+    """Load, fix what real exporters get wrong, and run quant_pre_process.
+    (Models over 2 GB were refused by inspection: everything fits in memory.)"""
     model = load_proto(job.model, load_external=True)
     steps = []
     moved = constants_to_initializers(model)
@@ -83,19 +82,19 @@ def prepare(job: Job, info: ModelInfo, tmp: Path, progress: ProgressFn, cancel: 
     if note:
         steps.append(note)
     source = tmp / "source.onnx"
-    onnx.save(model, str(source), save_as_external_data=large, all_tensors_to_one_file=True, location="source.data")
+    onnx.save(model, str(source))
     del model
     progress(ProgressEvent(PREPARE, 1, 3, "pre-processing (shape inference, optimization)"))
     cancel.check()
     path = tmp / "prepared.onnx"
-    steps.append("quant_pre_process: " + pre_process(source, path, large))
-    prepared = onnx.load(str(path), load_external_data=not large)
+    steps.append("quant_pre_process: " + pre_process(source, path))
+    prepared = onnx.load(str(path))
     flattened = flatten_gemm_biases(prepared)
     if flattened:
         steps.append(f"reshaped {flattened} Gemm bias(es) from [1, N] to [N]")
-        onnx.save(prepared, str(path), save_as_external_data=large, all_tensors_to_one_file=True, location="prepared.data")
+        onnx.save(prepared, str(path))
     progress(ProgressEvent(PREPARE, 3, 3, "ready"))
-    return Prepared(path, prepared, tuple(steps), large)
+    return Prepared(path, prepared, tuple(steps))
 
 
 def build(prepared: Prepared, ranges: dict, settings: QuantSettings, out: Path, exclude: tuple[str, ...] = ()) -> None:
@@ -128,6 +127,7 @@ def quantize(
             raise OutputError(f"{extra} would overwrite the model or the output.", "Choose another file name.")
     info = inspect_model(job.model, layout=job.preprocess.layout)
     check_model(info)
+    feeds = make_feeds(info, job.inputs)
     spec = resolve_spec(job, info)
     ii = info.image_input
     calib_files = list_images(job.calibration.folders, "calibration")
@@ -150,7 +150,7 @@ def quantize(
         t = time.perf_counter()
         batch_size = ii.fixed_batch or job.calibration.batch_size
         cal = calibrate(
-            prepared.model, job.model, ii.name, spec, job.calibration, calib_files, batch_size, job.cache, progress, cancel,
+            prepared.model, job.model, feeds, spec, job.calibration, calib_files, batch_size, job.cache, progress, cancel,
             histograms=job.calibration.method in HISTOGRAM_METHODS,
         )
         if cal.images == 0:
@@ -175,18 +175,17 @@ def quantize(
         quantized = tmp / "quantized.onnx"
         build(prepared, ranges, q, quantized)
         progress(ProgressEvent(QUANTIZE, 1, 3, "per-layer error"))
-        per_layer = _per_layer(job, prepared, quantized, ranges, spec, ii, eval_files, tmp, cancel)
+        per_layer = _per_layer(job, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel)
         kept_float: list[str] = []
         if q.keep_float and per_layer:
             cancel.check()
             kept_float = worst_nodes(per_layer, q.keep_float)
             progress(ProgressEvent(QUANTIZE, 2, 3, f"re-quantizing with {len(kept_float)} layer(s) in float"))
             build(prepared, ranges, q, quantized, exclude=tuple(kept_float))
-            per_layer = _per_layer(job, prepared, quantized, ranges, spec, ii, eval_files, tmp, cancel)
+            per_layer = _per_layer(job, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel)
         cancel.check()
         final = tmp / "final.onnx"
-        data_name = job.output.name + ".data" if prepared.large else None
-        _carry_over_metadata(job.model, quantized, final, data_name)
+        _carry_over_metadata(job.model, quantized, final)
         progress(ProgressEvent(QUANTIZE, 3, 3, "done"))
         timings["quantize"] = time.perf_counter() - t
 
@@ -195,7 +194,7 @@ def quantize(
         t = time.perf_counter()
         labels = resolve_labels(job.evaluation, eval_files)
         ev = evaluate_models(
-            job.model, final, ii.name, spec, eval_files, labels, job.evaluation, ii.fixed_batch, progress, cancel,
+            job.model, final, feeds, spec, eval_files, labels, job.evaluation, ii.fixed_batch, progress, cancel,
             seed=job.calibration.seed,
         )
         ev["eval"].update({"source": eval_source, "excluded_calibration_overlap": excluded})
@@ -206,7 +205,7 @@ def quantize(
             "model": info.to_dict(),
             "output": str(job.output),
             "fp32": {"path": str(job.model), "size_bytes": info.size_bytes, "latency_ms": ev["latency_ms"]["fp32"]},
-            "int8": {"path": str(job.output), "size_bytes": _size_with_data(final, data_name), "latency_ms": ev["latency_ms"]["int8"]},
+            "int8": {"path": str(job.output), "size_bytes": final.stat().st_size, "latency_ms": ev["latency_ms"]["int8"]},
             "accuracy": ev["accuracy"],
             "agreement": ev["agreement"],
             "outputs": ev["outputs"],
@@ -232,24 +231,26 @@ def quantize(
             "job": job.to_dict(),
         }
         cancel.check()
-        _place(final, job.output, data_name)
+        _place(final, job.output)
+    if job.cache is not None:
+        cal.save_cache(job.cache)
     if job.report is not None:
         write_report(report, job.report)
     return QuantResult(job.output, report)
 
 
-def _per_layer(job, prepared, quantized, ranges, spec, ii, eval_files, tmp, cancel) -> list[dict]:
+def _per_layer(job, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel) -> list[dict]:
     """Per-layer error on a few held-out images; QOperator models are analysed
     through a QDQ twin with the same ranges."""
     n = job.evaluation.per_layer_images
-    if n <= 0 or prepared.large:
+    if n <= 0:
         return []
     qdq = quantized
     if job.quantization.format != "qdq":
         qdq = tmp / "twin.qdq.onnx"
         build(prepared, ranges, replace(job.quantization, format="qdq"), qdq)
     stream = iter_tensors(seeded_order(eval_files, job.calibration.seed + 1), spec, n, ReadLog(), cancel)
-    return per_layer_error(prepared.path, qdq, ii.name, batches(stream, ii.fixed_batch or n), cancel)
+    return per_layer_error(prepared.path, qdq, feeds, batches(stream, ii.fixed_batch or n), cancel)
 
 
 def _evaluation_files(job: Job, calib_files: list[Path], cal: Calibration) -> tuple[list[Path], str, int]:
@@ -269,7 +270,7 @@ def _evaluation_files(job: Job, calib_files: list[Path], cal: Calibration) -> tu
     return list(cal.used), "calibration images (no held-out images: numbers are optimistic)", 0
 
 
-def _carry_over_metadata(original: Path, quantized: Path, final: Path, data_name: str | None) -> None:
+def _carry_over_metadata(original: Path, quantized: Path, final: Path) -> None:
     """The output keeps the input's metadata_props, producer and doc strings
     (OCR models keep their character table there, for one)."""
     src = onnx.load(str(original), load_external_data=False)
@@ -282,23 +283,12 @@ def _carry_over_metadata(original: Path, quantized: Path, final: Path, data_name
     out.graph.doc_string = src.graph.doc_string
     out.domain = src.domain
     out.model_version = src.model_version
-    if data_name:
-        onnx.save(out, str(final), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name)
-    else:
-        onnx.save(out, str(final))
+    onnx.save(out, str(final))
 
 
-def _size_with_data(path: Path, data_name: str | None) -> int:
-    return path.stat().st_size + ((path.parent / data_name).stat().st_size if data_name else 0)
-
-
-def _place(final: Path, output: Path, data_name: str | None) -> None:
-    """Move the finished model into place; the external data file first, so the
-    model never points at a missing file."""
+def _place(final: Path, output: Path) -> None:
+    """Move the finished model into place atomically."""
     try:
-        if data_name:
-            with atomic_path(output.parent / data_name) as part:
-                shutil.copyfile(final.parent / data_name, part)
         with atomic_path(output) as part:
             shutil.copyfile(final, part)
     except OSError as exc:

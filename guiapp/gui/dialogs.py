@@ -15,7 +15,9 @@ def ask(parent: QWidget | None, title: str, text: str) -> bool:
 
 def show_error(parent: QWidget | None, title: str, text: str, details: str = "") -> None:
     """An error in words, with technical details folded away."""
-    box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, parent)
+    from .widgets import sentence
+
+    box = QMessageBox(QMessageBox.Icon.Warning, title, sentence(text), QMessageBox.StandardButton.Ok, parent)
     if details:
         box.setDetailedText(details)
     box.exec()

@@ -24,6 +24,7 @@ class WizardState:
     quantization: QuantSettings = field(default_factory=QuantSettings)
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     output: Path | None = None
+    inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
     report: dict | None = None  # the last run's report
     job_file: Path | None = None
 
@@ -50,6 +51,7 @@ class WizardState:
             evaluation=self.evaluation,
             report=None,
             cache=self.cache_path(),
+            inputs=dict(self.inputs),
         )
 
     def load_job(self, job: Job, path: Path | None) -> None:
@@ -61,6 +63,7 @@ class WizardState:
         self.quantization = job.quantization
         self.evaluation = job.evaluation
         self.output = job.output
+        self.inputs = dict(job.inputs)
         self.report = None
         self.job_file = path
 
@@ -70,6 +73,7 @@ class WizardState:
         self.model_path, self.info = Path(path), info
         if not same:
             self.output = None
+            self.inputs = {}
             self.quantization = replace(self.quantization, exclude_nodes=())
             self.report = None
             channels = info.image_input.channels if info.image_input else 3

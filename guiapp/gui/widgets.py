@@ -65,6 +65,12 @@ class ChannelEdits(QWidget):
         self.edited.emit()
 
 
+def sentence(text: str) -> str:
+    """Engine messages start lowercase (they follow 'error: ' on the command
+    line); in the GUI they stand alone."""
+    return text[:1].upper() + text[1:]
+
+
 def message_label(kind: str = "info") -> QLabel:
     """A word-wrapped label styled for warnings or errors."""
     label = QLabel()

@@ -8,14 +8,15 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSpinBox, QSplitter, QTextBrowser, QVBoxLayout,
-    QWidget, QWizardPage,
+    QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QSpinBox,
+    QSplitter, QTextBrowser, QVBoxLayout, QWidget, QWizardPage,
 )
 
 from ...core.errors import StudioError
+from ...core.feeds import input_hint, make_feeds
 from ...core.modelinfo import ModelInfo, inspect_model
 from .. import dialogs
-from ..widgets import message_label
+from ..widgets import message_label, sentence
 
 
 class ModelPage(QWizardPage):
@@ -78,10 +79,17 @@ class ModelPage(QWizardPage):
         sl.addStretch(1)
         self.size_row.hide()
 
+        # Inputs besides the image get a constant each (an image size, a scale).
+        self.inputs_box = QGroupBox("Other inputs: a constant value for each (one number fills it)")
+        self.inputs_form = QFormLayout(self.inputs_box)
+        self.input_edits: dict[str, QLineEdit] = {}
+        self.inputs_box.hide()
+
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(split, 1)
         lay.addWidget(self.size_row)
+        lay.addWidget(self.inputs_box)
         lay.addWidget(self.notes)
         lay.addWidget(self.blockers)
         self._error: str | None = None
@@ -96,6 +104,10 @@ class ModelPage(QWizardPage):
     def isComplete(self) -> bool:
         info = self.state.info
         if info is None or info.blockers:
+            return False
+        try:
+            make_feeds(info, self.state.inputs)
+        except StudioError:
             return False
         ii = info.image_input
         return ii.size is not None or (self.height_box.value() > 0 and self.width_box.value() > 0)
@@ -138,6 +150,7 @@ class ModelPage(QWizardPage):
         ii = info.image_input
         dynamic = ii is not None and ii.size is None
         self.size_row.setVisible(dynamic)
+        self._fill_inputs(info)
         if dynamic and self.state.preprocess.size:
             self.height_box.setValue(self.state.preprocess.size[0])
             self.width_box.setValue(self.state.preprocess.size[1])
@@ -149,11 +162,51 @@ class ModelPage(QWizardPage):
         self.state.info = None
         self.path_label.setText("Could not open the model.")
         self.summary.clear()
+        self.notes.hide()
+        self.size_row.hide()
+        self.inputs_box.hide()  # they belonged to the previous model
         text = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
-        self.blockers.setText(text)
+        self.blockers.setText(sentence(text))
         self.blockers.show()
         self.completeChanged.emit()
         dialogs.show_error(self, "Cannot open the model", text, _details(exc))
+
+    def _fill_inputs(self, info: ModelInfo) -> None:
+        while self.inputs_form.rowCount():
+            self.inputs_form.removeRow(0)
+        self.input_edits = {}
+        for t in info.extra_inputs:
+            edit = QLineEdit(", ".join(f"{v:g}" for v in self.state.inputs.get(t.name, ())))
+            edit.setPlaceholderText("value(s), comma-separated")
+            edit.setToolTip(f"What the model gets for {t.name} with every image: {input_hint(t)}")
+            edit.textChanged.connect(lambda text, name=t.name: self._input_edited(name, text))
+            self.inputs_form.addRow(f"{t.name} {t.shape_text} {t.dtype}", edit)
+            self.input_edits[t.name] = edit
+        self.inputs_box.setVisible(bool(info.extra_inputs))
+        self._show_input_problem()
+
+    def _input_edited(self, name: str, text: str) -> None:
+        try:
+            values = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+        except ValueError:
+            values = ()
+        if values:
+            self.state.inputs[name] = values
+        else:
+            self.state.inputs.pop(name, None)
+        self._show_input_problem()
+        self.completeChanged.emit()
+
+    def _show_input_problem(self) -> None:
+        info = self.state.info
+        if info is None or info.blockers or not info.extra_inputs:
+            return
+        try:
+            make_feeds(info, self.state.inputs)
+            self.blockers.hide()
+        except StudioError as exc:
+            self.blockers.setText(sentence(str(exc)))
+            self.blockers.show()
 
     def _size_changed(self) -> None:
         h, w = self.height_box.value(), self.width_box.value()

@@ -313,7 +313,7 @@ class PreprocessPage(QWizardPage):
         try:
             self.state.preprocess = self.spec_from_widgets()
         except JobError as exc:
-            self.warnings.setText(f"{exc.detail}. {exc.fix}")
+            self.warnings.setText(f"{exc.detail[:1].upper()}{exc.detail[1:]}. {exc.fix}")
             self.warnings.show()
             self._update_complete()
             return

@@ -167,6 +167,7 @@ class RunPage(QWizardPage):
             text = str(exc) if isinstance(exc, StudioError) else f"Internal error: {type(exc).__name__}: {exc}"
             self.bar.setFormat("Failed")
             self.log.appendPlainText(f"Failed: {text}")
+            text = text[:1].upper() + text[1:]
             details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self._set_running(False)
             dialogs.show_error(self, "Quantization failed", text + "\n\nNothing was written. Go back to change the settings.", details)
