@@ -171,7 +171,7 @@ def spec_from_flags(args, channels: int, base: PreprocessSpec | None = None) -> 
         raise JobError(flag, exc.detail, exc.fix) from None
 
 
-def _labels(args, base: EvalSettings) -> dict:
+def _labels(args) -> dict:
     if not args.labels:
         return {}
     if args.labels == "subfolders":
@@ -233,7 +233,7 @@ def job_from_args(args) -> Job:
     echanges = {k: v for k, v in (("class_offset", args.class_offset), ("max_images", args.eval_max_images), ("latency_runs", args.latency_runs)) if v is not None}
     if args.eval:
         echanges["folders"] = tuple(args.eval)
-    echanges.update(_labels(args, e))
+    echanges.update(_labels(args))
     evaluation = replace(e, **echanges)
 
     out = args.out or (base.output if base else None)
@@ -334,7 +334,7 @@ def cmd_evaluate(args) -> int:
     settings = replace(
         EvalSettings(folders=tuple(args.images)),
         **{k: v for k, v in (("class_offset", args.class_offset), ("max_images", args.eval_max_images), ("latency_runs", args.latency_runs)) if v is not None},
-        **_labels(args, EvalSettings()),
+        **_labels(args),
     )
     files = list_images(settings.folders, "evaluation")
     labels = resolve_labels(settings, files)

@@ -134,9 +134,6 @@ class TensorStats:
         """Histogram of |x|: bin j covers [j*w, (j+1)*w)."""
         return self.hist[HALF:] + self.hist[:HALF][::-1]
 
-    def centers(self) -> np.ndarray:
-        return (np.arange(2 * HALF) - HALF + 0.5) * self.width
-
 
 def rebin(hist: np.ndarray, doublings: int) -> np.ndarray:
     """The histogram on a grid 2**doublings times wider (bins nest exactly)."""

@@ -44,7 +44,6 @@ class ImageInput:
     height: Dim
     width: Dim
     batch: Dim
-    layout_detected: bool = True  # False when the caller forced it
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -75,7 +74,6 @@ class ModelInfo:
     quantized_ops: tuple[str, ...]  # quantization ops already present
     float_only_ops: tuple[tuple[str, int], ...]  # compute ops that will stay float
     external_data_files: tuple[str, ...] = ()
-    custom_domains: tuple[str, ...] = ()
     float16: bool = False
     notes: tuple[str, ...] = field(default=())
     input_normalization: tuple[str, ...] = ()  # arithmetic with constants right after the image input
@@ -314,9 +312,9 @@ def find_image_input(model: onnx.ModelProto, inputs: tuple[TensorInfo, ...], lay
         else:
             chosen = "nchw" if nchw_ok else "nhwc" if nhwc_ok else None
         if chosen == "nchw":
-            return ImageInput(t.name, "nchw", int(d1), d2, d3, n, layout == "auto")
+            return ImageInput(t.name, "nchw", int(d1), d2, d3, n)
         if chosen == "nhwc":
-            return ImageInput(t.name, "nhwc", int(d3), d1, d2, n, layout == "auto")
+            return ImageInput(t.name, "nhwc", int(d3), d1, d2, n)
     return None
 
 
@@ -404,6 +402,8 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
 
     float16 = any(t.dtype == "float16" for t in inputs) or _mostly_float16(g)
     notes = []
+    if custom:
+        notes.append("The model uses custom operator domains (" + ", ".join(custom) + "): ONNX Runtime needs their library to run it.")
     if any(n.op_type in ("If", "Loop", "Scan") for n in g.node):
         notes.append("The model has control flow (If/Loop/Scan); nodes inside its subgraphs are not quantized.")
     image = find_image_input(model, inputs, layout)
@@ -431,7 +431,6 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
         quantized_ops=quantized,
         float_only_ops=float_only,
         external_data_files=tuple(ext),
-        custom_domains=custom,
         float16=float16,
         notes=tuple(notes),
         input_normalization=normalization,

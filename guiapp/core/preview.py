@@ -7,7 +7,7 @@ checks exist to catch it before calibration does the damage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -156,7 +156,3 @@ def equivalents(spec: PreprocessSpec) -> dict[str, str]:
         cv += "\n# crop=True resizes the shorter side to the input size, not to the 256/224 margin used here"
     return {"RKNN": rknn, "torchvision": torch, "OpenCV": cv}
 
-
-def with_units(spec: PreprocessSpec, mean01, std01) -> PreprocessSpec:
-    """``spec`` with mean/std given in 0..1 units (converted exactly)."""
-    return replace(spec, mean=tuple(m * 255.0 for m in mean01), std=tuple(s * 255.0 for s in std01))

@@ -86,14 +86,6 @@ class JobRunner(QObject):
         if self._cancel is not None:
             self._cancel.cancel()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the worker thread ends."""
-        t = self._thread
-        if t is not None:
-            t.join(timeout)
-            return not t.is_alive()
-        return True
-
     def stop(self, timeout: float | None = None) -> bool:
         """Cancel the current job and wait for it; its callbacks are dropped.
         True when the runner is idle afterwards (closing the window, or

@@ -10,22 +10,23 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget, QWizardPage,
+    QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget,
 )
 
 from ...core.dataset import scan_folders
 from ...core.strategies import DESCRIPTIONS, METHODS
 from .. import dialogs
+from .page import Page
 from ..widgets import message_label
 
 
-class CalibrationPage(QWizardPage):
+class CalibrationPage(Page):
     def __init__(self, window) -> None:
-        super().__init__()
-        self.window_ = window
-        self.state, self.runner, self.settings = window.state, window.runner, window.settings
-        self.setTitle("Calibration")
-        self.setSubTitle("The images that set INT8 ranges, how the ranges are chosen, and where the INT8 model goes.")
+        super().__init__(
+            window,
+            "Calibration",
+            "The images that set INT8 ranges, how the ranges are chosen, and where the INT8 model goes.",
+        )
         self._scans: dict[str, object] = {}
         self._syncing = False
 
@@ -278,7 +279,8 @@ class CalibrationPage(QWizardPage):
                 text = f"{f}  (counting…)"
             else:
                 bad = len(sc.unreadable)
-                text = f"{f}  ({sc.images} images" + (f", {bad} unreadable" if bad else "") + ")"
+                among = f" among the first {sc.checked} checked" if sc.checked < sc.images else ""
+                text = f"{f}  ({sc.images} images" + (f", {bad} unreadable{among}" if bad else "") + ")"
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, str(f))
             if sc is not None and sc.unreadable:

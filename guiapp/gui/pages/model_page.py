@@ -9,23 +9,24 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QSpinBox,
-    QSplitter, QTextBrowser, QVBoxLayout, QWidget, QWizardPage,
+    QSplitter, QTextBrowser, QVBoxLayout, QWidget,
 )
 
 from ...core.errors import StudioError
 from ...core.feeds import input_hint, make_feeds
 from ...core.modelinfo import ModelInfo, inspect_model
 from .. import dialogs
+from .page import Page
 from ..widgets import message_label, sentence
 
 
-class ModelPage(QWizardPage):
+class ModelPage(Page):
     def __init__(self, window) -> None:
-        super().__init__()
-        self.window_ = window
-        self.state, self.runner, self.settings = window.state, window.runner, window.settings
-        self.setTitle("Model")
-        self.setSubTitle("Open the FP32 ONNX model to quantize: by the button, by dropping the file here, or from the recent list.")
+        super().__init__(
+            window,
+            "Model",
+            "Open the FP32 ONNX model to quantize: by the button, by dropping the file here, or from the recent list.",
+        )
         self.setAcceptDrops(True)
 
         self.open_button = QPushButton("&Open model…")
@@ -92,7 +93,6 @@ class ModelPage(QWizardPage):
         lay.addWidget(self.inputs_box)
         lay.addWidget(self.notes)
         lay.addWidget(self.blockers)
-        self._error: str | None = None
 
     # ---- wizard
 
@@ -140,7 +140,6 @@ class ModelPage(QWizardPage):
         self.state.set_model(path, info)
         self.settings.add_recent("models", path)
         self.settings.set_folder("models", path.parent)
-        self._error = None
         self.path_label.setText(str(path))
         self.summary.setHtml(summary_html(info))
         self.blockers.setText("\n".join(info.blockers))

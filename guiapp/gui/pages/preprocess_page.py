@@ -14,7 +14,7 @@ from PySide6.QtCore import QMetaObject, Qt, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QButtonGroup, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QRadioButton,
-    QScrollArea, QSpinBox, QTabWidget, QVBoxLayout, QWidget, QWizardPage,
+    QScrollArea, QSpinBox, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from ...core.dataset import list_images
@@ -25,18 +25,19 @@ from ...core.preprocess import INTERPOLATIONS, PRESETS, PreprocessSpec, preset
 from ...core.preview import ResizeCache, build_preview, channel_names, equivalents, target_range, warnings_for
 from .. import dialogs
 from ..preview_view import PreviewView
+from .page import Page
 from ..widgets import ChannelEdits, message_label
 
 CUSTOM = "custom"
 
 
-class PreprocessPage(QWizardPage):
+class PreprocessPage(Page):
     def __init__(self, window) -> None:
-        super().__init__()
-        self.window_ = window
-        self.state, self.runner, self.settings = window.state, window.runner, window.settings
-        self.setTitle("Preprocessing")
-        self.setSubTitle("How an image becomes the model's input. The preview shows the exact numbers the model will get.")
+        super().__init__(
+            window,
+            "Preprocessing",
+            "How an image becomes the model's input. The preview shows the exact numbers the model will get.",
+        )
         self._images: list[Path] = []
         self._index = 0
         self._image = None  # the decoded current image (PIL, RGB)

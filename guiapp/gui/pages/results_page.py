@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWizardPage
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout
 
 from ...core.atomic import atomic_write_text
 from ...core.errors import Cancelled, StudioError
@@ -17,16 +17,17 @@ from ...core.report import summary_rows, write_report
 from ...core.report_html import render_html
 from .. import dialogs
 from ..charts import ResultCharts
+from .page import Page
 from ..widgets import message_label
 
 
-class ResultsPage(QWizardPage):
+class ResultsPage(Page):
     def __init__(self, window) -> None:
-        super().__init__()
-        self.window_ = window
-        self.state, self.runner, self.settings = window.state, window.runner, window.settings
-        self.setTitle("Results")
-        self.setSubTitle("FP32 vs INT8 on held-out images. Red bars are layers that lost the most precision.")
+        super().__init__(
+            window,
+            "Results",
+            "FP32 vs INT8 on held-out images. Red bars are layers that lost the most precision.",
+        )
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.charts = ResultCharts()

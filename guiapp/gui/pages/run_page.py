@@ -8,25 +8,25 @@ import traceback
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWizard,
-    QWizardPage,
 )
 
 from ...core.errors import Cancelled, StudioError
 from ...core.pipeline import quantize
 from ...core.progress import STAGES, Eta, ProgressEvent, format_seconds
 from .. import dialogs
+from .page import Page
 
 STAGE_TEXT = {"prepare": "Pre-process the graph", "calibrate": "Calibrate", "quantize": "Quantize", "evaluate": "Evaluate FP32 vs INT8"}
 MARK = {"pending": "○", "running": "◐", "done": "●", "failed": "✕"}
 
 
-class RunPage(QWizardPage):
+class RunPage(Page):
     def __init__(self, window) -> None:
-        super().__init__()
-        self.window_ = window
-        self.state, self.runner = window.state, window.runner
-        self.setTitle("Run")
-        self.setSubTitle("Quantizing in the background. Nothing is written until every stage has succeeded.")
+        super().__init__(
+            window,
+            "Run",
+            "Quantizing in the background. Nothing is written until every stage has succeeded.",
+        )
         self.setCommitPage(True)
         self.setButtonText(QWizard.WizardButton.CommitButton, "See &results ›")
         self.stages = QListWidget()
