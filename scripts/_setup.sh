@@ -39,11 +39,14 @@ ensure_venv() {  # $1: pip extras spec, e.g. "" or "[dev]"
         echo "Creating virtual environment in $VENV" >&2
         "$PY" -m venv "$VENV"
     fi
-    # Reinstall only when the dependency list or the extras change.
+    # Reinstall only when the dependency list changes or extras are missing
+    # (an install with "[dev]" also serves a plain run).
     local stamp="$VENV/.guiapp-installed"
-    local want
-    want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)$extras"
-    if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
+    local deps want
+    deps="$(sha256sum < "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    want="$deps$extras"
+    if [ ! -f "$stamp" ] || { ! grep -qxF "$want" "$stamp" &&
+            { [ -n "$extras" ] || ! grep -q "^$deps" "$stamp"; }; }; then
         echo "Installing Quantization Studio and its dependencies into $VENV" >&2
         "$VENV/bin/python" -m pip install -q --upgrade pip >&2
         "$VENV/bin/python" -m pip install -q -e "$ROOT$extras" >&2
