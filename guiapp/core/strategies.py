@@ -17,9 +17,9 @@ METHODS = ("minmax", "ema-minmax", "percentile", "entropy", "mse")
 HISTOGRAM_METHODS = frozenset({"percentile", "entropy", "mse"})  # the others need only extremes
 
 DESCRIPTIONS = {
-    "minmax": "The full observed range. Exact for well-behaved activations; one outlier image widens the range and costs resolution for all others.",
+    "minmax": "The full observed range. The safe first choice: exact for well-behaved activations, but one outlier image widens the range and costs resolution for all others.",
     "ema-minmax": "A moving average (constant 0.01) of each batch's min and max: robust to a rare outlier batch, but clips values that only some batches reach.",
-    "percentile": "Clips the range at a percentile of the values (default 99.99%): drops rare outliers, a good default for ReLU6-free nets with heavy tails.",
+    "percentile": "Clips the range at a percentile of the values (default 99.99%): drops rare outliers, but also the real peaks some layers need. Try it when a few extreme values stretch the range, and compare with minmax.",
     "entropy": "TensorRT's KL-divergence search: the clipping threshold whose INT8 histogram loses the least information. Strong on CNN classifiers.",
     "mse": "The range that minimizes the mean squared quantize-dequantize error under the observed histogram (RKNN's mmse). Balances clipping and rounding.",
 }
