@@ -77,16 +77,17 @@ def opset8(d: Path) -> Path:
     return p
 
 
+def _convnet_file(path: Path, **kw) -> Path:
+    convnet(path, **kw)
+    return path
+
+
 def fixed_batch(d: Path) -> Path:
-    p = d / "batch1.onnx"
-    convnet(p, batch=1)
-    return p
+    return _convnet_file(d / "batch1.onnx", batch=1)
 
 
 def nhwc(d: Path) -> Path:
-    p = d / "nhwc.onnx"
-    convnet(p, layout="nhwc")
-    return p
+    return _convnet_file(d / "nhwc.onnx", layout="nhwc")
 
 
 def two_inputs(d: Path) -> Path:
@@ -105,15 +106,11 @@ def no_image_input(d: Path) -> Path:
 
 
 def dynamic_hw(d: Path) -> Path:
-    p = d / "dynamic_hw.onnx"
-    convnet(p, hw=("H", "W"))
-    return p
+    return _convnet_file(d / "dynamic_hw.onnx", hw=("H", "W"))
 
 
 def constant_weights(d: Path) -> Path:
-    p = d / "constants.onnx"
-    convnet(p, constant_weights=True, width=32)
-    return p
+    return _convnet_file(d / "constants.onnx", constant_weights=True, width=32)
 
 
 def wrong_output_shape(d: Path) -> Path:

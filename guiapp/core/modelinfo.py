@@ -228,12 +228,12 @@ def _check_text(model: onnx.ModelProto, path: Path) -> None:
 
 
 def _all_text(message) -> bool:
-    for field, value in message.ListFields():
-        if field.type == field.TYPE_STRING:
+    for desc, value in message.ListFields():
+        if desc.type == desc.TYPE_STRING:
             values = (value,) if isinstance(value, (str, bytes)) else value  # else: a repeated field
             if not all(isinstance(v, str) for v in values):
                 return False
-        elif field.type == field.TYPE_MESSAGE:
+        elif desc.type == desc.TYPE_MESSAGE:
             values = (value,) if hasattr(value, "ListFields") else value
             if not all(_all_text(v) for v in values):
                 return False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
 
 
 class ChannelEdits(QWidget):
@@ -81,3 +81,28 @@ def message_label(kind: str = "info") -> QLabel:
     label.setStyleSheet(f"QLabel {{ color: {fg}; background: {bg}; border: 1px solid {border}; border-radius: 4px; padding: 6px; }}")
     label.hide()
     return label
+
+
+def button(text: str, tip: str, slot, shortcut: str | None = None) -> QPushButton:
+    """A push button with its tooltip, click handler and optional shortcut."""
+    b = QPushButton(text)
+    b.setToolTip(tip)
+    if shortcut:
+        b.setShortcut(shortcut)
+    b.clicked.connect(slot)
+    return b
+
+
+def path_row(edit: QLineEdit, tip: str, choose) -> QHBoxLayout:
+    """A path field with a "…" button that opens a chooser."""
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    row.addWidget(button("…", tip, choose))
+    return row
+
+
+def add_items(combo: QComboBox, items) -> None:
+    """Fill ``combo`` from (text, data, tooltip) triples."""
+    for text, data, tip in items:
+        combo.addItem(text, data)
+        combo.setItemData(combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)

@@ -10,14 +10,14 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QListWidget, QListWidgetItem, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget,
+    QListWidget, QListWidgetItem, QScrollArea, QSpinBox, QVBoxLayout, QWidget,
 )
 
 from ...core.dataset import scan_folders
 from ...core.strategies import DESCRIPTIONS, METHODS
 from .. import dialogs
 from .page import Page
-from ..widgets import message_label
+from ..widgets import add_items, button, message_label, path_row
 
 
 class CalibrationPage(Page):
@@ -36,12 +36,8 @@ class CalibrationPage(Page):
         self.folders = QListWidget()
         self.folders.setToolTip("Folders searched recursively for images")
         self.folders.setMaximumHeight(80)
-        add = QPushButton("&Add folder…")
-        add.setToolTip("Add a folder of calibration images")
-        add.clicked.connect(self.add_folder)
-        remove = QPushButton("&Remove")
-        remove.setToolTip("Remove the selected folder")
-        remove.clicked.connect(self.remove_folder)
+        add = button("&Add folder…", "Add a folder of calibration images", self.add_folder)
+        remove = button("&Remove", "Remove the selected folder", self.remove_folder)
         il.addWidget(self.folders, 0, 0, 3, 1)
         il.addWidget(add, 0, 1)
         il.addWidget(remove, 1, 1)
@@ -63,9 +59,7 @@ class CalibrationPage(Page):
         quant = QGroupBox("Strategy and quantization")
         qf = QFormLayout(quant)
         self.method_combo = QComboBox()
-        for m in METHODS:
-            self.method_combo.addItem(m, m)
-            self.method_combo.setItemData(self.method_combo.count() - 1, DESCRIPTIONS[m], Qt.ItemDataRole.ToolTipRole)
+        add_items(self.method_combo, ((m, m, DESCRIPTIONS[m]) for m in METHODS))
         self.method_combo.setToolTip("How each tensor's INT8 range is chosen from the calibration statistics")
         self.method_text = QLabel()
         self.method_text.setWordWrap(True)
@@ -122,30 +116,18 @@ class CalibrationPage(Page):
         self.eval_edit = QLineEdit()
         self.eval_edit.setPlaceholderText("folder of held-out images")
         self.eval_edit.setToolTip("Images to compare FP32 and INT8 on; those used for calibration are left out")
-        eval_browse = QPushButton("…")
-        eval_browse.setToolTip("Choose the evaluation folder")
-        eval_browse.clicked.connect(self.choose_eval)
-        erow = QHBoxLayout()
-        erow.addWidget(self.eval_edit, 1)
-        erow.addWidget(eval_browse)
-        ef.addRow(_buddy("&Folder", self.eval_edit), erow)
+        ef.addRow(_buddy("&Folder", self.eval_edit), path_row(self.eval_edit, "Choose the evaluation folder", self.choose_eval))
         self.labels_combo = QComboBox()
         for text, value in (("no labels (agreement only)", "none"), ("class sub-folders", "subfolders"), ("CSV file", "csv")):
             self.labels_combo.addItem(text, value)
         self.labels_combo.setToolTip("Labels give top-1/top-5 accuracy; without them, FP32/INT8 agreement is measured")
         self.csv_edit = QLineEdit()
         self.csv_edit.setPlaceholderText("labels.csv with file and class_index (or label) columns")
-        csv_browse = QPushButton("…")
-        csv_browse.setToolTip("Choose the labels CSV")
-        csv_browse.clicked.connect(self.choose_csv)
         self.offset_box = QSpinBox()
         self.offset_box.setRange(-10, 10)
         self.offset_box.setToolTip("Model index = class index + offset (1 for models with a background class at 0)")
         ef.addRow(_buddy("&Labels", self.labels_combo), self.labels_combo)
-        crow = QHBoxLayout()
-        crow.addWidget(self.csv_edit, 1)
-        crow.addWidget(csv_browse)
-        ef.addRow("CSV", crow)
+        ef.addRow("CSV", path_row(self.csv_edit, "Choose the labels CSV", self.choose_csv))
         ef.addRow(_buddy("Class o&ffset", self.offset_box), self.offset_box)
 
         # -- output
@@ -153,13 +135,7 @@ class CalibrationPage(Page):
         of = QFormLayout(out)
         self.output_edit = QLineEdit()
         self.output_edit.setToolTip("Where the INT8 model is written (never over the input model)")
-        out_browse = QPushButton("…")
-        out_browse.setToolTip("Choose the output file")
-        out_browse.clicked.connect(self.choose_output)
-        orow2 = QHBoxLayout()
-        orow2.addWidget(self.output_edit, 1)
-        orow2.addWidget(out_browse)
-        of.addRow(_buddy("INT8 &model", self.output_edit), orow2)
+        of.addRow(_buddy("INT8 &model", self.output_edit), path_row(self.output_edit, "Choose the output file", self.choose_output))
         self.problems = message_label("error")
 
         # Two columns: at 1280x800 everything, the output included, is in view.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QSpinBox,
+    QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QSpinBox,
     QSplitter, QTextBrowser, QVBoxLayout, QWidget,
 )
 
@@ -17,7 +17,7 @@ from ...core.feeds import input_hint, make_feeds
 from ...core.modelinfo import ModelInfo, inspect_model
 from .. import dialogs
 from .page import Page
-from ..widgets import message_label, sentence
+from ..widgets import button, message_label, sentence
 
 
 class ModelPage(Page):
@@ -29,13 +29,10 @@ class ModelPage(Page):
         )
         self.setAcceptDrops(True)
 
-        self.open_button = QPushButton("&Open model…")
-        self.open_button.setToolTip("Choose an .onnx file (Ctrl+M)")
-        self.open_button.setShortcut("Ctrl+M")
-        self.open_button.clicked.connect(self.choose_model)
-        self.demo_button = QPushButton("Try the &demo")
-        self.demo_button.setToolTip("Load the bundled demo: a small shape classifier with its images and settings")
-        self.demo_button.clicked.connect(window.open_demo)
+        self.open_button = button("&Open model…", "Choose an .onnx file (Ctrl+M)", self.choose_model, "Ctrl+M")
+        self.demo_button = button(
+            "Try the &demo", "Load the bundled demo: a small shape classifier with its images and settings", window.open_demo
+        )
         self.path_label = QLabel("No model yet. Drop an .onnx file anywhere on this page, or try the demo.")
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         top = QHBoxLayout()

@@ -13,7 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import QMetaObject, Qt, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
-    QButtonGroup, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QRadioButton,
+    QButtonGroup, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QRadioButton,
     QScrollArea, QSpinBox, QTabWidget, QVBoxLayout, QWidget,
 )
 
@@ -26,7 +26,7 @@ from ...core.preview import ResizeCache, build_preview, channel_names, equivalen
 from .. import dialogs
 from ..preview_view import PreviewView
 from .page import Page
-from ..widgets import ChannelEdits, message_label
+from ..widgets import ChannelEdits, add_items, button, message_label
 
 CUSTOM = "custom"
 
@@ -51,9 +51,7 @@ class PreprocessPage(Page):
         form_box = QGroupBox("Normalization: out = (pixel − mean) / std")
         form = QFormLayout(form_box)
         self.preset_combo = QComboBox()
-        for name, (_, _, _, desc) in PRESETS.items():
-            self.preset_combo.addItem(name, name)
-            self.preset_combo.setItemData(self.preset_combo.count() - 1, desc, Qt.ItemDataRole.ToolTipRole)
+        add_items(self.preset_combo, ((name, name, desc) for name, (_, _, _, desc) in PRESETS.items()))
         self.preset_combo.addItem(CUSTOM, CUSTOM)
         self.preset_combo.setToolTip("Normalization presets; editing mean or std makes it custom")
         self.preset_combo.currentIndexChanged.connect(self._preset_chosen)
@@ -96,13 +94,11 @@ class PreprocessPage(Page):
         resize_box = QGroupBox("Resize")
         rform = QFormLayout(resize_box)
         self.resize_combo = QComboBox()
-        for text, value, tip in (
+        add_items(self.resize_combo, (
             ("shorter side, then centre crop", "shorter", "Resize the shorter side, then crop the centre (torchvision's Resize+CenterCrop)"),
             ("stretch to the input size", "stretch", "Resize to the input size, ignoring the aspect ratio"),
             ("letterbox (keep aspect, pad)", "letterbox", "Fit inside the input size keeping the aspect ratio; pad the rest"),
-        ):
-            self.resize_combo.addItem(text, value)
-            self.resize_combo.setItemData(self.resize_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        ))
         self.resize_combo.setToolTip("How images are brought to the model's input size")
         self.resize_combo.currentIndexChanged.connect(self._edited)
         rform.addRow("&Policy", self.resize_combo)
@@ -135,9 +131,10 @@ class PreprocessPage(Page):
             text.setMaximumHeight(120)
             self.equiv_tabs.addTab(text, tool)
             self.equiv_texts[tool] = text
-        copy = QPushButton("Cop&y")
-        copy.setToolTip("Copy the shown settings to the clipboard")
-        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.equiv_tabs.currentWidget().toPlainText()))
+        copy = button(
+            "Cop&y", "Copy the shown settings to the clipboard",
+            lambda: QGuiApplication.clipboard().setText(self.equiv_tabs.currentWidget().toPlainText()),
+        )
         equiv_box = QGroupBox("The same settings elsewhere")
         el = QVBoxLayout(equiv_box)
         el.addWidget(self.equiv_tabs)
@@ -156,23 +153,17 @@ class PreprocessPage(Page):
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setFixedWidth(420)
 
-        self.prev_button = QPushButton("◀")
-        self.next_button = QPushButton("▶")
+        self.prev_button = button("◀", "Previous image (Alt+Left)", lambda: self.step(-1), "Alt+Left")
+        self.next_button = button("▶", "Next image (Alt+Right)", lambda: self.step(1), "Alt+Right")
         for b in (self.prev_button, self.next_button):
             b.setFixedWidth(36)
-        self.prev_button.setToolTip("Previous image (Alt+Left)")
-        self.next_button.setToolTip("Next image (Alt+Right)")
-        self.prev_button.setShortcut("Alt+Left")
-        self.next_button.setShortcut("Alt+Right")
-        self.prev_button.clicked.connect(lambda: self.step(-1))
-        self.next_button.clicked.connect(lambda: self.step(1))
         self.image_label = QLabel("No image yet: open one, or a folder of them.")
-        open_image = QPushButton("Open &image…")
-        open_image.setToolTip("Preview on any image file")
-        open_image.clicked.connect(self.choose_image)
-        open_folder = QPushButton("Image &folder…")
-        open_folder.setToolTip("Preview on the images of a folder (it also becomes the calibration folder when none is set)")
-        open_folder.clicked.connect(self.choose_folder)
+        open_image = button("Open &image…", "Preview on any image file", self.choose_image)
+        open_folder = button(
+            "Image &folder…",
+            "Preview on the images of a folder (it also becomes the calibration folder when none is set)",
+            self.choose_folder,
+        )
         nav = QHBoxLayout()
         nav.addWidget(self.prev_button)
         nav.addWidget(self.next_button)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSpinBox, QVBoxLayout
 
 from ...core.atomic import atomic_write_text
 from ...core.errors import Cancelled, StudioError
@@ -18,7 +18,7 @@ from ...core.report_html import render_html
 from .. import dialogs
 from ..charts import ResultCharts
 from .page import Page
-from ..widgets import message_label
+from ..widgets import button, message_label
 
 
 class ResultsPage(Page):
@@ -36,21 +36,17 @@ class ResultsPage(Page):
         self.keep_box.setRange(1, 50)
         self.keep_box.setValue(3)
         self.keep_box.setToolTip("How many of the worst layers (lowest SQNR) to keep in float32")
-        self.rerun_button = QPushButton("Re-run with the worst layers in &float")
-        self.rerun_button.setToolTip("Quantize again with that many of the worst layers in float (uses the calibration cache)")
-        self.rerun_button.clicked.connect(self.rerun)
+        self.rerun_button = button(
+            "Re-run with the worst layers in &float",
+            "Quantize again with that many of the worst layers in float (uses the calibration cache)",
+            self.rerun,
+        )
         self.rerun_bar = QProgressBar()
         self.rerun_bar.setRange(0, 100)
         self.rerun_bar.hide()
-        self.json_button = QPushButton("Export &JSON…")
-        self.json_button.setToolTip("The full report, as guiapp quantize --report writes it")
-        self.json_button.clicked.connect(self.export_json)
-        self.html_button = QPushButton("Export &HTML…")
-        self.html_button.setToolTip("A self-contained page with the charts embedded")
-        self.html_button.clicked.connect(self.export_html)
-        self.folder_button = QPushButton("Open output &folder")
-        self.folder_button.setToolTip("Show the INT8 model in the file manager")
-        self.folder_button.clicked.connect(self.open_folder)
+        self.json_button = button("Export &JSON…", "The full report, as guiapp quantize --report writes it", self.export_json)
+        self.html_button = button("Export &HTML…", "A self-contained page with the charts embedded", self.export_html)
+        self.folder_button = button("Open output &folder", "Show the INT8 model in the file manager", self.open_folder)
         actions = QHBoxLayout()
         actions.addWidget(QLabel("Keep"))
         actions.addWidget(self.keep_box)

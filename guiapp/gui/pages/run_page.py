@@ -7,13 +7,14 @@ import traceback
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWizard,
+    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QProgressBar, QVBoxLayout, QWizard,
 )
 
 from ...core.errors import Cancelled, StudioError
 from ...core.pipeline import quantize
 from ...core.progress import STAGES, Eta, ProgressEvent, format_seconds
 from .. import dialogs
+from ..widgets import button
 from .page import Page
 
 STAGE_TEXT = {"prepare": "Pre-process the graph", "calibrate": "Calibrate", "quantize": "Quantize", "evaluate": "Evaluate FP32 vs INT8"}
@@ -38,13 +39,8 @@ class RunPage(Page):
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setToolTip("What happened, step by step")
-        self.cancel_button = QPushButton("&Cancel")
-        self.cancel_button.setToolTip("Stop after the current batch; nothing is written (Esc)")
-        self.cancel_button.setShortcut("Esc")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.retry_button = QPushButton("Run &again")
-        self.retry_button.setToolTip("Start the run again with the current settings")
-        self.retry_button.clicked.connect(self.start)
+        self.cancel_button = button("&Cancel", "Stop after the current batch; nothing is written (Esc)", self.cancel, "Esc")
+        self.retry_button = button("Run &again", "Start the run again with the current settings", self.start)
         row = QHBoxLayout()
         row.addWidget(self.bar, 1)
         row.addWidget(self.eta_label)
