@@ -65,16 +65,20 @@ def test_minmax_is_the_observed_range():
     assert tensor_range(stats_of(x), StrategySettings("minmax"), Target()) == (float(x.min()), float(x.max()))
 
 
-def test_ema_minmax_follows_the_per_batch_moving_average():
+@pytest.mark.parametrize("histogram", [True, False], ids=["with histogram", "extremes only"])
+def test_ema_minmax_follows_the_per_batch_moving_average(histogram):
+    # The pipeline collects ema-minmax without histograms: the moving average
+    # must not depend on them.
     x = heavy_tailed(shape=(40, 1000))
     s = TensorStats()
     lo = hi = None
     for part in np.array_split(x, 10):
-        s.fold(part, ema_constant=0.1)
+        s.fold(part, ema_constant=0.1, histogram=histogram)
         blo, bhi = float(part.min()), float(part.max())
         lo, hi = (blo, bhi) if lo is None else (lo + 0.1 * (blo - lo), hi + 0.1 * (bhi - hi))
     got = tensor_range(s, StrategySettings("ema-minmax"), Target())
     assert got == pytest.approx((lo, hi))
+    assert got != (float(x.min()), float(x.max()))
 
 
 @pytest.mark.parametrize("p", [99.0, 99.9, 99.99])

@@ -58,10 +58,12 @@ def compute_ranges(stats: dict[str, TensorStats], settings: StrategySettings, ta
 
 def tensor_range(s: TensorStats, settings: StrategySettings, target: Target) -> tuple[float, float]:
     m = settings.method
-    if m == "minmax" or s.exp is None:
+    if m == "minmax":
         return s.lo, s.hi
     if m == "ema-minmax":
         return s.ema_lo, s.ema_hi
+    if s.exp is None:  # no histogram: every value was 0
+        return s.lo, s.hi
     if m == "percentile":
         return percentile_range(s, settings.percentile, target.symmetric)
     if m == "entropy":
