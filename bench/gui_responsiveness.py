@@ -136,7 +136,6 @@ def main() -> int:
 
     # ---- 1. longest GUI-thread gap during a full run
     win.wizard.next()
-    cp = win.pages[PageId.CALIBRATION]
     pump_until(lambda: not win.runner.busy)
     gaps = []
     clock = QElapsedTimer()

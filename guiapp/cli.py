@@ -321,16 +321,12 @@ def cmd_evaluate(args) -> int:
     from .core.evaluate import evaluate_models, resolve_labels
     from .core.modelinfo import inspect_model
     from .core.feeds import make_feeds
-    from .core.pipeline import check_model, resolve_spec
+    from .core.pipeline import resolve_spec
 
     info = inspect_model(args.fp32, layout=args.layout or "auto")
-    if info.image_input is None:
-        check_model(info)
-    feeds = make_feeds(info, _input_values(args.input_value))
-    inspect_model(args.int8)  # a clear error if the INT8 file is broken
-    spec = spec_from_flags(args, info.image_input.channels)
-    job = Job(args.fp32, preprocess=spec)
-    spec = resolve_spec(job, info)
+    feeds = make_feeds(info, _input_values(args.input_value))  # a ModelError when there is no image input
+    int8_info = inspect_model(args.int8)  # a clear error if the INT8 file is broken
+    spec = resolve_spec(spec_from_flags(args, info.image_input.channels), info)
     settings = replace(
         EvalSettings(folders=tuple(args.images)),
         **{k: v for k, v in (("class_offset", args.class_offset), ("max_images", args.eval_max_images), ("latency_runs", args.latency_runs)) if v is not None},
@@ -341,13 +337,13 @@ def cmd_evaluate(args) -> int:
     bar = ProgressBar()
     with _sigint_cancels() as cancel:
         try:
-            ev = evaluate_models(args.fp32, args.int8, feeds, spec, files, labels, settings,
-                                 info.image_input.fixed_batch, bar, cancel, seed=args.seed)
+            ev = evaluate_models(args.fp32, args.int8, {t.name: t.shape for t in info.outputs}, feeds, spec, files,
+                                 labels, settings, info.image_input.fixed_batch, bar, cancel, seed=args.seed)
         finally:
             bar.close()
     report = {
         "fp32": {"path": str(args.fp32), "size_bytes": info.size_bytes, "latency_ms": ev["latency_ms"]["fp32"]},
-        "int8": {"path": str(args.int8), "size_bytes": inspect_model(args.int8).size_bytes, "latency_ms": ev["latency_ms"]["int8"]},
+        "int8": {"path": str(args.int8), "size_bytes": int8_info.size_bytes, "latency_ms": ev["latency_ms"]["int8"]},
         **{k: ev[k] for k in ("accuracy", "agreement", "outputs", "eval", "warnings")},
         "preprocess": spec.to_dict(),
     }

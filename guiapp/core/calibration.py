@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from .errors import ModelError
 from .feeds import Feeds
+from .graphprep import with_outputs
 from .progress import CALIBRATE, CancelToken, ProgressEvent, ProgressFn
 from .histogram import EXTREMES_DERIVABLE, HISTOGRAM_DERIVABLE, TensorStats, derived_extremes, derived_hist
 from .quantizable import QUANTIZABLE_OP_TYPES
@@ -52,14 +53,7 @@ def augmented(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     g = model.graph
     graph_inputs = {i.name for i in g.input}
     typed = {vi.name: vi for vi in itertools.chain(g.value_info, g.output)}
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    del m.graph.output[:]
-    for name in names:
-        if name in graph_inputs:
-            continue
-        m.graph.output.append(typed[name])
-    return m
+    return with_outputs(model, [typed[n] for n in names if n not in graph_inputs])
 
 
 @dataclass(frozen=True)

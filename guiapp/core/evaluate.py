@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-import onnx
+import onnxruntime as ort
 
 from .dataset import Labels, ReadLog, batches, iter_tensors, labels_from_csv, labels_from_subfolders, seeded_order
 from .errors import DatasetError, ModelError
 from .feeds import Feeds
-from .modelinfo import tensor_info
 from .progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn
 from .sessions import default_threads, make_session
 
@@ -59,8 +58,9 @@ def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int, offset: int) -> in
 
 
 def compare_outputs(
-    fp32: Path,
-    int8: Path,
+    s32: ort.InferenceSession,
+    s8: ort.InferenceSession,
+    declared: dict[str, tuple],
     feeds: Feeds,
     batches: Iterator[tuple[list[Path], np.ndarray]],
     total_images: int,
@@ -68,17 +68,14 @@ def compare_outputs(
     class_offset: int,
     progress: ProgressFn,
     cancel: CancelToken,
-    threads: int | None = None,
     progress_total: int | None = None,
 ) -> dict:
     """Run both models on the same images: agreement, cosine, SQNR, top-k.
-    Progress counts images out of ``progress_total`` (default: the images)."""
+    ``declared`` holds the FP32 model's declared output shapes (ONNX Runtime
+    reports its own inferred ones). Progress counts images out of
+    ``progress_total`` (default: the images)."""
     ptotal = progress_total or total_images
-    s32 = make_session(fp32, threads)
-    s8 = make_session(int8, threads)
     names = [o.name for o in s32.get_outputs()]
-    # From the file: ONNX Runtime reports its own inferred shapes, not the declared ones.
-    declared = {vi.name: tensor_info(vi).shape for vi in onnx.load(str(fp32), load_external_data=False).graph.output}
     shape_warnings: list[str] = []
     stats = {n: ErrorStats() for n in names}
     agree = seen = labeled = 0
@@ -102,9 +99,10 @@ def compare_outputs(
         agree += int(np.sum(first32.argmax(1) == first8.argmax(1)))
         seen += len(paths)
         if labels is not None:
-            idx = [i for i, p in enumerate(paths) if labels.get(p) is not None]
+            ys = [labels.get(p) for p in paths]
+            idx = [i for i, y in enumerate(ys) if y is not None]
             if idx:
-                y = np.array([labels.get(paths[i]) for i in idx])
+                y = np.array([ys[i] for i in idx])
                 for key, out in (("fp32", first32), ("int8", first8)):
                     for k in (1, 5):
                         hits[key][k] += topk_hits(out[idx], y, k, class_offset)
@@ -146,8 +144,7 @@ def _declared_shape_warning(name: str, declared, actual: tuple) -> list[str]:
 
 
 def measure_latency(
-    fp32: Path,
-    int8: Path,
+    sessions: dict[str, ort.InferenceSession],
     feeds: Feeds,
     sample: np.ndarray,
     runs: int = 50,
@@ -158,7 +155,8 @@ def measure_latency(
     block: int = 10,
     on_block: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Median and p90 latency of both models on ``sample`` (one batch).
+    """Median and p90 latency of the ``fp32`` and ``int8`` sessions on
+    ``sample`` (one batch); ``threads`` is what they were made with.
 
     The models take turns in blocks of ``block`` runs, so drift (frequency,
     other load) hits both alike. Not run by run: ONNX Runtime's worker threads
@@ -167,7 +165,6 @@ def measure_latency(
     more while within ``budget_s`` (up to 4x runs). ``on_block(done, planned)``
     reports progress in blocks.
     """
-    sessions = {"fp32": make_session(fp32, threads), "int8": make_session(int8, threads)}
     feed = feeds(sample)
     for s in sessions.values():
         for _ in range(warmup):
@@ -228,6 +225,7 @@ def resolve_labels(settings, files: list[Path]) -> Labels | None:
 def evaluate_models(
     fp32: Path,
     int8: Path,
+    declared: dict[str, tuple],
     feeds: Feeds,
     spec,
     files: list[Path],
@@ -240,13 +238,14 @@ def evaluate_models(
     seed: int = 0,
 ) -> dict:
     """Compare ``fp32`` and ``int8`` on up to ``settings.max_images`` of ``files``,
-    then time both. Returns report sections (eval, accuracy, agreement, outputs,
+    then time both. ``declared``: the FP32 model's declared output shapes. Returns report sections (eval, accuracy, agreement, outputs,
     latency_ms, warnings)."""
     log = ReadLog()
     order = seeded_order(files, seed + 1)  # not the calibration order
     if labels is not None:
         # Labeled images first, so max_images counts images that can score.
-        order = [p for p in order if labels.get(p) is not None] + [p for p in order if labels.get(p) is None]
+        has = {p: labels.get(p) is not None for p in order}
+        order = [p for p in order if has[p]] + [p for p in order if not has[p]]
     total = min(settings.max_images, len(order))
     stream = iter_tensors(order, spec, settings.max_images, log, cancel)
     first: list[np.ndarray] = []
@@ -259,9 +258,10 @@ def evaluate_models(
 
     # Progress: one unit per image, then one per block of latency runs.
     lat_units = latency_blocks(settings.latency_runs)
+    sessions = {"fp32": make_session(fp32, threads), "int8": make_session(int8, threads)}
     result = compare_outputs(
-        fp32, int8, feeds, batches(keep_first(stream), fixed_batch or 16), total, labels, settings.class_offset,
-        progress, cancel, threads, progress_total=total + lat_units,
+        sessions["fp32"], sessions["int8"], declared, feeds, batches(keep_first(stream), fixed_batch or 16), total, labels,
+        settings.class_offset, progress, cancel, progress_total=total + lat_units,
     )
     if not first:
         raise _no_images_error(log)
@@ -276,7 +276,7 @@ def evaluate_models(
     on_block(0, lat_units)
     sample = np.stack([first[0]] * (fixed_batch or 1))
     latency = measure_latency(
-        fp32, int8, feeds, sample, runs=settings.latency_runs, threads=threads, cancel=cancel, on_block=on_block
+        sessions, feeds, sample, runs=settings.latency_runs, threads=threads, cancel=cancel, on_block=on_block
     )
     if latency["int8"]["median"] > 1.05 * latency["fp32"]["median"]:
         warnings.append(

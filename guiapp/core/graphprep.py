@@ -20,6 +20,15 @@ from .errors import ModelError
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis) need 13
 
 
+def with_outputs(model: onnx.ModelProto, outputs) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph outputs are the value infos ``outputs``."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.output[:]
+    m.graph.output.extend(outputs)
+    return m
+
+
 def constants_to_initializers(model: onnx.ModelProto) -> int:
     """Move top-level ``Constant`` nodes into initializers. Returns how many."""
     g = model.graph

@@ -29,7 +29,6 @@ def quantize_with_ranges(
     ranges: dict[str, tuple[float, float]],
     settings: QuantSettings,
     workdir: Path,
-    nodes_to_exclude: tuple[str, ...] = (),
 ) -> None:
     """Write the quantized model of ``prepared`` to ``output`` using ``ranges``."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
@@ -50,7 +49,7 @@ def quantize_with_ranges(
         reduce_range=settings.reduce_range,
         activation_type=_quant_type(settings.activation_type),
         weight_type=_quant_type(settings.weight_type),
-        nodes_to_exclude=sorted(set(settings.exclude_nodes) | set(nodes_to_exclude)),
+        nodes_to_exclude=sorted(set(settings.exclude_nodes)),
         calibrate_method=CalibrationMethod.MinMax,
         calibration_cache_path=str(cache),
         extra_options={

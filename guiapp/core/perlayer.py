@@ -18,6 +18,7 @@ from onnx import numpy_helper
 
 from .evaluate import ErrorStats
 from .feeds import Feeds
+from .graphprep import with_outputs
 from .progress import CancelToken
 from .sessions import make_session
 
@@ -59,7 +60,7 @@ def _dequantized_weights(qdq: onnx.ModelProto) -> dict[str, tuple[np.ndarray, st
 
 
 def per_layer_error(
-    fp32: Path,
+    fmodel: onnx.ModelProto,
     qdq: Path,
     feeds: Feeds,
     batches: Iterator[tuple[list[Path], np.ndarray]],
@@ -67,10 +68,9 @@ def per_layer_error(
     threads: int | None = None,
 ) -> list[dict]:
     """``{name, kind, node, op_type, sqnr_db, cosine}`` for every quantized
-    activation and weight, worst SQNR first. ``fp32`` is the pre-processed
+    activation and weight, worst SQNR first. ``fmodel`` is the pre-processed
     FP32 graph the QDQ model was made from (same tensor names)."""
     input_name = feeds.image
-    fmodel = onnx.load(str(fp32))
     qmodel = onnx.load(str(qdq))
     producers = {o: n for n in fmodel.graph.node for o in n.output}
     consumers: dict[str, onnx.NodeProto] = {}
@@ -83,9 +83,9 @@ def per_layer_error(
     rows = []
     if pairs:
         names = [n for n in pairs if n != input_name]
-        f_aug = _with_outputs(fmodel, [typed[n] for n in names])
-        q_aug = _with_outputs(qmodel, [onnx.helper.make_empty_tensor_value_info(pairs[n]) for n in pairs])
-        fs, qs = make_session(f_aug, threads), make_session(q_aug, threads)
+        f_aug = with_outputs(fmodel, [typed[n] for n in names])
+        q_aug = with_outputs(qmodel, [onnx.helper.make_empty_tensor_value_info(pairs[n]) for n in pairs])
+        fs, qs = make_session(f_aug.SerializeToString(), threads), make_session(q_aug.SerializeToString(), threads)
         q_names = [pairs[n] for n in pairs]
         stats = {n: ErrorStats() for n in pairs}
         for _, batch in batches:
@@ -122,14 +122,6 @@ def per_layer_error(
                      "op_type": node.op_type if node else "", "sqnr_db": r["sqnr_db"], "cosine": r["cosine"]})
     rows.sort(key=lambda r: (r["sqnr_db"] is None, r["sqnr_db"] if r["sqnr_db"] is not None else 0.0))
     return rows
-
-
-def _with_outputs(model: onnx.ModelProto, outputs) -> bytes:
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    del m.graph.output[:]
-    m.graph.output.extend(outputs)
-    return m.SerializeToString()
 
 
 def worst_nodes(rows: list[dict], n: int) -> list[str]:

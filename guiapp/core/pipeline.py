@@ -48,13 +48,14 @@ class Prepared:
     path: Path
     model: onnx.ModelProto
     steps: tuple[str, ...]
+    header: onnx.ModelProto  # the input's metadata, producer and doc strings (no graph)
 
 
-def resolve_spec(job: Job, info: ModelInfo) -> PreprocessSpec:
-    """The job's preprocessing made concrete for this model, or a JobError."""
+def resolve_spec(spec: PreprocessSpec, info: ModelInfo) -> PreprocessSpec:
+    """A job's preprocessing made concrete for this model, or a JobError."""
     ii = info.image_input
     assert ii is not None
-    spec = job.preprocess.resolved(ii.layout, ii.size)
+    spec = spec.resolved(ii.layout, ii.size)
     if spec.channels != ii.channels:
         want = "gray" if ii.channels == 1 else "rgb or bgr"
         raise JobError(
@@ -74,6 +75,7 @@ def prepare(job: Job, info: ModelInfo, tmp: Path, progress: ProgressFn, cancel: 
     """Load, fix what real exporters get wrong, and run quant_pre_process.
     (Models over 2 GB were refused by inspection: everything fits in memory.)"""
     model = load_proto(job.model, load_external=True)
+    header = _header(model)
     steps = []
     moved = constants_to_initializers(model)
     if moved:
@@ -94,13 +96,13 @@ def prepare(job: Job, info: ModelInfo, tmp: Path, progress: ProgressFn, cancel: 
         steps.append(f"reshaped {flattened} Gemm bias(es) from [1, N] to [N]")
         onnx.save(prepared, str(path))
     progress(ProgressEvent(PREPARE, 3, 3, "ready"))
-    return Prepared(path, prepared, tuple(steps))
+    return Prepared(path, prepared, tuple(steps), header)
 
 
-def build(prepared: Prepared, ranges: dict, settings: QuantSettings, out: Path, exclude: tuple[str, ...] = ()) -> None:
+def build(prepared: Prepared, ranges: dict, settings: QuantSettings, out: Path) -> None:
     """ONNX Runtime writes the INT8 graph from our ranges."""
     try:
-        quantize_with_ranges(prepared.path, out, ranges, settings, out.parent, nodes_to_exclude=exclude)
+        quantize_with_ranges(prepared.path, out, ranges, settings, out.parent)
     except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelError(
@@ -128,7 +130,7 @@ def quantize(
     info = inspect_model(job.model, layout=job.preprocess.layout)
     check_model(info)
     feeds = make_feeds(info, job.inputs)
-    spec = resolve_spec(job, info)
+    spec = resolve_spec(job.preprocess, info)
     ii = info.image_input
     calib_files = list_images(job.calibration.folders, "calibration")
     q = job.quantization
@@ -175,17 +177,18 @@ def quantize(
         quantized = tmp / "quantized.onnx"
         build(prepared, ranges, q, quantized)
         progress(ProgressEvent(QUANTIZE, 1, 3, "per-layer error"))
-        per_layer = _per_layer(job, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel)
+        per_layer = _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel)
         kept_float: list[str] = []
         if q.keep_float and per_layer:
             cancel.check()
             kept_float = worst_nodes(per_layer, q.keep_float)
             progress(ProgressEvent(QUANTIZE, 2, 3, f"re-quantizing with {len(kept_float)} layer(s) in float"))
-            build(prepared, ranges, q, quantized, exclude=tuple(kept_float))
-            per_layer = _per_layer(job, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel)
+            q = replace(q, exclude_nodes=(*q.exclude_nodes, *kept_float))
+            build(prepared, ranges, q, quantized)
+            per_layer = _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel)
         cancel.check()
         final = tmp / "final.onnx"
-        _carry_over_metadata(job.model, quantized, final)
+        _carry_over_metadata(prepared.header, quantized, final)
         progress(ProgressEvent(QUANTIZE, 3, 3, "done"))
         timings["quantize"] = time.perf_counter() - t
 
@@ -194,7 +197,7 @@ def quantize(
         t = time.perf_counter()
         labels = resolve_labels(job.evaluation, eval_files)
         ev = evaluate_models(
-            job.model, final, feeds, spec, eval_files, labels, job.evaluation, ii.fixed_batch, progress, cancel,
+            job.model, final, {t.name: t.shape for t in info.outputs}, feeds, spec, eval_files, labels, job.evaluation, ii.fixed_batch, progress, cancel,
             seed=job.calibration.seed,
         )
         ev["eval"].update({"source": eval_source, "excluded_calibration_overlap": excluded})
@@ -239,18 +242,18 @@ def quantize(
     return QuantResult(job.output, report)
 
 
-def _per_layer(job, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel) -> list[dict]:
+def _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel) -> list[dict]:
     """Per-layer error on a few held-out images; QOperator models are analysed
-    through a QDQ twin with the same ranges."""
+    through a QDQ twin with the same ranges and settings ``q``."""
     n = job.evaluation.per_layer_images
     if n <= 0:
         return []
     qdq = quantized
-    if job.quantization.format != "qdq":
+    if q.format != "qdq":
         qdq = tmp / "twin.qdq.onnx"
-        build(prepared, ranges, replace(job.quantization, format="qdq"), qdq)
+        build(prepared, ranges, replace(q, format="qdq"), qdq)
     stream = iter_tensors(seeded_order(eval_files, job.calibration.seed + 1), spec, n, ReadLog(), cancel)
-    return per_layer_error(prepared.path, qdq, feeds, batches(stream, ii.fixed_batch or n), cancel)
+    return per_layer_error(prepared.model, qdq, feeds, batches(stream, ii.fixed_batch or n), cancel)
 
 
 def _evaluation_files(job: Job, calib_files: list[Path], cal: Calibration) -> tuple[list[Path], str, int]:
@@ -263,26 +266,36 @@ def _evaluation_files(job: Job, calib_files: list[Path], cal: Calibration) -> tu
         if not held:
             raise DatasetError("every evaluation image was used for calibration.", "Give an evaluation folder with other images.")
         return held, "evaluation folders", len(files) - len(held)
-    held = [p for p in calib_files if os.path.realpath(p) not in used | unreadable]
+    excluded = used | unreadable
+    held = [p for p in calib_files if os.path.realpath(p) not in excluded]
     if held:
         return held, "calibration folders, images not used for calibration", len(calib_files) - len(held)
     # Every image went into calibration: compare on them, and say so.
     return list(cal.used), "calibration images (no held-out images: numbers are optimistic)", 0
 
 
-def _carry_over_metadata(original: Path, quantized: Path, final: Path) -> None:
+_HEADER_FIELDS = ("producer_name", "producer_version", "doc_string", "domain", "model_version")
+
+
+def _header(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model's metadata_props, producer and doc strings, without its graph."""
+    h = onnx.ModelProto()
+    h.metadata_props.extend(model.metadata_props)
+    for f in _HEADER_FIELDS:
+        setattr(h, f, getattr(model, f))
+    h.graph.doc_string = model.graph.doc_string
+    return h
+
+
+def _carry_over_metadata(header: onnx.ModelProto, quantized: Path, final: Path) -> None:
     """The output keeps the input's metadata_props, producer and doc strings
     (OCR models keep their character table there, for one)."""
-    src = onnx.load(str(original), load_external_data=False)
     out = onnx.load(str(quantized))
     del out.metadata_props[:]
-    out.metadata_props.extend(src.metadata_props)
-    out.producer_name = src.producer_name
-    out.producer_version = src.producer_version
-    out.doc_string = src.doc_string
-    out.graph.doc_string = src.graph.doc_string
-    out.domain = src.domain
-    out.model_version = src.model_version
+    out.metadata_props.extend(header.metadata_props)
+    for f in _HEADER_FIELDS:
+        setattr(out, f, getattr(header, f))
+    out.graph.doc_string = header.graph.doc_string
     onnx.save(out, str(final))
 
 
