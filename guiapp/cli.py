@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import APP_NAME, __version__
+from .core.calibcache import default_path
 from .core.errors import Cancelled, JobError, StudioError, UserError
 from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings
 from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset
@@ -262,8 +263,7 @@ def _cache_path(args, out: Path, base: Job | None) -> Path | None:
         return args.cache
     if base is not None and base.cache is not None:
         return base.cache
-    stem = Path(args.job).stem if args.job else out.name.removesuffix(".onnx")
-    return (Path(args.job).parent if args.job else out.parent) / f"{stem}.calib.npz"
+    return default_path(out, Path(args.job) if args.job else None)
 
 
 # ---------------------------------------------------------------- commands
@@ -284,7 +284,8 @@ def _run_job(job: Job, overwrite: bool) -> dict:
     from .core.ortquant import settings_warnings
     from .core.pipeline import quantize
 
-    for w in settings_warnings(job.quantization):
+    early = settings_warnings(job.quantization)
+    for w in early:
         print(f"warning: {w}", file=sys.stderr)
     bar = ProgressBar()
     with _sigint_cancels() as cancel:
@@ -293,7 +294,7 @@ def _run_job(job: Job, overwrite: bool) -> dict:
         finally:
             bar.close()
     for w in result.report["warnings"]:
-        if w not in settings_warnings(job.quantization):
+        if w not in early:
             print(f"warning: {w}", file=sys.stderr)
     return result.report
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -359,7 +358,7 @@ def test_try_the_demo_loads_it_with_a_writable_output(qtbot, window, tmp_path, m
 
 
 def test_an_unwritable_output_folder_is_flagged_before_the_run(qtbot, window, tmp_path, monkeypatch):
-    from guiapp.gui.pages import calibration_page
+    from guiapp.core import atomic
 
     demo_state(window, tmp_path, qtbot)
     ro = tmp_path / "ro"
@@ -368,7 +367,7 @@ def test_an_unwritable_output_folder_is_flagged_before_the_run(qtbot, window, tm
     cp = page(window, "CALIBRATION")
     assert cp.problem_text() == ""
     # root writes anywhere, so the permission is simulated
-    monkeypatch.setattr(calibration_page.os, "access", lambda path, mode: Path(path) != ro)
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode: Path(path) != ro)
     assert "not writable" in cp.problem_text()
 
 

@@ -26,6 +26,15 @@ from .histogram import HALF, TensorStats
 FORMAT = 3  # bump whenever the statistics change meaning or layout
 
 
+
+def default_path(output: Path, job_file: Path | None = None) -> Path:
+    """Where the statistics live by default: beside the job file, or else
+    beside the output (``model.int8.onnx`` -> ``model.int8.calib.npz``)."""
+    if job_file is not None:
+        return job_file.with_name(job_file.stem + ".calib.npz")
+    return output.with_name(output.name.removesuffix(".onnx") + ".calib.npz")
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     stats: dict[str, TensorStats]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from .errors import UserError
@@ -20,4 +21,4 @@ def demo_job(out_dir: Path) -> Job:
         raise UserError(f"the demo files are missing ({job_file}).", "Reinstall Quantization Studio.")
     job = Job.load(job_file)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return job.with_changes(output=out_dir / "demo.int8.onnx", report=out_dir / "demo.report.json")
+    return replace(job, output=out_dir / "demo.int8.onnx", report=out_dir / "demo.report.json")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write_text
@@ -75,9 +75,6 @@ class Job:
     report: Path | None = None
     cache: Path | None = None  # calibration statistics, reused when the images and model are unchanged
     inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
-
-    def with_changes(self, **kwargs) -> "Job":
-        return replace(self, **kwargs)
 
     # ------------------------------------------------------------ to / from dict
 

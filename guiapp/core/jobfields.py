@@ -84,14 +84,6 @@ class Fields:
             raise JobError(self.name(key), f"expected one of {', '.join(choices)}, got {_kind(v)}")
         return v
 
-    def str(self, key: str, default: Any = None):
-        v = self._get(key)
-        if v is _MISSING:
-            return default
-        if not isinstance(v, str):
-            raise JobError(self.name(key), f"expected a string, got {_kind(v)}")
-        return v
-
     def numbers(self, key: str, default: Any) -> tuple[float, ...]:
         v = self._get(key)
         if v is _MISSING:

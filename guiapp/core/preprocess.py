@@ -222,9 +222,9 @@ def resize_for_model(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
     return img.crop((left, top, left + tw, top + th))
 
 
-def prepare(img: Image.Image, spec: PreprocessSpec) -> PreparedImage:
-    """Turn a decoded RGB image into the model's input (without batch axis)."""
-    source_size = img.size
+def model_pixels(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """A decoded RGB image resized for the model: uint8 (H, W, C) in the
+    model's channel order, before normalization."""
     if spec.color == "gray":
         img = img.convert("L")  # ITU-R 601-2 luminance
     pixels = np.asarray(resize_for_model(img, spec))
@@ -232,7 +232,13 @@ def prepare(img: Image.Image, spec: PreprocessSpec) -> PreparedImage:
         pixels = pixels[:, :, None]
     elif spec.color == "bgr":
         pixels = pixels[:, :, ::-1]
-    return PreparedImage(model_view=np.ascontiguousarray(pixels), tensor=normalize(pixels, spec), source_size=source_size)
+    return np.ascontiguousarray(pixels)
+
+
+def prepare(img: Image.Image, spec: PreprocessSpec) -> PreparedImage:
+    """Turn a decoded RGB image into the model's input (without batch axis)."""
+    pixels = model_pixels(img, spec)
+    return PreparedImage(model_view=pixels, tensor=normalize(pixels, spec), source_size=img.size)
 
 
 def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -247,4 +253,4 @@ def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 def load_tensor(path: str | os.PathLike, spec: PreprocessSpec) -> np.ndarray:
     """The one path from an image file to a model input tensor (no batch axis)."""
-    return prepare(open_rgb(path), spec).tensor
+    return normalize(model_pixels(open_rgb(path), spec), spec)

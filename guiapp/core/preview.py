@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .modelinfo import ModelInfo
-from .preprocess import PRESETS, PreprocessSpec, normalize, preset, resize_for_model
+from .preprocess import PRESETS, PreprocessSpec, model_pixels, normalize, preset
 
 ZERO_CENTRED = ("imagenet", "pm1", "caffe")
 HIST_BINS = 64
@@ -49,10 +49,7 @@ class ResizeCache:
     def pixels(self, img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
         key = (id(img), img.size, spec.size, spec.resize, spec.resize_shorter, spec.pad_value, spec.interpolation, spec.color)
         if key != self._key or self._pixels is None:
-            src = img.convert("L") if spec.color == "gray" else img
-            pixels = np.asarray(resize_for_model(src, spec))
-            pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels[:, :, ::-1] if spec.color == "bgr" else pixels
-            self._key, self._pixels = key, np.ascontiguousarray(pixels)
+            self._key, self._pixels = key, model_pixels(img, spec)
         return self._pixels
 
 
@@ -61,8 +58,8 @@ def channel_names(spec: PreprocessSpec) -> tuple[str, ...]:
 
 
 def build_preview(img: Image.Image, spec: PreprocessSpec, cache: ResizeCache | None = None) -> Preview:
-    """The same stages as :func:`guiapp.core.preprocess.prepare` (same functions),
-    plus per-channel statistics. ``spec`` must be resolved."""
+    """The stages of :func:`guiapp.core.preprocess.prepare` (the same
+    functions), plus per-channel statistics. ``spec`` must be resolved."""
     pixels = (cache or ResizeCache()).pixels(img, spec)
     tensor = normalize(pixels, spec)
     channels = tensor if spec.layout == "nchw" else tensor.transpose(2, 0, 1)

@@ -89,16 +89,18 @@ def format_table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join([line(head), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
+def per_layer_cells(row: dict) -> tuple[str, str, str, str, str]:
+    """One per-layer row as text: tensor, kind, op, SQNR dB, cosine."""
+    sqnr, cos = row["sqnr_db"], row["cosine"]
+    return (row["name"], row["kind"], row["op_type"], "-" if sqnr is None else f"{sqnr:.1f}", "-" if cos is None else f"{cos:.5f}")
+
+
 def per_layer_table(rows: list[dict], limit: int = 25) -> str:
     """The per-layer error, worst first, as text."""
     if not rows:
         return "Per-layer error: not measured."
     head = ("layer (tensor)", "kind", "op", "SQNR dB", "cosine")
-    body = [
-        (r["name"], r["kind"], r["op_type"], "-" if r["sqnr_db"] is None else f"{r['sqnr_db']:.1f}",
-         "-" if r["cosine"] is None else f"{r['cosine']:.5f}")
-        for r in rows[:limit]
-    ]
+    body = [per_layer_cells(r) for r in rows[:limit]]
     widths = [min(48, max(len(x[i]) for x in [head, *body])) for i in range(5)]
     line = lambda r: "  ".join(str(c)[:w].ljust(w) if i < 3 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     out = ["Per-layer error, worst first:", line(head), "  ".join("-" * w for w in widths), *map(line, body)]

@@ -8,7 +8,7 @@ import html
 import json
 
 from .. import APP_NAME
-from .report import summary_rows
+from .report import per_layer_cells, summary_rows
 
 
 def _table(head: tuple[str, ...], rows: list[tuple]) -> str:
@@ -43,8 +43,7 @@ def render_html(report: dict, charts: dict[str, bytes] | None = None, per_layer_
     ))
     rows = report.get("per_layer") or []
     if rows:
-        shown = [(r["name"], r["kind"], r["op_type"], "-" if r["sqnr_db"] is None else f"{r['sqnr_db']:.1f}",
-                  "-" if r["cosine"] is None else f"{r['cosine']:.5f}") for r in rows[:per_layer_rows]]
+        shown = [per_layer_cells(r) for r in rows[:per_layer_rows]]
         more = f"<p>{len(rows) - per_layer_rows} more in the JSON report.</p>" if len(rows) > per_layer_rows else ""
         parts.append("<h2>Per-layer error, worst first</h2>" + _table(("Tensor", "Kind", "Op", "SQNR dB", "Cosine"), shown) + more)
     skipped = (cal.get("skipped_files") or []) + (ev.get("skipped_files") or [])

@@ -212,15 +212,6 @@ def quantization_mse(edges_lo, edges_hi, counts, lo, hi, target: Target) -> np.n
     return (per_bin * counts[None, :]).sum(axis=1) / counts.sum()
 
 
-def qdq(x: np.ndarray, lo, hi, target: Target) -> np.ndarray:
-    """Quantize-dequantize ``x`` with range (lo, hi) as ONNX Runtime does
-    (scale and zero point as compute_scale_zp, rounding half to even)."""
-    scale, zp, _, _ = _scale_zero_point(np.asarray(lo, np.float64), np.asarray(hi, np.float64), target)
-    qmin, qmax = target.qmin_qmax
-    q = np.clip(np.round(x / scale) + zp, qmin, qmax)
-    return (q - zp) * scale
-
-
 def mse_range(s: TensorStats, target: Target) -> tuple[float, float]:
     """Shrink the observed range by a factor alpha in (0, 1] and keep the alpha
     with the least expected QDQ error: a coarse search over 99 factors, then a

@@ -110,21 +110,17 @@ class MainWindow(QMainWindow):
         (the bundle itself may be read-only, e.g. under /opt)."""
         if self.runner.busy:
             return
-        from dataclasses import replace
-
         from PySide6.QtCore import QStandardPaths
 
-        from ..core.demo import demo_folder
+        from ..core.demo import demo_job
 
         docs = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation) or str(Path.home())
-        out_dir = Path(docs) / f"{APP_NAME} demo"
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            job = Job.load(demo_folder() / "demo.job.json")
+            job = demo_job(Path(docs) / f"{APP_NAME} demo")
         except (OSError, StudioError) as exc:
             dialogs.show_error(self, "Cannot open the demo", str(exc))
             return
-        self.state.load_job(replace(job, output=out_dir / "demo.int8.onnx"), None)
+        self.state.load_job(job, None)
         self.wizard.restart()
         self.pages[PageId.MODEL].open_model(job.model)
 

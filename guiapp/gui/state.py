@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..core.calibcache import default_path
 from ..core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
 from ..core.modelinfo import ModelInfo
 from ..core.preprocess import PreprocessSpec, matching_preset, preset
@@ -35,10 +36,8 @@ class WizardState:
 
     def cache_path(self) -> Path | None:
         """Calibration statistics live beside the job file, else beside the output."""
-        if self.job_file is not None:
-            return self.job_file.with_name(self.job_file.stem + ".calib.npz")
         out = self.output or self.default_output()
-        return None if out is None else out.with_name(out.name.removesuffix(".onnx") + ".calib.npz")
+        return None if out is None else default_path(out, self.job_file)
 
     def to_job(self) -> Job:
         assert self.model_path is not None

@@ -3,7 +3,6 @@ the output file."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,11 +12,13 @@ from PySide6.QtWidgets import (
     QListWidget, QListWidgetItem, QScrollArea, QSpinBox, QVBoxLayout, QWidget,
 )
 
+from ...core.atomic import check_output_path
 from ...core.dataset import scan_folders
+from ...core.errors import OutputError
 from ...core.strategies import DESCRIPTIONS, METHODS
 from .. import dialogs
 from .page import Page
-from ..widgets import add_items, button, message_label, path_row
+from ..widgets import add_items, button, message_label, path_row, sentence
 
 
 class CalibrationPage(Page):
@@ -188,14 +189,11 @@ class CalibrationPage(Page):
         out = s.output
         if out is None or not str(out).strip():
             return "Choose where to write the INT8 model."
-        if out.suffix.lower() != ".onnx":
-            return "The output file name must end in .onnx."
-        if s.model_path and os.path.abspath(out) == os.path.abspath(s.model_path):
-            return "The output cannot be the input model: choose another name."
-        if not out.parent.is_dir():
-            return f"The output folder {out.parent} does not exist."
-        if not os.access(out.parent, os.W_OK):
-            return f"The output folder {out.parent} is not writable: choose another place for the INT8 model."
+        if s.model_path is not None:
+            try:  # the run asks before replacing an existing output
+                check_output_path(s.model_path, out, overwrite=True)
+            except OutputError as exc:
+                return sentence(str(exc))
         if s.evaluation.labels_from == "csv" and not (s.evaluation.labels_csv and s.evaluation.labels_csv.is_file()):
             return "Choose the labels CSV file, or another label source."
         if s.evaluation.labels_from == "subfolders" and not s.evaluation.folders:
