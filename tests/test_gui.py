@@ -216,6 +216,19 @@ def test_preview_numbers_are_cores_and_follow_edits(qtbot, window, tmp_path):
     assert pp.std_edit.boxes()[0].value() == pytest.approx(58.395 / 255, abs=1e-6)
 
 
+def test_switching_units_keeps_the_exact_values(qtbot, window, tmp_path):
+    demo_state(window, tmp_path, qtbot)
+    window.wizard.next()
+    pp = page(window, "PREPROCESS")
+    qtbot.waitUntil(lambda: pp.preview is not None)
+    pp.mean_edit.boxes()[0].setValue(100.0)
+    pp.unit_units.setChecked(True)  # 100/255 = 0.392157: shown with 6 decimals
+    pp.pixel_units.setChecked(True)
+    pp.std_edit.boxes()[1].setValue(60.0)  # an unrelated edit reads every value back
+    assert window.state.preprocess.mean[0] == 100.0
+    assert pp.mean_edit.boxes()[0].value() == 100.0
+
+
 def test_switching_to_raw_raises_the_warning(qtbot, window, tmp_path):
     demo_state(window, tmp_path, qtbot)
     window.wizard.next()

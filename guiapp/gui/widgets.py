@@ -7,7 +7,10 @@ from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QL
 
 
 class ChannelEdits(QWidget):
-    """One number per channel (mean or std), labelled by channel name."""
+    """One number per channel (mean or std), labelled by channel name.
+
+    The values are kept in pixel units; the boxes show them divided by the
+    unit, so switching units never rounds them."""
 
     edited = Signal()
 
@@ -19,6 +22,7 @@ class ChannelEdits(QWidget):
         self._boxes: list[QDoubleSpinBox] = []
         self._labels: list[QLabel] = []
         self._unit = 1.0
+        self._values: tuple[float, ...] = ()
         self.set_channels(("R", "G", "B"))
 
     def set_channels(self, names: tuple[str, ...]) -> None:
@@ -27,17 +31,18 @@ class ChannelEdits(QWidget):
         for w in self._boxes + self._labels:
             w.deleteLater()
         self._boxes, self._labels = [], []
-        for name in names:
+        self._values = (0.0,) * len(names)
+        for i, name in enumerate(names):
             label = QLabel(name)
             box = QDoubleSpinBox()
-            box.setDecimals(4)
+            self._format(box)
             box.setRange(-100000, 100000)
             box.setKeyboardTracking(True)
             box.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
             box.setMinimumWidth(64)
             box.setAccessibleName(f"{self.what} {name}")
             box.setToolTip(f"{self.what} of the {name} channel")
-            box.valueChanged.connect(self._changed)
+            box.valueChanged.connect(lambda v, i=i: self._box_changed(i, v))
             self._layout.addWidget(label)
             self._layout.addWidget(box, 1)
             self._labels.append(label)
@@ -45,23 +50,37 @@ class ChannelEdits(QWidget):
 
     def set_unit(self, unit: float) -> None:
         """Show values divided by ``unit`` (255 for 0..1 units)."""
-        values = self.values()
         self._unit = unit
-        self.set_values(values)
+        for box in self._boxes:
+            self._format(box)
+        self.set_values(self._values)
 
     def values(self) -> tuple[float, ...]:
-        return tuple(b.value() * self._unit for b in self._boxes)
+        return self._values
 
     def set_values(self, values: tuple[float, ...]) -> None:
-        for box, v in zip(self._boxes, values):
+        new = list(self._values)
+        for i, (box, v) in enumerate(zip(self._boxes, values)):
+            new[i] = float(v)
             box.blockSignals(True)
             box.setValue(v / self._unit)
             box.blockSignals(False)
+        self._values = tuple(new)
 
     def boxes(self) -> list[QDoubleSpinBox]:
         return list(self._boxes)
 
-    def _changed(self) -> None:
+    def _format(self, box: QDoubleSpinBox) -> None:
+        fraction = self._unit != 1.0
+        box.blockSignals(True)  # setDecimals rounds the shown value and would report it as an edit
+        box.setDecimals(6 if fraction else 4)
+        box.setSingleStep(0.001 if fraction else 0.5)
+        box.blockSignals(False)
+
+    def _box_changed(self, i: int, shown: float) -> None:
+        new = list(self._values)
+        new[i] = shown * self._unit
+        self._values = tuple(new)
         self.edited.emit()
 
 

@@ -275,12 +275,8 @@ class PreprocessPage(Page):
         self._edited()
 
     def _units_toggled(self, unit_checked: bool) -> None:
-        scale = 255.0 if unit_checked else 1.0
         for edit in (self.mean_edit, self.std_edit):
-            edit.set_unit(scale)
-            for box in edit.boxes():
-                box.setDecimals(6 if unit_checked else 4)
-                box.setSingleStep(0.001 if unit_checked else 0.5)
+            edit.set_unit(255.0 if unit_checked else 1.0)
 
     def _layout_changed(self) -> None:
         if self._syncing or self.state.model_path is None:
