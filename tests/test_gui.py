@@ -182,6 +182,11 @@ def test_dynamic_size_needs_a_size_before_next(qtbot, window, tmp_path):
     mp.width_box.setValue(48)
     assert next_button(window).isEnabled()
     assert window.state.preprocess.size == (40, 48)
+    other = tmp_path / "dyn2.onnx"  # another model: its size must be chosen again
+    convnet(other, hw=("H", "W"))
+    open_model(qtbot, window, other)
+    assert window.state.preprocess.size is None and not next_button(window).isEnabled()
+    assert mp.height_box.value() == 0
 
 
 def test_broken_model_shows_an_error_and_the_wizard_stays_usable(qtbot, window, tmp_path, dialogs):

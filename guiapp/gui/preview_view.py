@@ -41,7 +41,7 @@ class PreviewView(QWidget):
 
         cmap = pg.colormap.get("CET-D1")  # diverging: zero in the middle stays visible
         self.channel_plots, self.channel_items, self.bars = [], [], []
-        self.hist_plots, self.hist_curves, self.regions, self.zero_lines, self.hist_texts = [], [], [], [], []
+        self.hist_plots, self.hist_curves, self.regions, self.hist_texts = [], [], [], []
         self._shapes: dict[str, tuple] = {}
         self._last_view = None
         for i in range(MAX_CHANNELS):
@@ -75,7 +75,6 @@ class PreviewView(QWidget):
             self.hist_plots.append(hp)
             self.hist_curves.append(curve)
             self.regions.append(region)
-            self.zero_lines.append(zero)
         for item in g.scene().items():
             if isinstance(item, (pg.AxisItem, pg.LabelItem)):
                 item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
@@ -116,7 +115,7 @@ class PreviewView(QWidget):
             self._last_view = view
             shown = view[:, :, 0] if view.shape[2] == 1 else view[:, :, ::-1] if self._bgr(preview) else view
             self.model_item.setImage(shown, autoLevels=False, levels=(0, 255))
-        if self._reshaped("model", view.shape):
+        if self._changed("model", view.shape):
             self.model_plot.setTitle(f"Model input {view.shape[1]}×{view.shape[0]}", size="9pt")
             self.model_plot.autoRange(padding=0)
         n = len(preview.stats)
@@ -132,7 +131,7 @@ class PreviewView(QWidget):
             self.channel_items[i].setImage(preview.channels[i], autoLevels=False, levels=(lo, hi))
             if self._changed(f"levels{i}", (lo, hi)):
                 self.bars[i].setLevels((lo, hi))
-            if self._reshaped(f"channel{i}{st.name}", preview.channels[i].shape):
+            if self._changed(f"channel{i}{st.name}", preview.channels[i].shape):
                 self.channel_plots[i].setTitle(f"{st.name}, normalized", size="9pt")
                 self.channel_plots[i].autoRange(padding=0)
             self.hist_curves[i].setData(st.edges, st.counts, pen=CHANNEL_PENS.get(st.name, "k"))
@@ -142,9 +141,6 @@ class PreviewView(QWidget):
             xr = nice_range(min(st.min, target[0]), max(st.max, target[1]))
             if self._changed(f"xrange{i}", xr):
                 self.hist_plots[i].setXRange(*xr, padding=0.02)
-
-    def _reshaped(self, key: str, shape: tuple) -> bool:
-        return self._changed(key, shape)
 
     def _changed(self, key: str, value) -> bool:
         """Axis ranges and levels are set only when they change: each change

@@ -21,7 +21,6 @@ Callback = Callable[[Any], None]
 
 
 class JobRunner(QObject):
-    busy_changed = Signal(bool)
     _progressed = Signal(int, object)
     _finished = Signal(int, object)
     _failed = Signal(int, object)
@@ -78,7 +77,6 @@ class JobRunner(QObject):
 
         self._thread = threading.Thread(target=work, name="guiapp-job", daemon=True)
         self._thread.start()
-        self.busy_changed.emit(True)
         return True
 
     def cancel(self) -> None:
@@ -99,7 +97,6 @@ class JobRunner(QObject):
             return False
         self._callbacks.pop(self._id, None)
         self._thread, self._cancel = None, None
-        self.busy_changed.emit(False)
         return True
 
     # ---- GUI thread
@@ -124,7 +121,6 @@ class JobRunner(QObject):
         self._thread = None
         self._cancel = None
         if not superseded:
-            self.busy_changed.emit(False)
             if ok and on_done is not None:
                 on_done(payload)
             elif not ok and on_error is not None:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 from ...core.atomic import check_output_path
 from ...core.dataset import scan_folders
 from ...core.errors import OutputError
+from ...core.ortquant import settings_warnings
 from ...core.strategies import DESCRIPTIONS, METHODS
 from .. import dialogs
 from .page import Page
@@ -30,6 +31,7 @@ class CalibrationPage(Page):
         )
         self._scans: dict[str, object] = {}
         self._syncing = False
+        self._problem = "not checked yet"
 
         # -- images
         images = QGroupBox("Calibration images (a few hundred, like the ones the model will see)")
@@ -177,7 +179,7 @@ class CalibrationPage(Page):
         self.rescan()
 
     def isComplete(self) -> bool:
-        return not self.problem_text()
+        return not self._problem  # checked by _update_texts after every change
 
     def problem_text(self) -> str:
         s = self.state
@@ -286,23 +288,19 @@ class CalibrationPage(Page):
         text = self.output_edit.text().strip()
         s.output = Path(text) if text else None
         self._update_texts()
-        self.completeChanged.emit()
 
     def _update_texts(self) -> None:
         method = self.method_combo.currentData()
         self.method_text.setText(DESCRIPTIONS.get(method, ""))
         self.percentile_box.setEnabled(method == "percentile")
         self.csv_edit.setEnabled(self.labels_combo.currentData() == "csv")
-        if self.activation_combo.currentData() == "int8":
-            from ...core.ortquant import settings_warnings
-
-            self.activation_warning.setText("\n".join(settings_warnings(self.state.quantization)))
-            self.activation_warning.setVisible(bool(self.activation_warning.text()))
-        else:
-            self.activation_warning.hide()
-        problem = self.problem_text()
-        self.problems.setText(problem)
-        self.problems.setVisible(bool(problem))
+        warnings = settings_warnings(self.state.quantization)
+        self.activation_warning.setText("\n".join(warnings))
+        self.activation_warning.setVisible(bool(warnings))
+        self._problem = self.problem_text()
+        self.problems.setText(self._problem)
+        self.problems.setVisible(bool(self._problem))
+        self.completeChanged.emit()
 
     # ---- folders
 
@@ -315,7 +313,6 @@ class CalibrationPage(Page):
             self._fill_folders()
             self.rescan()
             self._update_texts()
-            self.completeChanged.emit()
 
     def remove_folder(self) -> None:
         item = self.folders.currentItem()
@@ -327,7 +324,6 @@ class CalibrationPage(Page):
         )
         self._fill_folders()
         self._update_texts()
-        self.completeChanged.emit()
 
     def rescan(self) -> None:
         todo = [f for f in self.state.calibration.folders if str(f) not in self._scans]
@@ -339,7 +335,6 @@ class CalibrationPage(Page):
             self._scans[str(sc.folder)] = sc
         self._fill_folders()
         self._update_texts()
-        self.completeChanged.emit()
 
     def choose_eval(self) -> None:
         folder = dialogs.open_folder(self, "Evaluation images", self.settings.folder("images"))

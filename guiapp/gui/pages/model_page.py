@@ -107,7 +107,7 @@ class ModelPage(Page):
         except StudioError:
             return False
         ii = info.image_input
-        return ii.size is not None or (self.height_box.value() > 0 and self.width_box.value() > 0)
+        return ii.size is not None or self.state.preprocess.size is not None
 
     # ---- actions
 
@@ -147,9 +147,10 @@ class ModelPage(Page):
         dynamic = ii is not None and ii.size is None
         self.size_row.setVisible(dynamic)
         self._fill_inputs(info)
-        if dynamic and self.state.preprocess.size:
-            self.height_box.setValue(self.state.preprocess.size[0])
-            self.width_box.setValue(self.state.preprocess.size[1])
+        for box, v in zip((self.height_box, self.width_box), self.state.preprocess.size or (0, 0)):
+            box.blockSignals(True)  # show the state's size (none for a newly opened model)
+            box.setValue(v)
+            box.blockSignals(False)
         self.refresh_recent()
         self.window_.model_changed()
         self.completeChanged.emit()

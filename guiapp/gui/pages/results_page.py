@@ -82,8 +82,8 @@ class ResultsPage(Page):
     def rerun(self) -> None:
         if self.runner.busy:
             return
-        self.state.quantization = replace(self.state.quantization, keep_float=self.keep_box.value())
-        job = self.state.to_job()
+        job = self.state.to_job()  # the re-run's keep_float is not a setting of the wizard's job
+        job = replace(job, quantization=replace(job.quantization, keep_float=self.keep_box.value()))
         self.rerun_bar.setValue(0)
         self.rerun_bar.show()
         self.rerun_button.setEnabled(False)
@@ -109,7 +109,6 @@ class ResultsPage(Page):
     def _rerun_end(self) -> None:
         self.rerun_bar.hide()
         self.rerun_button.setEnabled(True)
-        self.state.quantization = replace(self.state.quantization, keep_float=0)
         self.window_.set_busy(False)
 
     def _report_path(self, suffix: str) -> str:
