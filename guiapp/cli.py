@@ -20,7 +20,7 @@ from . import APP_NAME, __version__
 from .core.calibcache import default_path
 from .core.errors import Cancelled, JobError, StudioError, UserError
 from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings
-from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset
+from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset, with_preset
 from .core.progress import CancelToken
 from .core.report import format_table, per_layer_table, summary_rows, write_report
 from .terminal import ProgressBar
@@ -142,9 +142,8 @@ def _split(values) -> tuple[str, ...]:
 def spec_from_flags(args, channels: int, base: PreprocessSpec | None = None) -> PreprocessSpec:
     """The preprocessing the flags ask for, on top of ``base`` (a job's) or a preset."""
     if args.preset or base is None:
-        spec = preset(args.preset or "imagenet", channels)
-        if base is not None:
-            spec = replace(base, mean=spec.mean, std=spec.std, color=spec.color)
+        name = args.preset or "imagenet"
+        spec = preset(name, channels) if base is None else with_preset(base, name, channels)
     else:
         spec = base
     changes: dict = {}
@@ -208,8 +207,9 @@ def job_from_args(args) -> Job:
         raise JobError("--percentile", f"{calib.percentile} is outside 50..100", "e.g. --percentile 99.99")
     if not calib.folders:
         raise JobError("--calib", "no calibration folder given", "Pass --calib DIR with a few hundred representative images.")
-    if calib.max_images < 1 or calib.batch_size < 1:
-        raise JobError("--max-images", "must be at least 1")
+    for flag, value in (("--max-images", calib.max_images), ("--batch-size", calib.batch_size)):
+        if value < 1:
+            raise JobError(flag, "must be at least 1")
 
     q = base.quantization if base else QuantSettings()
     qchanges = {

@@ -46,6 +46,11 @@ class ImageInput:
     batch: Dim
 
     @property
+    def dynamic_axes(self) -> tuple[str, ...]:
+        """Which of batch, height and width are not fixed."""
+        return tuple(n for n, d in (("batch", self.batch), ("height", self.height), ("width", self.width)) if not isinstance(d, int))
+
+    @property
     def size(self) -> tuple[int, int] | None:
         """(height, width) when both are fixed."""
         if isinstance(self.height, int) and isinstance(self.width, int):
@@ -129,7 +134,7 @@ class ModelInfo:
             tag = ""
             if self.image_input and t.name == self.image_input.name:
                 ii = self.image_input
-                dyn = [n for n, d in (("batch", ii.batch), ("height", ii.height), ("width", ii.width)) if not isinstance(d, int)]
+                dyn = ii.dynamic_axes
                 tag = f"  image, {ii.layout.upper()}, {ii.channels} channel(s)" + (f", dynamic {'/'.join(dyn)}" if dyn else "")
             lines.append(f"Input      {t.name} {t.shape_text} {t.dtype}{tag}")
         for t in self.outputs:

@@ -172,12 +172,20 @@ def matching_preset(spec: PreprocessSpec) -> str | None:
     """The preset whose normalization and channel order ``spec`` uses, if any."""
     for name in PRESETS:
         p = preset(name, spec.channels)
-        if p.color == spec.color and _close(p.mean, spec.mean) and _close(p.std, spec.std):
+        if p.color == spec.color and same_values(p.mean, spec.mean) and same_values(p.std, spec.std):
             return name
     return None
 
 
-def _close(a, b) -> bool:
+def with_preset(spec: PreprocessSpec, name: str, channels: int) -> PreprocessSpec:
+    """``spec`` with preset ``name``'s mean, std and channel order; its size,
+    resize policy and layout kept."""
+    p = preset(name, channels)
+    return replace(spec, mean=p.mean, std=p.std, color=p.color)
+
+
+def same_values(a, b) -> bool:
+    """Mean or std values equal to the shown precision."""
     return len(a) == len(b) and all(abs(x - y) < 1e-3 for x, y in zip(a, b))
 
 

@@ -23,6 +23,21 @@ def show_error(parent: QWidget | None, title: str, text: str, details: str = "")
     box.exec()
 
 
+def error_text(exc: BaseException) -> str:
+    """What a failure says to the user: our errors as they are, others named
+    as internal errors."""
+    from ..core.errors import StudioError
+
+    return str(exc) if isinstance(exc, StudioError) else f"Internal error: {type(exc).__name__}: {exc}"
+
+
+def error_details(exc: BaseException) -> str:
+    """The traceback, for the dialog's folded details."""
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
 def open_file(parent: QWidget | None, title: str, folder: str, filters: str) -> str:
     return QFileDialog.getOpenFileName(parent, title, folder, filters)[0]
 

@@ -162,11 +162,11 @@ class ModelPage(Page):
         self.notes.hide()
         self.size_row.hide()
         self.inputs_box.hide()  # they belonged to the previous model
-        text = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
+        text = dialogs.error_text(exc)
         self.blockers.setText(sentence(text))
         self.blockers.show()
         self.completeChanged.emit()
-        dialogs.show_error(self, "Cannot open the model", text, _details(exc))
+        dialogs.show_error(self, "Cannot open the model", text, dialogs.error_details(exc))
 
     def _fill_inputs(self, info: ModelInfo) -> None:
         while self.inputs_form.rowCount():
@@ -223,12 +223,6 @@ class ModelPage(Page):
             self.open_model(Path(urls[0].toLocalFile()))
 
 
-def _details(exc: BaseException) -> str:
-    import traceback
-
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-
-
 def summary_html(info: ModelInfo) -> str:
     e = html.escape
     ii = info.image_input
@@ -240,7 +234,7 @@ def summary_html(info: ModelInfo) -> str:
     for t in info.inputs:
         tag = ""
         if ii and t.name == ii.name:
-            dyn = [n for n, d in (("batch", ii.batch), ("height", ii.height), ("width", ii.width)) if not isinstance(d, int)]
+            dyn = ii.dynamic_axes
             tag = f" &mdash; <b>image</b>, {ii.layout.upper()}, {ii.channels} channel(s)" + (f", dynamic {'/'.join(dyn)}" if dyn else "")
         rows.append(("Input", f"<code>{e(t.name)}</code> {e(t.shape_text)} {e(t.dtype)}{tag}"))
     for t in info.outputs:

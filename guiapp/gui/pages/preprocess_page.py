@@ -18,18 +18,21 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.dataset import list_images
-from ...core.errors import JobError, StudioError
-from ...core.imagefile import open_rgb
+from ...core.errors import JobError
+from ...core.imagefile import IMAGE_EXTENSIONS, open_rgb
 from ...core.modelinfo import inspect_model
-from ...core.preprocess import INTERPOLATIONS, PRESETS, PreprocessSpec, preset
+from ...core.pipeline import resolve_spec
+from ...core.preprocess import INTERPOLATIONS, PRESETS, PreprocessSpec, preset, same_values, with_preset
 from ...core.preview import ResizeCache, build_preview, channel_names, equivalents, target_range, warnings_for
 from .. import dialogs
 from ..preview_view import PreviewView
 from .page import Page
-from ..widgets import ChannelEdits, add_items, button, message_label
+from ..widgets import ChannelEdits, add_items, button, message_label, sentence
 
 CUSTOM = "custom"
 
+
+_IMAGE_FILTER = "Images (" + " ".join("*" + e for e in sorted(IMAGE_EXTENSIONS)) + ");;All files (*)"
 
 class PreprocessPage(Page):
     def __init__(self, window) -> None:
@@ -242,7 +245,7 @@ class PreprocessPage(Page):
         if info is None or info.image_input is None:
             return None
         try:
-            return self.state.preprocess.resolved(info.image_input.layout, info.image_input.size)
+            return resolve_spec(self.state.preprocess, info)
         except JobError:
             return None
 
@@ -253,10 +256,8 @@ class PreprocessPage(Page):
         if name == CUSTOM:
             self.state.preset_name = None
             return
-        channels = len(self.mean_edit.boxes())
-        p = preset(name, channels)
         self.state.preset_name = name
-        self.state.preprocess = replace(self.state.preprocess, mean=p.mean, std=p.std, color=p.color)
+        self.state.preprocess = with_preset(self.state.preprocess, name, len(self.mean_edit.boxes()))
         self.sync_from_state()
         self._edited()
 
@@ -266,8 +267,7 @@ class PreprocessPage(Page):
         name = self.state.preset_name
         if name:
             p = preset(name, len(self.mean_edit.boxes()))
-            same = all(abs(a - b) < 1e-3 for a, b in zip(p.mean + p.std, self.mean_edit.values() + self.std_edit.values()))
-            if not same:
+            if not (same_values(p.mean, self.mean_edit.values()) and same_values(p.std, self.std_edit.values())):
                 self.state.preset_name = None
                 self._syncing = True
                 self.preset_combo.setCurrentIndex(self.preset_combo.findData(CUSTOM))
@@ -334,7 +334,7 @@ class PreprocessPage(Page):
     # ---- images
 
     def choose_image(self) -> None:
-        path = dialogs.open_file(self, "Preview image", self.settings.folder("images"), "Images (*.jpg *.jpeg *.png *.bmp *.gif *.tif *.tiff *.webp);;All files (*)")
+        path = dialogs.open_file(self, "Preview image", self.settings.folder("images"), _IMAGE_FILTER)
         if path:
             self._images, self._index = [Path(path)], 0
             self.settings.set_folder("images", Path(path).parent)
@@ -357,7 +357,7 @@ class PreprocessPage(Page):
         self.load_current()
 
     def _list_failed(self, exc) -> None:
-        self.image_label.setText(str(exc) if isinstance(exc, StudioError) else repr(exc))
+        self.image_label.setText(sentence(dialogs.error_text(exc)))
 
     def step(self, delta: int) -> None:
         if self._images:

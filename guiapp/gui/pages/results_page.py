@@ -103,8 +103,10 @@ class ResultsPage(Page):
     def _rerun_failed(self, exc) -> None:
         self._rerun_end()
         if not isinstance(exc, Cancelled):
-            text = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
-            dialogs.show_error(self, "Re-run failed", text + "\n\nThe previous INT8 model is unchanged.")
+            dialogs.show_error(
+                self, "Re-run failed", dialogs.error_text(exc) + "\n\nThe previous INT8 model is unchanged.",
+                dialogs.error_details(exc),
+            )
 
     def _rerun_end(self) -> None:
         self.rerun_bar.hide()

@@ -3,14 +3,13 @@ and a Cancel that stops within about a second and leaves no output."""
 
 from __future__ import annotations
 
-import traceback
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QProgressBar, QVBoxLayout, QWizard,
 )
 
-from ...core.errors import Cancelled, StudioError
+from ...core.errors import Cancelled
 from ...core.pipeline import quantize
 from ...core.progress import STAGES, Eta, ProgressEvent, format_seconds
 from .. import dialogs
@@ -160,12 +159,13 @@ class RunPage(Page):
             self.bar.setFormat("Cancelled")
             self.log.appendPlainText("Cancelled; nothing was written.")
         else:
-            text = str(exc) if isinstance(exc, StudioError) else f"Internal error: {type(exc).__name__}: {exc}"
+            text = dialogs.error_text(exc)
             self.bar.setFormat("Failed")
             self.log.appendPlainText(f"Failed: {text}")
-            text = text[:1].upper() + text[1:]
-            details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self._set_running(False)
-            dialogs.show_error(self, "Quantization failed", text + "\n\nNothing was written. Go back to change the settings.", details)
+            dialogs.show_error(
+                self, "Quantization failed", text + "\n\nNothing was written. Go back to change the settings.",
+                dialogs.error_details(exc),
+            )
             return
         self._set_running(False)
