@@ -59,7 +59,7 @@ def worker_ours(cfg: dict) -> dict:
     from guiapp.core.pipeline import build, prepare
     from guiapp.core.preprocess import PreprocessSpec
     from guiapp.core.progress import CancelToken, no_progress
-    from guiapp.core.strategies import HISTOGRAM_METHODS, StrategySettings, Target, compute_ranges
+    from guiapp.core.strategies import StrategySettings, Target, compute_ranges
 
     t0 = time.perf_counter()
     spec = PreprocessSpec(**_spec_kwargs(cfg["spec"]))
@@ -72,7 +72,7 @@ def worker_ours(cfg: dict) -> dict:
         prepared = prepare(job, info, Path(tmp), no_progress, CancelToken())
         # max_images = len(files): every chosen image, in our seeded order
         cal = calibrate(prepared.model, job.model, Feeds(cfg["input"]), spec, settings, files, cfg["batch"], None, no_progress,
-                        CancelToken(), histograms=cfg["method"] in HISTOGRAM_METHODS)
+                        CancelToken())
         ranges = compute_ranges(cal.stats, StrategySettings(cfg["method"], cfg["percentile"]), Target())
         build(prepared, ranges, q, Path(cfg["out"]))
     return {"seconds": time.perf_counter() - t0, "images": cal.images}

@@ -4,13 +4,14 @@ with that job opened."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .core.job import is_job_file
+
     argv = sys.argv[1:] if argv is None else argv
-    opens_job = len(argv) == 1 and argv[0].lower().endswith((".qsjob", ".json")) and os.path.isfile(argv[0])
+    opens_job = len(argv) == 1 and is_job_file(argv[0])
     if not argv or argv == ["--self-test"] or opens_job:
         from .gui.app import run_gui
 

@@ -22,7 +22,7 @@ from .core.errors import Cancelled, JobError, StudioError, UserError
 from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings
 from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset, with_preset
 from .core.progress import CancelToken
-from .core.report import format_table, per_layer_table, summary_rows, write_report
+from .core.report import format_table, per_layer_table, run_summary, summary_rows, write_report
 from .terminal import ProgressBar
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -307,12 +307,7 @@ def cmd_quantize(args) -> int:
     if args.per_layer:
         print(per_layer_table(report["per_layer"]) + "\n")
     print(format_table(summary_rows(report)))
-    cal, ev = report["calibration"], report["eval"]
-    source = f"statistics from the cache {cal['cache']}" if cal["cache_used"] else f"calibrated in {cal['seconds']:.1f} s"
-    print(f"\n{cal['method']} on {cal['images_used']} images ({cal['images_skipped']} unreadable skipped), {source}; "
-          f"evaluated on {ev['images_used']} ({ev['source']}).")
-    if report["kept_float"]:
-        print(f"Kept in float: {', '.join(report['kept_float'])}")
+    print("\n" + run_summary(report))
     print(f"Wrote {job.output}" + (f" and {job.report}" if job.report else ""))
     return EXIT_OK
 

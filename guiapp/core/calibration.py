@@ -23,6 +23,7 @@ from .progress import CALIBRATE, CancelToken, ProgressEvent, ProgressFn
 from .histogram import EXTREMES_DERIVABLE, HISTOGRAM_DERIVABLE, TensorStats, derived_extremes, derived_hist
 from .quantizable import QUANTIZABLE_OP_TYPES
 from .sessions import make_session
+from .strategies import HISTOGRAM_METHODS
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
 
@@ -208,7 +209,6 @@ def calibrate(
     progress: ProgressFn,
     cancel: CancelToken,
     threads: int | None = None,
-    histograms: bool = True,
 ) -> Calibration:
     """Statistics of every calibrated tensor over ``settings.max_images``
     readable images of ``files`` (seeded order), or from a matching cache.
@@ -216,6 +216,8 @@ def calibrate(
     them does not serve such a method."""
     from . import calibcache
     from .dataset import ReadLog, batches, iter_tensors, seeded_order
+
+    histograms = settings.method in HISTOGRAM_METHODS
 
     key = calibcache.fingerprint(
         model_path, {"preprocess": spec.to_dict(), "inputs": {c.name: c.value.tolist() for c in feeds.constants}},

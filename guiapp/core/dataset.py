@@ -214,6 +214,16 @@ class ReadLog:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
+def nothing_readable(skipped: Sequence[tuple[Path, str]], where: str, fix: str) -> DatasetError:
+    """The error for a read pass that found no readable image in ``where``."""
+    first = skipped[0] if skipped else None
+    return DatasetError(
+        f"no readable image in {where}: {len(skipped)} file(s) failed to decode"
+        + (f" (first: {first[0].name}: {first[1]})" if first else "") + ".",
+        fix,
+    )
+
+
 _M_MMAP_THRESHOLD = -3
 _heap_settled = False
 

@@ -11,8 +11,10 @@ from typing import Callable, Iterator
 import numpy as np
 import onnxruntime as ort
 
-from .dataset import Labels, ReadLog, batches, iter_tensors, labels_from_csv, labels_from_subfolders, seeded_order
-from .errors import DatasetError, ModelError
+from .dataset import (
+    Labels, ReadLog, batches, iter_tensors, labels_from_csv, labels_from_subfolders, nothing_readable, seeded_order,
+)
+from .errors import ModelError
 from .feeds import Feeds
 from .progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn
 from .sessions import default_threads, make_session
@@ -264,7 +266,7 @@ def evaluate_models(
         settings.class_offset, progress, cancel, progress_total=total + lat_units,
     )
     if not first:
-        raise _no_images_error(log)
+        raise nothing_readable(log.skipped, "the evaluation images", "Add readable JPEG or PNG images to the evaluation folder.")
     warnings = list(result.pop("shape_warnings"))
     if labels is not None and result["accuracy"] is None:
         warnings.append("none of the evaluation images has a label; accuracy not measured.")
@@ -294,12 +296,3 @@ def evaluate_models(
     result["warnings"] = warnings
     return result
 
-
-def _no_images_error(log: ReadLog) -> DatasetError:
-    first = log.skipped[0] if log.skipped else None
-    return DatasetError(
-        f"no readable evaluation image ({len(log.skipped)} failed to decode"
-        + (f"; first: {first[0].name}: {first[1]}" if first else "")
-        + ").",
-        "Add readable JPEG or PNG images to the evaluation folder.",
-    )

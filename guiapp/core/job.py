@@ -24,6 +24,15 @@ ACTIVATION_TYPES = ("uint8", "int8")
 WEIGHT_TYPES = ("int8", "uint8")
 
 
+JOB_SUFFIXES = (".qsjob", ".json")
+
+
+def is_job_file(arg: str) -> bool:
+    """Whether a command-line argument names an existing job file (as a file
+    manager passes it when a job is opened with the app)."""
+    return arg.lower().endswith(JOB_SUFFIXES) and os.path.isfile(arg)
+
+
 @dataclass(frozen=True)
 class CalibrationSettings:
     folders: tuple[Path, ...] = ()

@@ -19,7 +19,7 @@ import onnx
 
 from .atomic import atomic_path, check_output_path
 from .calibration import Calibration, calibrate
-from .dataset import ReadLog, batches, iter_tensors, list_images, seeded_order
+from .dataset import ReadLog, batches, iter_tensors, list_images, nothing_readable, seeded_order
 from .errors import DatasetError, JobError, ModelError, OutputError
 from .evaluate import evaluate_models, resolve_labels
 from .feeds import make_feeds
@@ -32,7 +32,7 @@ from .preprocess import PreprocessSpec
 from .progress import PREPARE, QUANTIZE, CancelToken, ProgressEvent, ProgressFn, no_progress
 from .report import environment, now_iso, write_report
 from .sessions import default_threads
-from .strategies import HISTOGRAM_METHODS, StrategySettings, Target, compute_ranges
+from .strategies import StrategySettings, Target, compute_ranges
 
 
 @dataclass(frozen=True)
@@ -152,16 +152,10 @@ def quantize(
         t = time.perf_counter()
         batch_size = ii.fixed_batch or job.calibration.batch_size
         cal = calibrate(
-            prepared.model, job.model, feeds, spec, job.calibration, calib_files, batch_size, job.cache, progress, cancel,
-            histograms=job.calibration.method in HISTOGRAM_METHODS,
+            prepared.model, job.model, feeds, spec, job.calibration, calib_files, batch_size, job.cache, progress, cancel
         )
         if cal.images == 0:
-            first = cal.skipped[0] if cal.skipped else None
-            raise DatasetError(
-                f"no readable image in the calibration folder(s): {len(cal.skipped)} file(s) failed to decode"
-                + (f" (first: {first[0].name}: {first[1]})" if first else "") + ".",
-                "Add readable JPEG or PNG images.",
-            )
+            raise nothing_readable(cal.skipped, "the calibration folder(s)", "Add readable JPEG or PNG images.")
         total = min(job.calibration.max_images, len(calib_files))
         if cal.images < total:
             warnings.append(f"only {cal.images} of {total} calibration images were readable.")

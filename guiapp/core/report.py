@@ -89,6 +89,16 @@ def format_table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join([line(head), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
+def run_summary(report: dict) -> str:
+    """How the run calibrated and evaluated, in one sentence (or two)."""
+    cal, ev = report["calibration"], report["eval"]
+    source = f"statistics from the cache {cal['cache']}" if cal["cache_used"] else f"calibrated in {cal['seconds']:.1f} s"
+    text = (f"Calibration: {cal['method']} on {cal['images_used']} images ({cal['images_skipped']} unreadable skipped), "
+            f"{source}; evaluated on {ev['images_used']} ({ev['source']}).")
+    kept = report.get("kept_float") or []
+    return text + (f" Kept in float: {', '.join(kept)}." if kept else "")
+
+
 def per_layer_cells(row: dict) -> tuple[str, str, str, str, str]:
     """One per-layer row as text: tensor, kind, op, SQNR dB, cosine."""
     sqnr, cos = row["sqnr_db"], row["cosine"]

@@ -32,6 +32,7 @@ def run_gui(argv: list[str] | None = None) -> int:
     app.setApplicationName("guiapp")
     app.setOrganizationName("QuantizationStudio")
     app.setApplicationDisplayName(APP_NAME)
+    from ..core.job import is_job_file
     from . import crashlog
     from .main_window import MainWindow
 
@@ -39,7 +40,7 @@ def run_gui(argv: list[str] | None = None) -> int:
     crashlog.install(lambda: window)
     window = MainWindow()
     window.show()
-    job = next((a for a in argv[1:] if a.lower().endswith((".qsjob", ".json")) and os.path.isfile(a)), None)
+    job = next((a for a in argv[1:] if is_job_file(a)), None)
     if job:
         QTimer.singleShot(0, lambda: window.load_job(Path(job)))
     if "--self-test" in argv:
