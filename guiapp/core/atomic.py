@@ -20,7 +20,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` is untouched.
     """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent  # Path("x").parent is Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=folder)
     except OSError as exc:
@@ -72,7 +72,7 @@ def check_output_path(model: Path, output: Path, overwrite: bool = False) -> Non
             f"the output {out} is the input model; the input is never overwritten.",
             "Choose another output name, e.g. model.int8.onnx.",
         )
-    folder = out.parent if str(out.parent) else Path(".")
+    folder = out.parent
     if not folder.is_dir():
         raise OutputError(f"the output folder {folder} does not exist.", "Create it or choose another output path.")
     if not os.access(folder, os.W_OK | os.X_OK):

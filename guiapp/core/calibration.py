@@ -191,6 +191,7 @@ class Calibration:
 
         if self.cache_used or not self.images:
             return
+        assert self.key, "calibrate() was given no cache path, so no fingerprint"
         calibcache.save(path, self.key, calibcache.CacheEntry(
             self.stats, self.images, self.seconds, tuple(str(p) for p in self.used),
             tuple((str(p), r) for p, r in self.skipped), self.histograms,
@@ -219,7 +220,7 @@ def calibrate(
 
     histograms = settings.method in HISTOGRAM_METHODS
 
-    key = calibcache.fingerprint(
+    key = "" if cache_path is None else calibcache.fingerprint(  # it hashes the model file: only when cached
         model_path, {"preprocess": spec.to_dict(), "inputs": {c.name: c.value.tolist() for c in feeds.constants}},
         files, settings.max_images, settings.seed, batch_size, settings.ema_constant,
     )

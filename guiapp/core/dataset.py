@@ -115,9 +115,6 @@ class Labels:
                     return hit
         return self.by_name.get(real.name)
 
-    def __len__(self) -> int:
-        return len(self.by_relpath)
-
 
 def _make_labels(pairs: list[tuple[str, str]], roots: Sequence[Path], source: str) -> Labels:
     """(relative path, class) pairs -> Labels. Classes that are all integers

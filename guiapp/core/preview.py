@@ -15,7 +15,7 @@ from PIL import Image
 from .modelinfo import ModelInfo
 from .preprocess import PRESETS, PreprocessSpec, model_pixels, normalize, preset
 
-ZERO_CENTRED = ("imagenet", "pm1", "caffe")
+ZERO_CENTRED = tuple(name for name, (mean, *_) in PRESETS.items() if any(mean))  # presets that subtract a mean
 HIST_BINS = 64
 
 
