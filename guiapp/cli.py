@@ -22,7 +22,9 @@ from .core.errors import Cancelled, JobError, StudioError, UserError
 from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings
 from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset, with_preset
 from .core.progress import CancelToken
-from .core.report import format_table, per_layer_table, run_summary, summary_rows, write_report
+from .core.report import broken_warning, format_table, per_layer_table, run_summary, summary_rows, write_report
+from .core.tasks import TASK_KINDS, TaskSettings, default_resize, detect_task
+from .core.tasks.detection_layout import BOX_FORMATS
 from .terminal import ProgressBar
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, metavar="B", help="calibration batch (default 8; 1 for fixed-batch models)")
     g.add_argument("--keep-float", type=int, metavar="N", help="re-quantize with the N worst layers (per-layer SQNR) in float")
     g.add_argument("--per-layer", action="store_true", help="print the per-layer error table, worst first")
+    g.add_argument("--no-protect-outputs", dest="protect_outputs", action="store_false", default=None,
+                   help="do not keep output tails that INT8 would crush (mixed-range concats, sigmoid/softmax outputs) in float")
     _eval_flags(p)
     g = p.add_argument_group("files")
     g.add_argument("--report", type=Path, metavar="REPORT.json", help="write the full report as JSON")
@@ -108,7 +112,13 @@ def _eval_flags(p: argparse.ArgumentParser, prefix: bool = True) -> None:
     g = p.add_argument_group("evaluation")
     if prefix:
         g.add_argument("--eval", type=Path, action="append", metavar="DIR", help="evaluation image folder (repeatable)")
-    g.add_argument("--labels", metavar="CSV|subfolders", help="labels: a CSV (file + class_index or label), or 'subfolders'")
+    g.add_argument("--labels", metavar="CSV|subfolders|yolo|DIR|JSON",
+                   help="class labels: a CSV (file + class_index or label) or 'subfolders'; box labels: 'yolo' (.txt beside "
+                        "the images or in a parallel labels/ folder), a folder of YOLO .txt files, or a COCO .json")
+    g.add_argument("--task", choices=TASK_KINDS, help="what the model does (default: auto, decided from its outputs)")
+    g.add_argument("--box-format", choices=BOX_FORMATS, help="detectors: how box values read (default: auto)")
+    g.add_argument("--score-threshold", type=float, metavar="S", help="detectors: count boxes from this score on (default 0.25)")
+    g.add_argument("--nms-iou", type=float, metavar="T", help="detectors: NMS overlap threshold (default 0.45)")
     g.add_argument("--class-offset", type=int, metavar="K", help="model index = class index + K (1 for a background class)")
     g.add_argument("--eval-max-images" if prefix else "--max-images", dest="eval_max_images", type=int, metavar="N")
     g.add_argument("--latency-runs", type=int, metavar="N", help="timed runs per model (default 50)")
@@ -174,9 +184,24 @@ def spec_from_flags(args, channels: int, base: PreprocessSpec | None = None) -> 
 def _labels(args) -> dict:
     if not args.labels:
         return {}
-    if args.labels == "subfolders":
-        return {"labels_from": "subfolders", "labels_csv": None}
-    return {"labels_from": "csv", "labels_csv": Path(args.labels)}
+    if args.labels in ("subfolders", "yolo"):
+        return {"labels_from": args.labels, "labels_csv": None}
+    path = Path(args.labels)
+    if path.is_dir():
+        return {"labels_from": "yolo", "labels_csv": path}
+    if path.suffix.lower() == ".json":
+        return {"labels_from": "coco", "labels_csv": path}
+    return {"labels_from": "csv", "labels_csv": path}
+
+
+def task_from_flags(args, base: TaskSettings | None = None) -> TaskSettings:
+    t = base or TaskSettings()
+    changes = {k: v for k, v in (("kind", args.task), ("box_format", args.box_format),
+                                 ("score_threshold", args.score_threshold), ("nms_iou", args.nms_iou)) if v is not None}
+    try:
+        return replace(t, **changes)
+    except JobError as exc:
+        raise JobError("--" + exc.field.split(".")[-1].replace("_", "-"), exc.detail, exc.fix) from None
 
 
 def job_from_args(args) -> Job:
@@ -189,6 +214,10 @@ def job_from_args(args) -> Job:
     info = inspect_model(model, layout=args.layout or (base.preprocess.layout if base else "auto"))
     channels = info.image_input.channels if info.image_input else 3
     spec = spec_from_flags(args, channels, base.preprocess if base else None)
+    task = task_from_flags(args, base.task if base else None)
+    if base is None and args.resize is None:
+        # Detectors and dense models see the whole picture: no centre crop.
+        spec = replace(spec, resize=default_resize(detect_task(info, task.kind).kind))
 
     c = base.calibration if base else CalibrationSettings()
     calib = replace(
@@ -221,6 +250,7 @@ def job_from_args(args) -> Job:
             ("symmetric_activations", args.symmetric_activations),
             ("reduce_range", args.reduce_range),
             ("keep_float", args.keep_float),
+            ("protect_outputs", args.protect_outputs),
         )
         if v is not None
     }
@@ -242,7 +272,7 @@ def job_from_args(args) -> Job:
         raise JobError("--out", "no output path given", "Pass --out MODEL.int8.onnx.")
     report = args.report or (base.report if base else None)
     inputs = {**(base.inputs if base else {}), **_input_values(args.input_value)}
-    return Job(Path(model), Path(out), spec, calib, quant, evaluation, report, _cache_path(args, Path(out), base), inputs)
+    return Job(Path(model), Path(out), spec, calib, quant, evaluation, report, _cache_path(args, Path(out), base), inputs, task)
 
 
 def _input_values(items) -> dict[str, tuple[float, ...]]:
@@ -273,10 +303,12 @@ def cmd_inspect(args) -> int:
     from .core.modelinfo import inspect_model
 
     info = inspect_model(args.model, layout=args.layout)
+    task = detect_task(info)
     if args.json:
-        print(json.dumps(info.to_dict(), indent=2, default=str))
+        print(json.dumps({**info.to_dict(), "task": task.to_dict()}, indent=2, default=str))
     else:
         print("\n".join(info.summary_lines()))
+        print(f"Task       {task.kind}: {task.reason}")
     return EXIT_OK
 
 
@@ -322,7 +354,12 @@ def cmd_evaluate(args) -> int:
     info = inspect_model(args.fp32, layout=args.layout or "auto")
     feeds = make_feeds(info, _input_values(args.input_value))  # a ModelError when there is no image input
     int8_info = inspect_model(args.int8)  # a clear error if the INT8 file is broken
-    spec = resolve_spec(spec_from_flags(args, info.image_input.channels), info)
+    task_settings = task_from_flags(args)
+    task = detect_task(info, task_settings.kind)
+    spec = spec_from_flags(args, info.image_input.channels)
+    if args.resize is None:
+        spec = replace(spec, resize=default_resize(task.kind))
+    spec = resolve_spec(spec, info)
     settings = replace(
         EvalSettings(folders=tuple(args.images)),
         **{k: v for k, v in (("class_offset", args.class_offset), ("max_images", args.eval_max_images), ("latency_runs", args.latency_runs)) if v is not None},
@@ -334,15 +371,19 @@ def cmd_evaluate(args) -> int:
     with _sigint_cancels() as cancel:
         try:
             ev = evaluate_models(args.fp32, args.int8, {t.name: t.shape for t in info.outputs}, feeds, spec, files,
-                                 labels, settings, info.image_input.fixed_batch, bar, cancel, seed=args.seed)
+                                 labels, settings, info.image_input.fixed_batch, bar, cancel, seed=args.seed,
+                                 task=task, task_settings=task_settings)
         finally:
             bar.close()
     report = {
         "fp32": {"path": str(args.fp32), "size_bytes": info.size_bytes, "latency_ms": ev["latency_ms"]["fp32"]},
         "int8": {"path": str(args.int8), "size_bytes": int8_info.size_bytes, "latency_ms": ev["latency_ms"]["int8"]},
-        **{k: ev[k] for k in ("accuracy", "agreement", "outputs", "eval", "warnings")},
+        **{k: ev[k] for k in ("task", "fidelity", "accuracy", "agreement", "outputs", "eval")},
+        "warnings": ev["warnings"] + broken_warning(ev["fidelity"]["headline"]),
         "preprocess": spec.to_dict(),
     }
+    for w in report["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     print(format_table(summary_rows(report)))
     if args.report:
         write_report(report, args.report)

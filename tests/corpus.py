@@ -119,6 +119,35 @@ def wrong_output_shape(d: Path) -> Path:
     return save(m, d / "wrong_shape.onnx")
 
 
+def symbolic_inference_fails(d: Path) -> Path:
+    """A com.microsoft op that ONNX Runtime runs but its symbolic shape
+    inference does not know: quant_pre_process fails and, left alone, leaves
+    sym_shape_infer_temp.onnx and a model-sized .data file in the working directory."""
+    m = convnet()
+    g = m.graph
+    g.node[-1].output[0] = "raw"
+    g.node.extend([
+        helper.make_node("ExpandDims", ["raw", "axis32"], ["expanded"], domain="com.microsoft", name="expand"),
+        helper.make_node("Squeeze", ["expanded", "axis64"], ["logits"], name="squeeze"),
+    ])
+    g.initializer.extend([numpy_helper.from_array(np.array(1, np.int32), "axis32"),
+                          numpy_helper.from_array(np.array([1], np.int64), "axis64")])
+    m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return save(m, d / "contrib_op.onnx")
+
+
+def paddle_style(d: Path) -> Path:
+    """As paddle2onnx writes: dynamic dims as dim_value -1, and an opset
+    domain ("Paddle") that no node uses."""
+    m = convnet()
+    for vi in (m.graph.input[0], m.graph.output[0]):
+        dim = vi.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = -1
+    m.opset_import.append(helper.make_opsetid("Paddle", 1))
+    return save(m, d / "paddle.onnx")
+
+
 def float16(d: Path) -> Path:
     m = convnet()
     for t in m.graph.initializer:

@@ -44,6 +44,8 @@ CASES = [
     ("weights as Constant nodes", corpus.constant_weights, [], 0, ["Wrote"]),
     ("declared output shape wrong", corpus.wrong_output_shape, [], 0, ["declared [N, 7]", "computes [4, 4]"]),
     ("float16 model", corpus.float16, [], 2, ["float16", "float32 first"]),
+    ("symbolic shape inference fails", corpus.symbolic_inference_fails, [], 0, ["Wrote"]),
+    ("PaddlePaddle dims -1, unused domain", corpus.paddle_style, [], 0, ["Wrote"]),
     ("external data beside the model", corpus.external_data, [], 0, ["Wrote"]),
     ("external data ../ outside its folder", corpus.external_parent_escape, [], 2, ["outside the model's folder", "refused"]),
     ("external data at an absolute path", corpus.external_absolute, [], 2, ["outside the model's folder", "refused"]),
@@ -57,6 +59,9 @@ def test_model_corpus_through_the_cli(tmp_path, capsys, calib, name, build, flag
     import onnx.external_data_helper as edh
 
     model = build(tmp_path)
+    workdir = tmp_path / "cwd"  # nothing may be written to the working directory
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
     before = {p: sha256(p) for p in model.parent.iterdir() if p.is_file()}
     real_load = edh.load_external_data_for_model
 
@@ -81,6 +86,7 @@ def test_model_corpus_through_the_cli(tmp_path, capsys, calib, name, build, flag
     else:
         assert list(out.parent.iterdir()) == []  # nothing written
     assert {p: sha256(p) for p in before} == before  # the input is untouched
+    assert list(workdir.iterdir()) == [], (name, list(workdir.iterdir()))
 
 
 @pytest.mark.parametrize("fmt", ["qdq", "qoperator"])

@@ -1,130 +1,114 @@
 """FP32 vs INT8: size, latency, and how much the INT8 model agrees with FP32
-(and with the labels, when there are labels)."""
+in the terms of its task (and with the labels, when there are labels)."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import onnxruntime as ort
 
+from .boxlabels import BoxLabels, labels_from_coco, labels_from_yolo
 from .dataset import (
     Labels, ReadLog, batches, iter_tensors, labels_from_csv, labels_from_subfolders, nothing_readable, seeded_order,
 )
 from .errors import ModelError
+from .errorstats import ErrorStats, sqnr_db  # noqa: F401 - re-exported
 from .feeds import Feeds
 from .progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn
 from .sessions import default_threads, make_session
+from .tasks import TASKS, EvalContext, TaskGuess, TaskSettings, make_fidelity
 
 
-@dataclass
-class ErrorStats:
-    """Accumulates FP32-vs-INT8 error of one tensor over images: SQNR over
-    all values, cosine per image (first axis)."""
+Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]  # feed -> outputs in the FP32 model's order
 
-    signal: float = 0.0
-    noise: float = 0.0
-    cosines: list[float] = field(default_factory=list)
 
-    def add(self, ref: np.ndarray, got: np.ndarray) -> None:
-        r = ref.reshape(ref.shape[0], -1).astype(np.float64)
-        g = got.reshape(got.shape[0], -1).astype(np.float64)
-        self.signal += float(np.sum(r * r))
-        self.noise += float(np.sum((r - g) ** 2))
-        num = np.sum(r * g, axis=1)
-        den = np.linalg.norm(r, axis=1) * np.linalg.norm(g, axis=1)
-        self.cosines.extend(np.where(den > 0, num / np.maximum(den, 1e-300), 1.0).tolist())
+def session_runner(session: ort.InferenceSession, names: list[str]) -> Runner:
+    return lambda feed: session.run(names, feed)
+
+
+class OutputStats:
+    """One output's error over images: whole tensor, and per channel group
+    (a detector's box rows and score rows apart)."""
+
+    def __init__(self, groups: list[tuple[str, int, slice]]) -> None:
+        self.total = ErrorStats()
+        self.groups = {label: (axis, sl, ErrorStats()) for label, axis, sl in groups}
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        self.total.add(a, b)
+        for axis, sl, st in self.groups.values():
+            index = (slice(None),) * axis + (sl,)
+            st.add(a[index], b[index])
 
     def result(self, name: str) -> dict:
-        return {"name": name, "cosine": float(np.mean(self.cosines)) if self.cosines else None, "sqnr_db": sqnr_db(self.signal, self.noise)}
-
-
-def sqnr_db(signal: float, noise: float) -> float | None:
-    """Signal-to-quantization-noise ratio in dB (None when undefined; capped at 200 dB for exact matches)."""
-    if signal <= 0:
-        return None
-    if noise <= 0:
-        return 200.0
-    return float(10.0 * np.log10(signal / noise))
-
-
-def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int, offset: int) -> int:
-    """How many rows have ``label + offset`` among their top ``k`` scores."""
-    flat = scores.reshape(scores.shape[0], -1)
-    k = min(k, flat.shape[1])
-    top = np.argpartition(-flat, k - 1, axis=1)[:, :k]
-    return int(np.sum(np.any(top == (labels[:, None] + offset), axis=1)))
+        out = self.total.result(name)
+        worst = min(((st.sqnr_db, label, st) for label, (_, _, st) in self.groups.items() if st.sqnr_db is not None),
+                    key=lambda t: t[0], default=None)
+        out["worst_group"] = None if worst is None else {"group": worst[1], "sqnr_db": worst[0], "cosine": worst[2].cosine}
+        return out
 
 
 def compare_outputs(
-    s32: ort.InferenceSession,
-    s8: ort.InferenceSession,
+    run_fp32: Runner,
+    run_int8: Runner,
+    names: list[str],
     declared: dict[str, tuple],
     feeds: Feeds,
     batches: Iterator[tuple[list[Path], np.ndarray]],
     total_images: int,
-    labels: Labels | None,
-    class_offset: int,
+    task: TaskGuess,
+    ctx: EvalContext,
     progress: ProgressFn,
     cancel: CancelToken,
     progress_total: int | None = None,
 ) -> dict:
-    """Run both models on the same images: agreement, cosine, SQNR, top-k.
-    ``declared`` holds the FP32 model's declared output shapes (ONNX Runtime
-    reports its own inferred ones). Progress counts images out of
-    ``progress_total`` (default: the images)."""
+    """Run both models on the same images: the task's fidelity numbers, and
+    per output SQNR and cosine (whole and per channel group). ``declared``
+    holds the FP32 model's declared output shapes (ONNX Runtime reports its own
+    inferred ones). Progress counts images out of ``progress_total`` (default:
+    the images). ``samples`` in the result holds the task's picture data."""
     ptotal = progress_total or total_images
-    names = [o.name for o in s32.get_outputs()]
+    groups = TASKS[task.kind].groups
     shape_warnings: list[str] = []
-    stats = {n: ErrorStats() for n in names}
-    agree = seen = labeled = 0
-    hits = {"fp32": {1: 0, 5: 0}, "int8": {1: 0, 5: 0}}
+    stats: dict[str, OutputStats] = {}
+    fidelity = make_fidelity(task, ctx)
+    seen = 0
     progress(ProgressEvent(EVALUATE, 0, ptotal, "comparing FP32 and INT8 outputs"))
     for paths, batch in batches:
         cancel.check()
         feed = feeds(batch)
         try:
-            r32 = s32.run(names, feed)
-            r8 = s8.run(names, feed)
+            r32 = run_fp32(feed)
+            r8 = run_int8(feed)
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"evaluation failed on {paths[0].name}: {str(exc).splitlines()[0][:200]}") from None
         for n, a, b in zip(names, r32, r8):
-            if np.asarray(a).dtype.kind == "f":
-                stats[n].add(np.asarray(a), np.asarray(b))
+            a, b = np.asarray(a), np.asarray(b)
+            if a.dtype.kind == "f":
+                if n not in stats:
+                    stats[n] = OutputStats(groups(task, n, a.shape))
+                stats[n].add(a, b)
             if seen == 0:  # the first batch tells
-                shape_warnings.extend(_declared_shape_warning(n, declared[n], np.shape(a)))
-        first32 = np.asarray(r32[0]).reshape(len(paths), -1)
-        first8 = np.asarray(r8[0]).reshape(len(paths), -1)
-        agree += int(np.sum(first32.argmax(1) == first8.argmax(1)))
+                shape_warnings.extend(_declared_shape_warning(n, declared[n], a.shape))
+        fidelity.add(paths, dict(zip(names, r32)), dict(zip(names, r8)))
         seen += len(paths)
-        if labels is not None:
-            ys = [labels.get(p) for p in paths]
-            idx = [i for i, y in enumerate(ys) if y is not None]
-            if idx:
-                y = np.array([ys[i] for i in idx])
-                for key, out in (("fp32", first32), ("int8", first8)):
-                    for k in (1, 5):
-                        hits[key][k] += topk_hits(out[idx], y, k, class_offset)
-                labeled += len(idx)
         progress(ProgressEvent(EVALUATE, seen, ptotal, f"{seen}/{total_images} images"))
-    result = {
+    fid = fidelity.result()
+    cls = fid.get("classification")
+    return {
         "images": seen,
-        "agreement": {"top1": agree / seen if seen else None},
-        "outputs": [stats[n].result(n) for n in names],
-        "accuracy": None,
+        "task": task.to_dict(),
+        "fidelity": fid,
+        # Top-1 agreement and top-k mean something for classifiers only.
+        "agreement": {"top1": cls["agreement_top1"]} if cls else None,
+        "accuracy": cls["accuracy"] if cls else None,
+        "outputs": [stats[n].result(n) for n in names if n in stats],
         "shape_warnings": sorted(set(shape_warnings)),
+        "samples": fidelity.samples,
     }
-    if labels is not None and labeled:
-        result["accuracy"] = {
-            "labeled_images": labeled,
-            "class_offset": class_offset,
-            "fp32": {"top1": hits["fp32"][1] / labeled, "top5": hits["fp32"][5] / labeled},
-            "int8": {"top1": hits["int8"][1] / labeled, "top5": hits["int8"][5] / labeled},
-        }
-    return result
 
 
 def _declared_shape_warning(name: str, declared, actual: tuple) -> list[str]:
@@ -212,9 +196,14 @@ def latency_summary(ms: list[float], threads: int, batch: int) -> dict:
     }
 
 
-def resolve_labels(settings, files: list[Path]) -> Labels | None:
-    """The labels an evaluation uses, per its settings (never guessed)."""
+def resolve_labels(settings, files: list[Path]) -> Labels | BoxLabels | None:
+    """The labels an evaluation uses, per its settings (never guessed):
+    class labels (csv, subfolders) or box labels (yolo, coco)."""
     roots = list(settings.folders)
+    if settings.labels_from == "yolo":
+        return labels_from_yolo(files, settings.labels_csv)
+    if settings.labels_from == "coco":
+        return labels_from_coco(settings.labels_csv, files)
     if settings.labels_from == "csv":
         if not roots and files:
             roots = sorted({p.parent for p in files})
@@ -238,10 +227,17 @@ def evaluate_models(
     cancel: CancelToken,
     threads: int | None = None,
     seed: int = 0,
+    task: TaskGuess | None = None,
+    task_settings: TaskSettings | None = None,
 ) -> dict:
-    """Compare ``fp32`` and ``int8`` on up to ``settings.max_images`` of ``files``,
-    then time both. ``declared``: the FP32 model's declared output shapes. Returns report sections (eval, accuracy, agreement, outputs,
-    latency_ms, warnings)."""
+    """Compare ``fp32`` and ``int8`` on up to ``settings.max_images`` of ``files``
+    in the terms of ``task`` (default: generic), then time both. ``declared``:
+    the FP32 model's declared output shapes. Returns report sections (task,
+    fidelity, eval, accuracy, agreement, outputs, latency_ms, warnings) and
+    ``samples`` (picture data, not for the JSON report)."""
+
+    task = task or TaskGuess("generic", "no task given")
+    ctx = EvalContext(task_settings or TaskSettings(), labels, settings.class_offset, spec)
     log = ReadLog()
     order = seeded_order(files, seed + 1)  # not the calibration order
     if labels is not None:
@@ -261,15 +257,16 @@ def evaluate_models(
     # Progress: one unit per image, then one per block of latency runs.
     lat_units = latency_blocks(settings.latency_runs)
     sessions = {"fp32": make_session(fp32, threads), "int8": make_session(int8, threads)}
+    names = [o.name for o in sessions["fp32"].get_outputs()]
     result = compare_outputs(
-        sessions["fp32"], sessions["int8"], declared, feeds, batches(keep_first(stream), fixed_batch or 16), total, labels,
-        settings.class_offset, progress, cancel, progress_total=total + lat_units,
+        session_runner(sessions["fp32"], names), session_runner(sessions["int8"], names), names, declared, feeds,
+        batches(keep_first(stream), fixed_batch or 16), total, task, ctx, progress, cancel, progress_total=total + lat_units,
     )
     if not first:
         raise nothing_readable(log.skipped, "the evaluation images", "Add readable JPEG or PNG images to the evaluation folder.")
     warnings = list(result.pop("shape_warnings"))
-    if labels is not None and result["accuracy"] is None:
-        warnings.append("none of the evaluation images has a label; accuracy not measured.")
+    if labels is not None and result["accuracy"] is None and not (result["fidelity"]["headline"].get("map50")):
+        warnings.append("none of the evaluation images has a label that fits this model's task; accuracy not measured.")
     seen = result["images"]
 
     def on_block(done: int, planned: int) -> None:

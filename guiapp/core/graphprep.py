@@ -9,6 +9,9 @@ symbolic shape inference gives up.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -99,13 +102,58 @@ def drop_initializer_inputs(model: onnx.ModelProto) -> int:
     return dropped
 
 
+_CWD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def working_directory(path: Path):
+    """Run a library that writes into the current directory inside ``path``.
+    The working directory is the process's: one such block at a time, and
+    callers pass absolute paths only."""
+    with _CWD_LOCK:
+        before = os.getcwd()
+        os.chdir(path)
+        try:
+            yield
+        finally:
+            os.chdir(before)
+
+
+def name_nodes(model: onnx.ModelProto) -> int:
+    """Give every unnamed node a unique name: ONNX Runtime's quantizer excludes
+    nodes by name (an empty name would match every unnamed node), and the
+    per-layer table names them. Returns how many were named."""
+    names = {n.name for n in model.graph.node if n.name}
+    named = 0
+    for i, node in enumerate(model.graph.node):
+        if node.name:
+            continue
+        name = f"{node.op_type}_{i}"
+        while name in names:
+            name += "_"
+        node.name = name
+        names.add(name)
+        named += 1
+    return named
+
+
 def pre_process(src: Path, dst: Path) -> str:
     """ONNX Runtime's ``quant_pre_process`` with fallbacks. Returns what ran.
 
     Symbolic shape inference fails on some real models ("Incomplete symbolic
     shape inference"); then we retry without it, then without optimization,
     and last with plain ONNX shape inference, saying which in the report.
+    It runs with the working directory set to ``src``'s folder (a temporary
+    one): when symbolic shape inference fails, ONNX Runtime leaves
+    ``sym_shape_infer_temp.onnx`` and a model-sized data file in the working
+    directory.
     """
+    src, dst = Path(src).absolute(), Path(dst).absolute()
+    with working_directory(src.parent):
+        return _pre_process(src, dst)
+
+
+def _pre_process(src: Path, dst: Path) -> str:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     attempts = [

@@ -137,3 +137,18 @@ def check_readable(path: str | os.PathLike) -> str | None:
             return None
         except ImageReadError as exc:
             return exc.reason
+
+
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+def upright_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of ``path`` as :func:`open_rgb` returns it (after EXIF
+    rotation), read from the header only."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except Exception as exc:  # noqa: BLE001 - the decoder says precisely why
+        raise ImageReadError(Path(path), f"cannot read its size ({exc})") from None
+    return (h, w) if orientation in _TRANSPOSED_ORIENTATIONS else (w, h)

@@ -16,6 +16,8 @@ from .errors import JobError
 from .jobfields import Fields
 from .preprocess import COLORS, INTERPOLATIONS, LAYOUTS, RESIZES, PreprocessSpec
 from .strategies import METHODS
+from .tasks.base import TASK_KINDS, TaskSettings
+from .tasks.detection_layout import BOX_FORMATS
 
 JOB_VERSION = 1
 
@@ -55,9 +57,11 @@ class QuantSettings:
     exclude_nodes: tuple[str, ...] = ()
     exclude_op_types: tuple[str, ...] = ()
     keep_float: int = 0  # re-quantize with the N worst layers (per-layer SQNR) in float
+    protect_outputs: bool = True  # keep output tails that INT8 would crush in float (guiapp.core.protect)
 
 
-LABEL_SOURCES = ("none", "subfolders", "csv")
+# Class labels (subfolders, csv) for classifiers; box labels (yolo, coco) for detectors.
+LABEL_SOURCES = ("none", "subfolders", "csv", "yolo", "coco")
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class EvalSettings:
     # Labels are never guessed: a folder tree by camera or by date would give
     # meaningless "accuracy". "subfolders" takes class-named sub-folders.
     labels_from: str = "none"
-    labels_csv: Path | None = None
+    labels_csv: Path | None = None  # the labels file: CSV, COCO JSON, or a folder of YOLO .txt files (optional for yolo)
     class_offset: int = 0
     max_images: int = 500
     latency_runs: int = 50
@@ -84,6 +88,7 @@ class Job:
     report: Path | None = None
     cache: Path | None = None  # calibration statistics, reused when the images and model are unchanged
     inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
+    task: TaskSettings = field(default_factory=TaskSettings)
 
     # ------------------------------------------------------------ to / from dict
 
@@ -101,6 +106,7 @@ class Job:
             "report": p(self.report),
             "cache": p(self.cache),
             "inputs": {k: list(v) for k, v in self.inputs.items()},
+            "task": self.task.to_dict(),
             "preprocess": self.preprocess.to_dict(),
             "calibration": {
                 "folders": [p(f) for f in c.folders],
@@ -121,6 +127,7 @@ class Job:
                 "exclude_nodes": list(q.exclude_nodes),
                 "exclude_op_types": list(q.exclude_op_types),
                 "keep_float": q.keep_float,
+                "protect_outputs": q.protect_outputs,
             },
             "evaluation": {
                 "folders": [p(f) for f in e.folders],
@@ -152,6 +159,22 @@ class Job:
         if not isinstance(inputs_raw, dict):
             raise JobError("job.inputs", f"expected an object of input name -> values, got {type(inputs_raw).__name__}")
         inputs = {name: Fields(inputs_raw, "job.inputs").numbers(name, ()) for name in inputs_raw}
+
+        tf = f.sub("task")
+        td = TaskSettings()
+        mask = tf.raw("mask_threshold")
+        try:
+            task = TaskSettings(
+                kind=tf.choice("kind", td.kind, TASK_KINDS),
+                box_format=tf.choice("box_format", td.box_format, BOX_FORMATS),
+                score_threshold=tf.float("score_threshold", td.score_threshold, lo=0.0, hi=1.0),
+                nms_iou=tf.float("nms_iou", td.nms_iou, lo=0.0, hi=1.0),
+                match_iou=tf.float("match_iou", td.match_iou, lo=0.0, hi=1.0),
+                mask_threshold=None if mask is None else tf.float("mask_threshold", None),
+            )
+        except JobError as exc:
+            raise JobError(exc.field if exc.field.startswith("job.") else "job." + exc.field, exc.detail, exc.fix) from None
+        tf.finish()
 
         pp = f.sub("preprocess")
         default = PreprocessSpec()
@@ -203,13 +226,14 @@ class Job:
             exclude_nodes=qf.strings("exclude_nodes"),
             exclude_op_types=qf.strings("exclude_op_types"),
             keep_float=qf.int("keep_float", qd.keep_float, minimum=0),
+            protect_outputs=qf.bool("protect_outputs", qd.protect_outputs),
         )
         qf.finish()
 
         ef = f.sub("evaluation")
         ed = EvalSettings()
         labels_from = ef.choice("labels_from", ed.labels_from, LABEL_SOURCES)
-        labels_csv = ef.path("labels_csv", required=labels_from == "csv")
+        labels_csv = ef.path("labels_csv", required=labels_from in ("csv", "coco"))
         evaluation = EvalSettings(
             folders=ef.paths("folders"),
             labels_from=labels_from,
@@ -221,7 +245,7 @@ class Job:
         )
         ef.finish()
         f.finish()
-        return cls(model, output, spec, calibration, quantization, evaluation, report, cache, inputs)
+        return cls(model, output, spec, calibration, quantization, evaluation, report, cache, inputs, task)
 
     # ------------------------------------------------------------ files
 

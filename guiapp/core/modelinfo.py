@@ -286,11 +286,11 @@ def tensor_info(vi: onnx.ValueInfoProto) -> TensorInfo:
     if t.HasField("shape"):
         dims: list[Dim] = []
         for d in t.shape.dim:
-            if d.HasField("dim_value"):
+            if d.HasField("dim_value") and d.dim_value > 0:
                 dims.append(int(d.dim_value))
             elif d.HasField("dim_param") and d.dim_param:
                 dims.append(d.dim_param)
-            else:
+            else:  # unknown, or a non-positive size (PaddlePaddle writes -1 for dynamic)
                 dims.append(None)
         shape = tuple(dims)
     return TensorInfo(vi.name, shape, dtype_name(t.elem_type))
@@ -398,7 +398,9 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
         for op, n in op_counter.most_common()
         if op not in QUANTIZABLE_OP_TYPES and op not in STRUCTURAL_OP_TYPES and not is_quantized_op(op)
     )
-    custom = tuple(sorted({imp.domain for imp in model.opset_import if imp.domain not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")}))
+    # Only domains that nodes use: paddle2onnx declares a "Paddle" domain no node uses.
+    used_domains = {n.domain for n in g.node}
+    custom = tuple(sorted(d for d in used_domains if d not in ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")))
 
     from .external import external_files
 

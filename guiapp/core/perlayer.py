@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .evaluate import ErrorStats
+from .errorstats import ErrorStats
 from .feeds import Feeds
 from .graphprep import with_outputs
 from .progress import CancelToken

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import onnx
@@ -23,22 +23,25 @@ from .dataset import ReadLog, batches, iter_tensors, list_images, nothing_readab
 from .errors import DatasetError, JobError, ModelError, OutputError
 from .evaluate import evaluate_models, resolve_labels
 from .feeds import make_feeds
-from .graphprep import constants_to_initializers, flatten_gemm_biases, pre_process, upgrade_opset
+from .graphprep import constants_to_initializers, flatten_gemm_biases, name_nodes, pre_process, upgrade_opset
 from .job import Job, QuantSettings
 from .modelinfo import ModelInfo, inspect_model, load_proto
 from .ortquant import quantize_with_ranges, settings_warnings
 from .perlayer import per_layer_error, worst_nodes
 from .preprocess import PreprocessSpec
 from .progress import PREPARE, QUANTIZE, CancelToken, ProgressEvent, ProgressFn, no_progress
-from .report import environment, now_iso, write_report
+from .protect import find_protections
+from .report import broken_warning, environment, now_iso, write_report
 from .sessions import default_threads
 from .strategies import StrategySettings, Target, compute_ranges
+from .tasks import detect_task
 
 
 @dataclass(frozen=True)
 class QuantResult:
     output: Path
     report: dict
+    samples: list = field(default_factory=list)  # the task's picture data (boxes, maps) for the first images
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,10 @@ def prepare(job: Job, info: ModelInfo, tmp: Path, progress: ProgressFn, cancel: 
     flattened = flatten_gemm_biases(prepared)
     if flattened:
         steps.append(f"reshaped {flattened} Gemm bias(es) from [1, N] to [N]")
+    named = name_nodes(prepared)
+    if named:
+        steps.append(f"named {named} unnamed node(s) (Op_index) so that they can be kept in float and reported")
+    if flattened or named:
         onnx.save(prepared, str(path))
     progress(ProgressEvent(PREPARE, 3, 3, "ready"))
     return Prepared(path, prepared, tuple(steps), header)
@@ -129,12 +136,19 @@ def quantize(
             raise OutputError(f"{extra} would overwrite the model or the output.", "Choose another file name.")
     info = inspect_model(job.model, layout=job.preprocess.layout)
     check_model(info)
+    task = detect_task(info, job.task.kind)
     feeds = make_feeds(info, job.inputs)
     spec = resolve_spec(job.preprocess, info)
     ii = info.image_input
     calib_files = list_images(job.calibration.folders, "calibration")
     q = job.quantization
     warnings = settings_warnings(q)
+    calib_files, held_back = hold_back_for_evaluation(job, calib_files)
+    if held_back:
+        warnings.append(
+            f"the evaluation images are calibration images: {held_back} of them were held back from calibration, "
+            "so that the numbers are measured on images the calibration did not see."
+        )
 
     with tempfile.TemporaryDirectory(prefix="guiapp-") as tmpdir:
         tmp = Path(tmpdir)
@@ -168,6 +182,11 @@ def quantize(
         target = Target(q.activation_type, q.symmetric_activations)
         ranges = compute_ranges(cal.stats, StrategySettings(job.calibration.method, job.calibration.percentile), target)
         eval_files, eval_source, excluded = _evaluation_files(job, calib_files, cal)
+        protections = []
+        if q.protect_outputs:
+            protections = find_protections(prepared.model, {n: (st.lo, st.hi) for n, st in cal.stats.items()})
+            protected = [n for p in protections for n in p.nodes if n not in q.exclude_nodes]
+            q = replace(q, exclude_nodes=(*q.exclude_nodes, *protected))
         quantized = tmp / "quantized.onnx"
         build(prepared, ranges, q, quantized)
         progress(ProgressEvent(QUANTIZE, 1, 3, "per-layer error"))
@@ -192,7 +211,7 @@ def quantize(
         labels = resolve_labels(job.evaluation, eval_files)
         ev = evaluate_models(
             job.model, final, {t.name: t.shape for t in info.outputs}, feeds, spec, eval_files, labels, job.evaluation, ii.fixed_batch, progress, cancel,
-            seed=job.calibration.seed,
+            seed=job.calibration.seed, task=task, task_settings=job.task,
         )
         ev["eval"].update({"source": eval_source, "excluded_calibration_overlap": excluded})
         timings["evaluate"] = time.perf_counter() - t
@@ -203,11 +222,14 @@ def quantize(
             "output": str(job.output),
             "fp32": {"path": str(job.model), "size_bytes": info.size_bytes, "latency_ms": ev["latency_ms"]["fp32"]},
             "int8": {"path": str(job.output), "size_bytes": final.stat().st_size, "latency_ms": ev["latency_ms"]["int8"]},
+            "task": ev["task"],
+            "fidelity": ev["fidelity"],
             "accuracy": ev["accuracy"],
             "agreement": ev["agreement"],
             "outputs": ev["outputs"],
             "per_layer": per_layer,
             "kept_float": kept_float,
+            "protected_outputs": [p.to_dict() for p in protections],
             "eval": ev["eval"],
             "calibration": {
                 "method": job.calibration.method,
@@ -222,7 +244,7 @@ def quantize(
             },
             "preparation": list(prepared.steps),
             "preprocess": spec.to_dict(),
-            "warnings": warnings + ev["warnings"],
+            "warnings": warnings + ev["warnings"] + broken_warning(ev["fidelity"]["headline"]),
             "timings_s": timings,
             "environment": environment(default_threads()),
             "job": job.to_dict(),
@@ -233,7 +255,7 @@ def quantize(
         cal.save_cache(job.cache)
     if job.report is not None:
         write_report(report, job.report)
-    return QuantResult(job.output, report)
+    return QuantResult(job.output, report, ev["samples"])
 
 
 def _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel) -> list[dict]:
@@ -248,6 +270,27 @@ def _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files,
         build(prepared, ranges, replace(q, format="qdq"), qdq)
     stream = iter_tensors(seeded_order(eval_files, job.calibration.seed + 1), spec, n, ReadLog(), cancel)
     return per_layer_error(prepared.model, qdq, feeds, batches(stream, ii.fixed_batch or n), cancel)
+
+
+def hold_back_for_evaluation(job: Job, calib_files: list[Path]) -> tuple[list[Path], int]:
+    """Decided before any work: when calibration would read every image of
+    the evaluation folders, a fifth of them (at most the evaluation's image
+    count) are kept out of calibration. Returns the calibration candidates
+    and how many were held back."""
+    if not job.evaluation.folders:
+        return calib_files, 0
+    eval_real = sorted({os.path.realpath(p) for p in list_images(job.evaluation.folders, "evaluation")})
+    planned = {os.path.realpath(p) for p in seeded_order(calib_files, job.calibration.seed)[: job.calibration.max_images]}
+    if any(r not in planned for r in eval_real):
+        return calib_files, 0
+    if len(eval_real) < 2:
+        raise DatasetError(
+            "the only evaluation image is also the only calibration image.",
+            "Give an evaluation folder with other images, or more images.",
+        )
+    k = max(1, min(job.evaluation.max_images, len(eval_real) // 5))
+    held = set(seeded_order(eval_real, job.calibration.seed + 1)[:k])
+    return [p for p in calib_files if os.path.realpath(p) not in held], len(held)
 
 
 def _evaluation_files(job: Job, calib_files: list[Path], cal: Calibration) -> tuple[list[Path], str, int]:

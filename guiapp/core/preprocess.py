@@ -198,21 +198,17 @@ class PreparedImage:
     source_size: tuple[int, int] = field(default=(0, 0))  # (width, height) of the decoded image
 
 
-def resize_for_model(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
-    """Resize (and crop or pad) ``img`` to the spec's size with its policy."""
+def _fit(spec: PreprocessSpec, w: int, h: int) -> tuple[int, int, int, int]:
+    """The resized image's (width, height) and where its top-left corner
+    lands in the model input (negative: cropped, positive: padded)."""
     assert spec.size is not None, "resolve the spec first"
     th, tw = spec.size
-    resample = INTERPOLATIONS[spec.interpolation]
-    w, h = img.size
     if spec.resize == "stretch":
-        return img.resize((tw, th), resample)
+        return tw, th, 0, 0
     if spec.resize == "letterbox":
         scale = min(tw / w, th / h)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        fill = spec.pad_value if img.mode == "L" else (spec.pad_value,) * 3
-        canvas = Image.new(img.mode, (tw, th), fill)
-        canvas.paste(img.resize((nw, nh), resample), ((tw - nw) // 2, (th - nh) // 2))
-        return canvas
+        return nw, nh, (tw - nw) // 2, (th - nh) // 2
     # "shorter": the shorter side to N, the longer in proportion (truncated, as
     # torchvision's Resize does), then a centre crop.
     n = spec.shorter_side
@@ -223,11 +219,49 @@ def resize_for_model(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
     if nw < tw or nh < th:  # extreme aspect ratios: grow until the crop fits
         grow = max(tw / nw, th / nh)
         nw, nh = max(tw, math.ceil(nw * grow)), max(th, math.ceil(nh * grow))
-    if (nw, nh) != (w, h):
+    return nw, nh, -int(round((nw - tw) / 2.0)), -int(round((nh - th) / 2.0))
+
+
+def resize_for_model(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
+    """Resize (and crop or pad) ``img`` to the spec's size with its policy."""
+    th, tw = spec.size
+    resample = INTERPOLATIONS[spec.interpolation]
+    nw, nh, ox, oy = _fit(spec, *img.size)
+    if (nw, nh) != img.size:
         img = img.resize((nw, nh), resample)
-    top = int(round((nh - th) / 2.0))
-    left = int(round((nw - tw) / 2.0))
-    return img.crop((left, top, left + tw, top + th))
+    if spec.resize == "letterbox":
+        fill = spec.pad_value if img.mode == "L" else (spec.pad_value,) * 3
+        canvas = Image.new(img.mode, (tw, th), fill)
+        canvas.paste(img, (ox, oy))
+        return canvas
+    if spec.resize == "shorter":
+        return img.crop((-ox, -oy, -ox + tw, -oy + th))
+    return img
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a source image lands in the model's input: a source pixel
+    coordinate (x, y) maps to (x * sx + dx, y * sy + dy)."""
+
+    sx: float
+    sy: float
+    dx: float
+    dy: float
+
+    def boxes_to_model(self, xyxy: np.ndarray) -> np.ndarray:
+        """Source-pixel boxes [K, 4] (x1, y1, x2, y2) in model-input pixels."""
+        b = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+        return np.stack([b[:, 0] * self.sx + self.dx, b[:, 1] * self.sy + self.dy,
+                         b[:, 2] * self.sx + self.dx, b[:, 3] * self.sy + self.dy], axis=1)
+
+
+def placement(spec: PreprocessSpec, width: int, height: int) -> Placement:
+    """How :func:`resize_for_model` places a ``width`` x ``height`` image
+    (after EXIF rotation) in the model input. Boxes labelled on the source
+    image map through it."""
+    nw, nh, ox, oy = _fit(spec, width, height)
+    return Placement(nw / width, nh / height, float(ox), float(oy))
 
 
 def model_pixels(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:

@@ -48,8 +48,78 @@ def write_report(report: dict, path: str | os.PathLike) -> None:
     atomic_write_text(Path(path), json.dumps(report, indent=2, default=str) + "\n")
 
 
+def broken_warning(head: dict) -> list[str]:
+    """The warning a broken headline number deserves (empty when it is fine)."""
+    if not head.get("broken"):
+        return []
+    value = head["value"]
+    shown = f"{value:.1f} dB" if head["metric"].endswith("_db") else f"{value * 100:.1f} %"
+    limit = head["broken_below"]
+    limit_shown = f"{limit:.0f} dB" if head["metric"].endswith("_db") else f"{limit * 100:.0f} %"
+    return [f"the INT8 model looks broken for its task: {head['label']} is {shown} (below {limit_shown}). {head['advice']}"]
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v * 100:.1f}%"
+
+
+def headline_text(report: dict) -> str:
+    """The task's headline number in a few words (the Results page's title line)."""
+    head = (report.get("fidelity") or {}).get("headline")
+    if not head or head.get("value") is None:
+        return ""
+    v = head["value"]
+    if head["metric"].endswith("_db"):
+        return f"{head['label']}: {v:.1f} dB"
+    if head.get("fp32") is not None:
+        return f"{head['label']}: FP32 {head['fp32'] * 100:.1f}% → INT8 {v * 100:.1f}% ({(v - head['fp32']) * 100:+.1f} points)"
+    return f"{head['label']}: {v * 100:.1f}%"
+
+
+def _task_rows(report: dict) -> list[tuple[str, str, str]]:
+    fid = report.get("fidelity") or {}
+    rows = []
+    det = fid.get("detection")
+    if det:
+        thr = det["score_threshold"]
+        what = "anchors" if det["compared"] == "anchors" else "boxes"
+        rows.append((f"Detections over {thr:g} ({det['images']} images)", f"{det['fp32_boxes']} {what}",
+                     f"{det['int8_boxes']} {what}, {det['matched']} matching FP32"))
+        if det["f1"] is not None:
+            rows.append(("Detection F1 / recall / precision vs FP32", "",
+                         f"{det['f1']:.3f} / {_pct(det['recall'])} / {_pct(det['precision'])}"))
+        if det["score_mae"] is not None:
+            rows.append(("Score error of matched boxes (mean |FP32 - INT8|)", "", f"{det['score_mae']:.4f}"))
+        m = det.get("map50")
+        if m and m["fp32"] is not None:
+            rows.append((f"mAP@0.5 ({m['labeled_images']} labeled images)", f"{m['fp32'] * 100:.1f}",
+                         f"{m['int8'] * 100:.1f} ({(m['int8'] - m['fp32']) * 100:+.1f} points)"))
+    dense = fid.get("dense")
+    if dense:
+        label = "Mask IoU vs FP32" if dense["channels"] == 1 else "Mean IoU vs FP32"
+        rows.append((label, "", _pct(dense["iou"])))
+        if dense["map_sqnr_db"] is not None:
+            rows.append((f"Map {dense['output']}: SQNR / cosine", "", f"{dense['map_sqnr_db']:.1f} dB / {dense['map_cosine']:.4f}"))
+    acc = report.get("accuracy")
+    if acc:
+        n = acc["labeled_images"]
+        for k in ("top1", "top5"):
+            delta = (acc["int8"][k] - acc["fp32"][k]) * 100
+            rows.append(
+                (f"Accuracy {k} ({n} images)", f"{acc['fp32'][k] * 100:.1f}%", f"{acc['int8'][k] * 100:.1f}% ({delta:+.1f} points)")
+            )
+    agree = (report.get("agreement") or {}).get("top1")
+    if agree is not None:
+        rows.append(("Top-1 agreement with FP32", "", f"{agree * 100:.1f}%"))
+    gen = fid.get("generic")
+    if gen is not None and fid["headline"]["value"] is not None:
+        rows.append((fid["headline"]["label"], "", f"{fid['headline']['value']:.1f} dB ({fid['headline'].get('output')})"))
+    return rows
+
+
 def summary_rows(report: dict) -> list[tuple[str, str, str]]:
-    """(what, FP32, INT8) rows for a short table."""
+    """(what, FP32, INT8) rows for a short table: size, latency, the task's
+    numbers, then each output's SQNR (and its worst channel group's)."""
     rows = []
     f, q = report.get("fp32", {}), report.get("int8", {})
     if "size_bytes" in f:
@@ -65,20 +135,13 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
                 f"{lq['median']:.2f} / {lq['p90']:.2f} ms ({speed})",
             )
         )
-    acc = report.get("accuracy")
-    if acc:
-        n = acc["labeled_images"]
-        for k in ("top1", "top5"):
-            delta = (acc["int8"][k] - acc["fp32"][k]) * 100
-            rows.append(
-                (f"Accuracy {k} ({n} images)", f"{acc['fp32'][k] * 100:.1f}%", f"{acc['int8'][k] * 100:.1f}% ({delta:+.1f} points)")
-            )
-    agree = (report.get("agreement") or {}).get("top1")
-    if agree is not None:
-        rows.append(("Top-1 agreement with FP32", "", f"{agree * 100:.1f}%"))
+    rows.extend(_task_rows(report))
     for out in report.get("outputs", []):
         if out.get("sqnr_db") is not None:
             rows.append((f"Output {out['name']}: SQNR / cosine", "", f"{out['sqnr_db']:.1f} dB / {out['cosine']:.4f}"))
+            w = out.get("worst_group")
+            if w and w.get("sqnr_db") is not None:
+                rows.append((f"  worst part: {w['group']}", "", f"{w['sqnr_db']:.1f} dB / {w['cosine']:.4f}"))
     return rows
 
 
@@ -96,7 +159,10 @@ def run_summary(report: dict) -> str:
     text = (f"Calibration: {cal['method']} on {cal['images_used']} images ({cal['images_skipped']} unreadable skipped), "
             f"{source}; evaluated on {ev['images_used']} ({ev['source']}).")
     kept = report.get("kept_float") or []
-    return text + (f" Kept in float: {', '.join(kept)}." if kept else "")
+    text += f" Kept in float: {', '.join(kept)}." if kept else ""
+    for p in report.get("protected_outputs") or []:
+        text += f" Output {p['output']} protected ({len(p['nodes'])} node(s) kept in float: {p['reason']})."
+    return text
 
 
 def per_layer_cells(row: dict) -> tuple[str, str, str, str, str]:

@@ -1,0 +1,114 @@
+"""Dense predictions: masks and maps ``[N, C, H, W]`` (a sigmoid probability
+map of a text detector, per-pixel class scores of a segmenter). Fidelity is
+the IoU of the thresholded (one channel) or argmax (several) maps, INT8
+against FP32, and the map's SQNR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errorstats import ErrorStats
+from ..modelinfo import ModelInfo
+from .base import EvalContext, Task, TaskGuess, channel_groups, headline
+
+MAX_CLASSES = 256  # more channels than this are features, not classes
+MAX_STRIDE = 8  # a map coarser than 1/8 of the input is not a mask
+
+
+def _dense_reason(t, image) -> str | None:
+    s = t.shape
+    if s is None or len(s) != 4 or not t.dtype.startswith("float"):
+        return None
+    c, h, w = s[1:]
+    if not (isinstance(c, int) and 1 <= c <= MAX_CLASSES):
+        return None
+    if isinstance(h, int) and isinstance(w, int):
+        if h <= 1 or w <= 1:
+            return None
+        size = image.size if image is not None else None
+        if size is not None and (h * MAX_STRIDE < size[0] or w * MAX_STRIDE < size[1]):
+            return None
+        kind = "a probability or score map" if c == 1 else f"{c} per-pixel class scores"
+        return f"output {t.name} {t.shape_text}: {kind} at {h}x{w}"
+    if h is None and w is None:
+        return None
+    return f"output {t.name} {t.shape_text}: a map whose height and width follow the input ({c} channel(s))"
+
+
+def guess(info: ModelInfo) -> TaskGuess | None:
+    for t in info.outputs:
+        why = _dense_reason(t, info.image_input)
+        if why:
+            more = f" (the first of {len(info.outputs)} outputs)" if len(info.outputs) > 1 else ""
+            return TaskGuess("dense", why + more, dense_output=t.name)
+    return None
+
+
+def groups(g: TaskGuess, name: str, shape: tuple) -> list[tuple[str, int, slice]]:
+    return channel_groups(shape, 1)
+
+
+class DenseFidelity:
+    def __init__(self, guess: TaskGuess, ctx: EvalContext) -> None:
+        self.name = guess.dense_output
+        self.ctx = ctx
+        self.threshold = ctx.settings.mask_threshold
+        self.inter: dict[int, float] = {}
+        self.union: dict[int, float] = {}
+        self.agree = self.pixels = 0
+        self.stats = ErrorStats()
+        self.channels = 0
+        self.samples: list[dict] = []
+
+    def _labels(self, m: np.ndarray) -> np.ndarray:
+        """[N, C, H, W] -> per-pixel class [N, H, W] (one channel: 1 = over the threshold)."""
+        if m.shape[1] == 1:
+            return (m[:, 0] > self.threshold).astype(np.int64)
+        return m.argmax(axis=1)
+
+    def add(self, paths: list[Path], fp32: dict, int8: dict) -> None:
+        a = np.asarray(fp32[self.name], dtype=np.float64)
+        b = np.asarray(int8[self.name], dtype=np.float64)
+        self.stats.add(a, b)
+        self.channels = a.shape[1]
+        if self.threshold is None:  # probabilities: 0.5; logits: 0
+            self.threshold = 0.5 if a.min() >= -1e-3 and a.max() <= 1 + 1e-3 else 0.0
+        la, lb = self._labels(a), self._labels(b)
+        classes = (1,) if a.shape[1] == 1 else range(a.shape[1])
+        for c in classes:
+            x, y = la == c, lb == c
+            self.inter[c] = self.inter.get(c, 0.0) + float(np.sum(x & y))
+            self.union[c] = self.union.get(c, 0.0) + float(np.sum(x | y))
+        self.agree += int(np.sum(la == lb))
+        self.pixels += la.size
+        for i, p in enumerate(paths):
+            if len(self.samples) >= self.ctx.samples:
+                break
+            show = (lambda m: m[i, 0]) if a.shape[1] == 1 else (lambda m: m[i].argmax(0).astype(np.float64))
+            self.samples.append({"file": str(p), "fp32": show(a).astype(np.float32), "int8": show(b).astype(np.float32),
+                                 "classes": int(a.shape[1])})
+
+    def result(self) -> dict:
+        ious = {c: self.inter[c] / self.union[c] for c in self.union if self.union[c] > 0}
+        iou = float(np.mean(list(ious.values()))) if ious else None
+        label = "Mask IoU vs FP32" if self.channels == 1 else "Mean IoU vs FP32"
+        advice = ("The INT8 map differs from FP32 over much of the image. Keep output protection on (the default), "
+                  "try the entropy or mse strategy, or keep the last layers in float.")
+        return {
+            "headline": headline("dense_iou", label, iou, 0.5, advice),
+            "dense": {
+                "output": self.name,
+                "channels": self.channels,
+                "threshold": self.threshold if self.channels == 1 else None,
+                "iou": iou,
+                "iou_per_class": {str(c): v for c, v in sorted(ious.items())} if self.channels > 1 else None,
+                "pixel_agreement": self.agree / self.pixels if self.pixels else None,
+                "map_sqnr_db": self.stats.sqnr_db,
+                "map_cosine": self.stats.cosine,
+            },
+        }
+
+
+TASK = Task("dense", guess, DenseFidelity, groups=groups, default_resize="letterbox")

@@ -1,0 +1,158 @@
+"""Detectors: both models' outputs decoded into boxes with the same score
+threshold and NMS; INT8 boxes matched to FP32 boxes (same class, IoU >= 0.5)
+give recall, precision and F1 against FP32. With box labels, mAP@0.5 of both."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..imagefile import upright_size
+from ..modelinfo import ModelInfo
+from ..preprocess import placement
+from .base import EvalContext, Task, TaskGuess, headline
+from .boxes import Detections, average_precision, match
+from .detection_layout import DetectionLayout, decode, guess as guess_layout, resolve
+
+MAX_SCORE_PAIRS = 3000
+
+
+def guess(info: ModelInfo) -> TaskGuess | None:
+    found = guess_layout(info.outputs, info.image_input)
+    if found is None:
+        return None
+    layout, why = found
+    return TaskGuess("detection", why, detection=layout)
+
+
+def groups(g: TaskGuess, name: str, shape: tuple) -> list[tuple[str, int, slice]]:
+    """A YOLO tensor's box rows, objectness and score rows apart: the scores
+    are what a single whole-tensor SQNR hides."""
+    lay = g.detection
+    if lay is None or lay.kind != "yolo" or name != lay.scores[0] or len(shape) != 3:
+        return []
+    axis = 1 if lay.channels_first else 2
+    k = shape[axis]
+    out = [("box values", axis, slice(0, 4))]
+    first = 4
+    if lay.objectness:
+        out.append(("objectness", axis, slice(4, 5)))
+        first = 5
+    out.append((f"class scores ({k - first})", axis, slice(first, k)))
+    return out
+
+
+class DetectionFidelity:
+    def __init__(self, guess: TaskGuess, ctx: EvalContext) -> None:
+        assert guess.detection is not None
+        self.layout: DetectionLayout = guess.detection
+        self.ctx = ctx
+        s = ctx.settings
+        self.threshold, self.nms_iou, self.match_iou = s.score_threshold, s.nms_iou, s.match_iou
+        self.resolved = False
+        self.normalized = False  # boxes come in 0..1 of the input, not pixels
+        self.n_ref = self.n_got = self.matched = 0
+        self.images = self.same_count = 0
+        self.abs_err: list[float] = []
+        self.pairs: list[tuple[float, float]] = []
+        self.samples: list[dict] = []
+        self.ap_dets: dict[str, list[Detections]] = {"fp32": [], "int8": []}
+        self.ap_truth: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def _resolve(self, fp32: dict) -> None:
+        self.layout = resolve(self.layout, fp32, self.ctx.settings.box_format)
+        self.resolved = True
+        if self.layout.anchors_only:
+            return
+        probe = decode(self.layout, fp32, self.threshold, self.nms_iou)
+        coords = np.concatenate([d.boxes for d in probe]) if probe else np.zeros((0, 4))
+        self.normalized = bool(coords.size and np.abs(coords).max() <= 1.5)
+
+    def _decode(self, outputs: dict) -> list[Detections]:
+        dets = decode(self.layout, outputs, self.threshold, self.nms_iou)
+        if self.normalized and self.ctx.spec is not None:
+            h, w = self.ctx.spec.size
+            scale = np.array([w, h, w, h], np.float64)
+            dets = [replace(d, boxes=d.boxes * scale) for d in dets]
+        return dets
+
+    def add(self, paths: list[Path], fp32: dict, int8: dict) -> None:
+        if not self.resolved:
+            self._resolve(fp32)
+        ref, got = self._decode(fp32), self._decode(int8)
+        for p, r, g in zip(paths, ref, got):
+            pairs = match(r, g, self.match_iou)
+            self.n_ref += len(r)
+            self.n_got += len(g)
+            self.matched += len(pairs)
+            self.images += 1
+            self.same_count += int(len(r) == len(g))
+            for i, j in pairs:
+                self.abs_err.append(abs(float(r.scores[i]) - float(g.scores[j])))
+                if len(self.pairs) < MAX_SCORE_PAIRS:
+                    self.pairs.append((round(float(r.scores[i]), 4), round(float(g.scores[j]), 4)))
+            if len(self.samples) < self.ctx.samples:
+                self.samples.append({"file": str(p), "fp32": r.to_dict(), "int8": g.to_dict(), "matched": len(pairs)})
+            self._add_truth(p, r, g)
+
+    def _add_truth(self, path: Path, ref: Detections, got: Detections) -> None:
+        labels = self.ctx.labels
+        if labels is None or self.layout.anchors_only or not hasattr(labels, "get"):
+            return
+        truth = labels.get(path)
+        if truth is None:
+            return
+        boxes, classes = truth
+        w, h = upright_size(path)
+        model_boxes = placement(self.ctx.spec, w, h).boxes_to_model(boxes * np.array([w, h, w, h]))
+        self.ap_truth.append((model_boxes, classes + self.ctx.class_offset))
+        self.ap_dets["fp32"].append(ref)
+        self.ap_dets["int8"].append(got)
+
+    def result(self) -> dict:
+        recall = self.matched / self.n_ref if self.n_ref else None
+        precision = self.matched / self.n_got if self.n_got else None
+        if self.n_ref == 0 and self.n_got == 0:
+            f1 = None
+        else:
+            f1 = 2 * self.matched / (self.n_ref + self.n_got)
+        m_ap = None
+        if self.ap_truth:
+            f, _ = average_precision(self.ap_dets["fp32"], self.ap_truth)
+            q, _ = average_precision(self.ap_dets["int8"], self.ap_truth)
+            m_ap = {"fp32": f, "int8": q, "labeled_images": len(self.ap_truth), "iou": 0.5}
+        advice = ("The INT8 model loses or invents many of FP32's boxes. Keep output protection on (the default), "
+                  "check the score threshold, or keep the head's last layers in float.")
+        if self.n_ref == 0:
+            advice = (f"FP32 finds no box over the score threshold {self.threshold} on these images: lower the threshold "
+                      "(--score-threshold) or check the preprocessing and the box format.")
+        head = headline("detection_f1", "Detection F1 vs FP32", f1, 0.5, advice)
+        if m_ap:
+            head["map50"] = m_ap
+        det = {
+            "layout": self.layout.to_dict(),
+            "layout_text": self.layout.describe(),
+            "boxes_normalized": self.normalized,
+            "score_threshold": self.threshold,
+            "nms_iou": self.nms_iou,
+            "match_iou": self.match_iou,
+            "compared": "anchors" if self.layout.anchors_only else "boxes",
+            "images": self.images,
+            "fp32_boxes": self.n_ref,
+            "int8_boxes": self.n_got,
+            "matched": self.matched,
+            "recall": recall,
+            "precision": precision,
+            "f1": f1,
+            "score_mae": float(np.mean(self.abs_err)) if self.abs_err else None,
+            "images_same_count": self.same_count,
+            "map50": m_ap,
+            "score_pairs": self.pairs,
+            "samples": self.samples,
+        }
+        return {"headline": head, "detection": det}
+
+
+TASK = Task("detection", guess, DetectionFidelity, groups=groups, default_resize="letterbox")

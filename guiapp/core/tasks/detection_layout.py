@@ -1,0 +1,308 @@
+"""How a detector lays out its outputs, guessed from their shapes, and the
+decoding of those outputs into boxes.
+
+Three layouts cover the exporters our users meet:
+
+- ``yolo``: one tensor ``[N, 4+C(+1), A]`` (YOLOv8/v11: box rows, then class
+  scores) or ``[N, A, 4+1+C]`` (YOLOv5/v7/X: box, objectness, class scores);
+- ``pair``: SSD-style ``scores [N, A, C]`` with ``boxes [N, A, 4]`` (RetinaFace,
+  UltraFace, SSD exports with the decoding in the graph);
+- ``strides``: one score and one box output per stride, either ``[N, A_i, C]``
+  and ``[N, A_i, 4 or 4*bins]`` (PicoDet, NanoDet) or NCHW maps ``[N, C, H_i, W_i]``
+  and ``[N, 4*bins, H_i, W_i]`` (YOLOv8 heads split for NPUs). Box distributions
+  are decoded like GFL/DFL heads: the expected bin times the stride, around
+  the anchor centre ``(i + 0.5) * stride``.
+
+Whatever cannot be decoded into boxes is compared anchor by anchor: a
+detection is an (anchor, class) pair over the threshold, and FP32 and INT8
+detections match when they are the same pair.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from ..modelinfo import ImageInput, TensorInfo
+from .boxes import Detections, nms, to_xyxy
+
+BOX_FORMATS = ("auto", "cxcywh", "xyxy", "xywh")
+STRIDES = (8, 16, 32, 64, 128)
+
+
+@dataclass(frozen=True)
+class DetectionLayout:
+    kind: str  # "yolo" | "pair" | "strides"
+    scores: tuple[str, ...]  # output names holding scores (yolo: the one tensor)
+    boxes: tuple[str, ...]  # output names holding boxes, aligned with ``scores``
+    classes: int
+    channels_first: bool = True  # yolo: [N, K, A]; strides: NCHW maps. False: [N, A, K]
+    objectness: bool = False  # yolo: an objectness row/column after the box
+    box_format: str = "cxcywh"  # how box values read; "distribution": bins to decode (strides)
+    bins: int = 0  # distribution bins per box side (strides with box_format "distribution")
+    strides: tuple[int, ...] = ()
+    input_size: tuple[int, int] | None = None  # (height, width), for the anchor grid of "strides"
+    background: bool | None = None  # scores hold a background class 0 (None: decided on FP32 outputs)
+    sigmoid: bool | None = None  # scores are logits that need a sigmoid (None: decided on FP32 outputs)
+    anchors_only: bool = False  # boxes cannot be decoded: compare (anchor, class) pairs
+
+    def describe(self) -> str:
+        if self.kind == "yolo":
+            rows = "4 box values" + (", objectness" if self.objectness else "") + f" and {self.classes} class scores"
+            where = "rows" if self.channels_first else "columns"
+            return f"YOLO-style single output ({rows} in its {where}, boxes as {self.box_format})"
+        if self.kind == "pair":
+            return f"SSD-style pair of outputs: {self.scores[0]} (scores, {self.classes} classes) and {self.boxes[0]} (boxes as {self.box_format})"
+        form = "box distributions" if self.box_format == "distribution" else "boxes"
+        text = f"{len(self.scores)} per-stride score outputs (strides {', '.join(map(str, self.strides))}) with their {form}"
+        return text + (" (compared anchor by anchor: boxes not decoded)" if self.anchors_only else "")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["scores"], d["boxes"], d["strides"] = list(self.scores), list(self.boxes), list(self.strides)
+        d["input_size"] = list(self.input_size) if self.input_size else None
+        return d
+
+
+def _dims(t: TensorInfo) -> tuple | None:
+    return t.shape if t.shape is not None else None
+
+
+def _fixed(d) -> int | None:
+    return d if isinstance(d, int) and d > 0 else None
+
+
+def guess(outputs: tuple[TensorInfo, ...], image: ImageInput | None) -> tuple[DetectionLayout, str] | None:
+    """The detection layout of these outputs, and why; None when they do not
+    look like a detector's."""
+    return _guess_yolo(outputs) or _guess_pair(outputs) or _guess_strides(outputs, image)
+
+
+def _guess_yolo(outputs) -> tuple[DetectionLayout, str] | None:
+    if len(outputs) != 1:
+        return None
+    t = outputs[0]
+    s = _dims(t)
+    if s is None or len(s) != 3:
+        return None
+    k, a = _fixed(s[1]), _fixed(s[2])
+    if k is None or a is None:
+        return None
+    if 5 <= k < a:  # [N, 4+C, A]: YOLOv8 and later, no objectness
+        lay = DetectionLayout("yolo", (t.name,), (t.name,), classes=k - 4, channels_first=True)
+        return lay, f"one output {t.shape_text}: {k} = 4 box values + {k - 4} class scores for each of {a} anchors (YOLOv8-style)"
+    if 6 <= a < k:  # [N, A, 5+C]: YOLOv5/v7/X, with objectness
+        lay = DetectionLayout("yolo", (t.name,), (t.name,), classes=a - 5, channels_first=False, objectness=True)
+        return lay, f"one output {t.shape_text}: {a} = 4 box values + objectness + {a - 5} class scores for each of {k} anchors (YOLOv5-style)"
+    return None
+
+
+def _guess_pair(outputs) -> tuple[DetectionLayout, str] | None:
+    if len(outputs) != 2:
+        return None
+    shapes = [_dims(t) for t in outputs]
+    if any(s is None or len(s) not in (3, 4) for s in shapes):
+        return None
+    (t0, s0), (t1, s1) = zip(outputs, shapes)
+    for sc, ss, bx, bs in ((t0, s0, t1, s1), (t1, s1, t0, s0)):
+        a = _fixed(ss[1])
+        if a is None or _fixed(bs[1]) != a or len(ss) != 3:
+            continue
+        box_ok = bs[-1] == 4 and (len(bs) == 3 or bs[2] == 1)
+        c = _fixed(ss[2])
+        if box_ok and c is not None and c < a:
+            lay = DetectionLayout("pair", (sc.name,), (bx.name,), classes=c, channels_first=False, box_format="xyxy")
+            return lay, f"two outputs with {a} anchors each: {sc.name} {sc.shape_text} scores and {bx.name} {bx.shape_text} boxes (SSD-style)"
+    return None
+
+
+_BOX_WORDS = ("box", "bbox", "reg", "dis", "loc")
+_SCORE_WORDS = ("cls", "score", "conf", "prob", "logit")
+_COMMON_BINS = (1, 8, 16, 17, 32)  # 4 values, PicoDet (reg_max 7), YOLOv8 (16), GFL/NanoDet (17)
+
+
+def _which_is_box(t0: TensorInfo, k0: int, t1: TensorInfo, k1: int) -> bool | None:
+    """True when ``t1`` holds the boxes, False when ``t0`` does, None when unclear."""
+    named = [any(w in t.name.lower() for w in _BOX_WORDS) and not any(w in t.name.lower() for w in _SCORE_WORDS) for t in (t0, t1)]
+    if named[0] != named[1]:
+        return named[1]
+    fits = [k % 4 == 0 and k // 4 in _COMMON_BINS for k in (k0, k1)]
+    if fits[0] != fits[1]:
+        return fits[1]
+    return None
+
+
+def _guess_strides(outputs, image: ImageInput | None) -> tuple[DetectionLayout, str] | None:
+    if len(outputs) < 4 or len(outputs) % 2:
+        return None
+    size = image.size if image is not None else None
+    groups: dict[int, list[TensorInfo]] = {}
+    ranks = set()
+    for t in outputs:
+        s = _dims(t)
+        if s is None or len(s) not in (3, 4):
+            return None
+        ranks.add(len(s))
+        key = _fixed(s[2]) * _fixed(s[3]) if len(s) == 4 and _fixed(s[2]) and _fixed(s[3]) else _fixed(s[1]) if len(s) == 3 else None
+        if key is None:
+            return None
+        groups.setdefault(key, []).append(t)
+    if len(ranks) != 1 or len(groups) < 2 or any(len(g) != 2 for g in groups.values()):
+        return None
+    nchw = ranks == {4}
+    scores, boxes, per_level = [], [], []
+    for a in sorted(groups, reverse=True):  # finest stride first
+        t0, t1 = groups[a]
+        k0, k1 = (t.shape[1] if nchw else t.shape[2] for t in (t0, t1))
+        if not (isinstance(k0, int) and isinstance(k1, int)):
+            return None
+        second = _which_is_box(t0, k0, t1, k1)
+        if second is None:
+            return None
+        sc, bx, kc, kb = (t0, t1, k0, k1) if second else (t1, t0, k1, k0)
+        scores.append(sc)
+        boxes.append(bx)
+        per_level.append((a, kb, kc))
+    classes = {kc for _, _, kc in per_level}
+    bins = {kb // 4 for _, kb, _ in per_level}
+    if len(classes) != 1 or len(bins) != 1:
+        return None
+    (c,), (b,) = classes, bins
+    strides = _strides([a for a, _, _ in per_level], size)
+    fmt = "distribution" if b > 1 else "xyxy"
+    anchors_only = strides is None or fmt != "distribution"
+    lay = DetectionLayout(
+        "strides", tuple(t.name for t in scores), tuple(t.name for t in boxes), classes=c, channels_first=nchw,
+        box_format=fmt, bins=b if b > 1 else 0, strides=strides or (), input_size=size if strides else None,
+        anchors_only=anchors_only,
+    )
+    why = (f"{len(scores)} pairs of outputs, one per stride ({', '.join(str(a) for a, _, _ in per_level)} anchors): "
+           f"{c} class scores and {4 * b} box values each (per-stride head, like PicoDet or a split YOLOv8 head)")
+    return lay, why
+
+
+def _strides(anchor_counts: list[int], size: tuple[int, int] | None) -> tuple[int, ...] | None:
+    if size is None:
+        return None
+    h, w = size
+    out = []
+    for a in anchor_counts:
+        s = next((s for s in STRIDES if math.ceil(h / s) * math.ceil(w / s) == a), None)
+        if s is None:
+            return None
+        out.append(s)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def resolve(layout: DetectionLayout, fp32: dict[str, np.ndarray], box_format: str = "auto") -> DetectionLayout:
+    """Decide what the shapes could not tell, from FP32 outputs (the
+    reference): logits or probabilities, a background class, the box format
+    the user chose."""
+    changes: dict = {}
+    if box_format != "auto" and layout.box_format != "distribution":
+        changes["box_format"] = box_format
+    scores = np.concatenate([_score_rows(layout, fp32[n]).reshape(-1, layout.classes) for n in layout.scores])
+    if layout.sigmoid is None:
+        changes["sigmoid"] = bool(scores.size and (scores.min() < -1e-3 or scores.max() > 1 + 1e-3))
+    if layout.background is None:
+        sums = scores.sum(axis=1) if scores.size else np.zeros(0)
+        changes["background"] = bool(layout.kind == "pair" and layout.classes >= 2 and sums.size and np.allclose(sums, 1.0, atol=0.02))
+    return replace(layout, **changes)
+
+
+def _score_rows(layout: DetectionLayout, arr: np.ndarray) -> np.ndarray:
+    """Scores as [N, A, C] (YOLO: without box and objectness)."""
+    a = np.asarray(arr, dtype=np.float64)
+    if layout.kind == "yolo":
+        a = a.transpose(0, 2, 1) if layout.channels_first else a
+        return a[..., 4 + int(layout.objectness):]
+    if layout.kind == "strides" and layout.channels_first:
+        return a.reshape(a.shape[0], a.shape[1], -1).transpose(0, 2, 1)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def decode(
+    layout: DetectionLayout, outputs: dict[str, np.ndarray], threshold: float, nms_iou: float, max_det: int = 300
+) -> list[Detections]:
+    """Per image: boxes (xyxy, model units) over ``threshold`` after class-aware NMS.
+    For anchors-only layouts, boxes are [anchor, 0, anchor + 1, 1] so that
+    matching pairs the same anchor, and no NMS runs."""
+    boxes, scores = _boxes_scores(layout, outputs)  # [N, A, 4] or None, [N, A, C]
+    out = []
+    for i in range(scores.shape[0]):
+        s = scores[i]
+        cls = s.argmax(1)
+        best = s[np.arange(len(s)), cls]
+        keep = np.nonzero(best > threshold)[0]
+        if boxes is None:
+            b = np.stack([keep, np.zeros_like(keep), keep + 1, np.ones_like(keep)], axis=1).astype(np.float64)
+            out.append(Detections(b, best[keep], cls[keep]))
+            continue
+        b = boxes[i][keep]
+        k = nms(b, best[keep], cls[keep], nms_iou, max_det)
+        out.append(Detections(b[k], best[keep][k], cls[keep][k]))
+    return out
+
+
+def _boxes_scores(layout: DetectionLayout, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray]:
+    if layout.kind == "yolo":
+        a = np.asarray(outputs[layout.scores[0]], dtype=np.float64)
+        a = a.transpose(0, 2, 1) if layout.channels_first else a  # [N, A, K]
+        scores = a[..., 4 + int(layout.objectness):]
+        if layout.sigmoid:
+            scores = _sigmoid(scores)
+        if layout.objectness:
+            obj = a[..., 4:5]
+            scores = scores * (_sigmoid(obj) if layout.sigmoid else obj)
+        boxes = to_xyxy(a[..., :4].reshape(-1, 4), layout.box_format).reshape(a.shape[0], -1, 4)
+        return boxes, scores
+    levels_b, levels_s = [], []
+    for level, (sn, bn) in enumerate(zip(layout.scores, layout.boxes)):
+        s = _score_rows(layout, outputs[sn])
+        if layout.sigmoid:
+            s = _sigmoid(s)
+        levels_s.append(s)
+        if layout.anchors_only:
+            continue
+        raw = np.asarray(outputs[bn], dtype=np.float64)
+        if layout.kind == "strides" and layout.channels_first:
+            raw = raw.reshape(raw.shape[0], raw.shape[1], -1).transpose(0, 2, 1)
+        raw = raw.reshape(raw.shape[0], raw.shape[1], -1)  # [N, A, 4 or 4*bins]
+        if layout.box_format == "distribution":
+            levels_b.append(_distribution_boxes(raw, layout.bins, layout.strides[level], layout.input_size))
+        else:
+            levels_b.append(to_xyxy(raw.reshape(-1, 4), layout.box_format).reshape(raw.shape[0], -1, 4))
+    scores = np.concatenate(levels_s, axis=1)
+    if layout.background:
+        scores = scores.copy()
+        scores[..., 0] = -np.inf  # class 0 is "nothing here"
+    return (None if layout.anchors_only else np.concatenate(levels_b, axis=1)), scores
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def _distribution_boxes(raw: np.ndarray, bins: int, stride: int, size: tuple[int, int]) -> np.ndarray:
+    """GFL/DFL box distributions [N, A, 4*bins] -> xyxy boxes in input pixels:
+    the expected bin of each side (left, top, right, bottom) times the stride,
+    around the anchor centre. Anchors run row by row."""
+    n, a = raw.shape[:2]
+    logits = raw.reshape(n, a, 4, bins)
+    p = np.exp(logits - logits.max(axis=3, keepdims=True))
+    p /= p.sum(axis=3, keepdims=True)
+    dist = (p * np.arange(bins)).sum(axis=3) * stride  # [N, A, 4]: l, t, r, b
+    centres = anchor_centres(size[0], size[1], stride)[None]  # [1, A, 2]
+    return np.concatenate([centres - dist[..., :2], centres + dist[..., 2:]], axis=2)
+
+
+def anchor_centres(height: int, width: int, stride: int) -> np.ndarray:
+    """[A, 2] anchor centres (x, y) in input pixels, row by row."""
+    gh, gw = math.ceil(height / stride), math.ceil(width / stride)
+    ys, xs = np.mgrid[0:gh, 0:gw]
+    return np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1)

@@ -1,0 +1,45 @@
+"""Everything else: the outputs compared value by value (SQNR, cosine), with
+no task-specific number. The headline is the worst output's SQNR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errorstats import ErrorStats
+from ..modelinfo import ModelInfo
+from .base import EvalContext, Task, TaskGuess, channel_groups, headline
+
+BROKEN_DB = 10.0  # noise amplitude a third of the signal's
+
+
+def guess(info: ModelInfo) -> TaskGuess:
+    shapes = ", ".join(f"{t.name} {t.shape_text}" for t in info.outputs)
+    return TaskGuess("generic", f"the outputs ({shapes}) match no classifier, detector or map layout")
+
+
+def groups(g: TaskGuess, name: str, shape: tuple) -> list[tuple[str, int, slice]]:
+    return channel_groups(shape, 1)
+
+
+class GenericFidelity:
+    def __init__(self, guess: TaskGuess, ctx: EvalContext) -> None:
+        self.stats: dict[str, ErrorStats] = {}
+        self.samples: list = []
+
+    def add(self, paths: list[Path], fp32: dict, int8: dict) -> None:
+        for n, a in fp32.items():
+            if np.asarray(a).dtype.kind == "f":
+                self.stats.setdefault(n, ErrorStats()).add(np.asarray(a), np.asarray(int8[n]))
+
+    def result(self) -> dict:
+        values = [(s.sqnr_db, n) for n, s in self.stats.items() if s.sqnr_db is not None]
+        worst = min(values) if values else (None, None)
+        advice = ("An output differs from FP32 by more than a third of its size. Check it on your task; try "
+                  "another strategy, per-channel weights, or keep the worst layers in float.")
+        return {"headline": headline("worst_output_sqnr_db", "Worst output SQNR (dB)", worst[0], BROKEN_DB, advice, output=worst[1]),
+                "generic": {"outputs": len(self.stats)}}
+
+
+TASK = Task("generic", guess, GenericFidelity, groups=groups, default_resize="shorter")
