@@ -17,6 +17,7 @@ from guiapp.core import pipeline
 from guiapp.core.dataset import labels_from_csv, list_images
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job
 from guiapp.core.preprocess import PreprocessSpec, load_tensor
+from guiapp.core.tasks import TaskSettings
 
 pytestmark = pytest.mark.realmodels
 
@@ -98,3 +99,27 @@ def test_mnist_batch1_opset8_keeps_accuracy(assets, tmp_path):
     assert r["calibration"]["batch_size"] == 1
     assert r["accuracy"]["labeled_images"] == 800
     assert r["accuracy"]["int8"]["top1"] >= 0.98
+
+
+def test_ultraface_keeps_the_faces_and_reports_boxes(assets, tmp_path):
+    """The SSD-style face detector: on the 36 shared photos (calibrated on
+    other photos), INT8 finds as many faces over 0.7 as FP32 on at least 35."""
+    entry = specs(assets)["ultraface_rfb320"]
+    job = Job(
+        model=assets / entry["file"],
+        output=tmp_path / "ultraface.int8.onnx",
+        preprocess=spec_from_assets(entry),
+        calibration=CalibrationSettings(folders=(assets / "imagenet" / "images",), max_images=100),
+        evaluation=EvalSettings(folders=(assets / "photos",), max_images=100, latency_runs=10),
+        task=TaskSettings(score_threshold=0.7),
+    )
+    r = pipeline.quantize(job).report
+    assert r["task"]["kind"] == "detection" and r["task"]["detection"]["kind"] == "pair"
+    det = r["fidelity"]["detection"]
+    assert det["images"] == 36 and det["images_same_count"] >= 35
+    assert det["f1"] >= 0.9
+    assert r["agreement"] is None  # no "top-1 agreement" for a detector
+    # The reference counts in specs.json, per photo, hold for FP32 and INT8.
+    counts = {"photos/" + i["file"].split("photos/")[-1]: (i["fp32"], i["int8"]) for i in det["per_image"]}
+    for photo, faces in entry["reference_fp32"]["faces_over_0.7_after_nms"].items():
+        assert counts[photo][0] == faces, (photo, counts[photo])

@@ -8,7 +8,7 @@ import html
 import json
 
 from .. import APP_NAME
-from .report import per_layer_cells, summary_rows
+from .report import headline_text, per_layer_cells, summary_rows
 
 
 def _table(head: tuple[str, ...], rows: list[tuple]) -> str:
@@ -17,13 +17,25 @@ def _table(head: tuple[str, ...], rows: list[tuple]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(report: dict, charts: dict[str, bytes] | None = None, per_layer_rows: int = 40) -> str:
-    """``charts``: title -> PNG bytes."""
+def render_html(report: dict, charts: dict[str, bytes] | None = None, per_layer_rows: int = 40,
+                pictures: list[tuple[str, bytes]] | None = None) -> str:
+    """``charts``: title -> PNG bytes; ``pictures``: (caption, PNG bytes) of
+    evaluation images with both models' boxes or maps."""
     model = report.get("model", {})
     title = f"{APP_NAME} report: {html.escape(str(model.get('path', '')).split('/')[-1])}"
     parts = [f"<h1>{title}</h1>", f"<p class='meta'>{html.escape(report.get('created', ''))} &middot; output "
              f"<code>{html.escape(str(report.get('output', '')))}</code></p>"]
+    task = report.get("task") or {}
+    if task:
+        parts.append(f"<p><b>Task: {html.escape(task.get('kind', ''))}</b> ({html.escape(task.get('reason', ''))})</p>")
+    head = (report.get("fidelity") or {}).get("headline") or {}
+    if headline_text(report):
+        style = " style='color:#a01010'" if head.get("broken") else ""
+        parts.append(f"<h2{style}>{html.escape(headline_text(report))}</h2>")
     parts.append("<h2>FP32 vs INT8</h2>" + _table(("", "FP32", "INT8"), summary_rows(report)))
+    for caption, png in pictures or []:
+        b64 = base64.b64encode(png).decode("ascii")
+        parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'><figcaption>{html.escape(caption)}</figcaption></figure>")
     for name, png in (charts or {}).items():
         b64 = base64.b64encode(png).decode("ascii")
         parts.append(f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'><figcaption>{html.escape(name)}</figcaption></figure>")
@@ -39,6 +51,8 @@ def render_html(report: dict, charts: dict[str, bytes] | None = None, per_layer_
             ("Statistics", "from the cache" if cal.get("cache_used") else f"collected in {cal.get('seconds', 0):.1f} s"),
             ("Evaluation images", f"{ev.get('images_used')} ({ev.get('source', '')})"),
             ("Kept in float", ", ".join(report.get("kept_float") or []) or "none"),
+            ("Outputs protected", "; ".join(f"{p['output']}: {', '.join(p['nodes'])} ({p['reason']})"
+                                           for p in report.get("protected_outputs") or []) or "none"),
         ],
     ))
     rows = report.get("per_layer") or []

@@ -26,6 +26,10 @@ def _bars(plot: pg.PlotItem, labels: list[str], values: list[float], colors: lis
     plot.setXRange(-0.6, len(values) - 0.4)
 
 
+def _num(v, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
 class ResultCharts(QWidget):
     WORST = 12  # per-layer bars shown (worst first)
 
@@ -60,20 +64,44 @@ class ResultCharts(QWidget):
         _bars(lat, ["FP32", "INT8"], med, [FP32, INT8], "{:.2f}", beside=True)
         lat.addItem(pg.ErrorBarItem(x=np.arange(2), y=np.array(med), top=np.array(p90) - np.array(med), bottom=np.zeros(2), beam=0.2))
         lat.setYRange(0, max(p90) * 1.25)
-        acc_plot = self.widgets["accuracy"].getPlotItem()
-        acc = r.get("accuracy")
+        self._task(r)
+        self._layers(r.get("per_layer") or [])
+
+    def _task(self, r: dict) -> None:
+        """The task's own numbers: accuracy or agreement for classifiers, boxes
+        for detectors, IoU for dense models, output SQNR otherwise."""
+        plot, w = self.widgets["accuracy"].getPlotItem(), self.widgets["accuracy"]
+        fid = r.get("fidelity") or {}
+        acc, det, dense = r.get("accuracy"), fid.get("detection"), fid.get("dense")
         if acc:
             labels = ["FP32 top-1", "INT8 top-1", "FP32 top-5", "INT8 top-5"]
             values = [acc["fp32"]["top1"] * 100, acc["int8"]["top1"] * 100, acc["fp32"]["top5"] * 100, acc["int8"]["top5"] * 100]
-            _bars(acc_plot, labels, values, [FP32, INT8, FP32, INT8], "{:.1f}%")
-            self.widgets["accuracy"].setTitle(f"Accuracy on {acc['labeled_images']} labeled images (%)")
-        else:
+            _bars(plot, labels, values, [FP32, INT8, FP32, INT8], "{:.1f}%")
+            w.setTitle(f"Accuracy on {acc['labeled_images']} labeled images (%)")
+        elif det:
+            m = det.get("map50")
+            if m and m["fp32"] is not None:
+                _bars(plot, ["FP32 mAP@0.5", "INT8 mAP@0.5"], [m["fp32"] * 100, m["int8"] * 100], [FP32, INT8], "{:.1f}")
+                w.setTitle(f"mAP@0.5 on {m['labeled_images']} labeled images; F1 vs FP32 {_num(det['f1'], 3)}")
+            else:
+                what = "anchors" if det["compared"] == "anchors" else "boxes"
+                _bars(plot, [f"FP32 {what}", f"INT8 {what}", "matching"], [det["fp32_boxes"], det["int8_boxes"], det["matched"]],
+                      [FP32, INT8, INT8], "{:.0f}")
+                w.setTitle(f"Detections over {det['score_threshold']:g}: F1 vs FP32 {_num(det['f1'], 3)}")
+        elif dense:
+            _bars(plot, ["IoU %", "pixels agreeing %"], [(dense["iou"] or 0) * 100, (dense["pixel_agreement"] or 0) * 100],
+                  [INT8, INT8], "{:.1f}")
+            w.setTitle(f"INT8 map vs FP32: SQNR {_num(dense['map_sqnr_db'], 1)} dB")
+        elif r.get("agreement"):
             out = r["outputs"][0] if r.get("outputs") else {}
-            agree = (r.get("agreement") or {}).get("top1") or 0
-            _bars(acc_plot, ["top-1 agreement %", "cosine × 100"], [agree * 100, (out.get("cosine") or 0) * 100], [INT8, INT8], "{:.1f}")
+            agree = r["agreement"].get("top1") or 0
+            _bars(plot, ["top-1 agreement %", "cosine × 100"], [agree * 100, (out.get("cosine") or 0) * 100], [INT8, INT8], "{:.1f}")
             sqnr = out.get("sqnr_db")
-            self.widgets["accuracy"].setTitle("INT8 vs FP32 (no labels)" + (f": output SQNR {sqnr:.1f} dB" if sqnr is not None else ""))
-        self._layers(r.get("per_layer") or [])
+            w.setTitle("INT8 vs FP32 (no labels)" + (f": output SQNR {sqnr:.1f} dB" if sqnr is not None else ""))
+        else:
+            outs = [o for o in r.get("outputs") or [] if o.get("sqnr_db") is not None]
+            _bars(plot, [o["name"][:14] for o in outs], [min(o["sqnr_db"], 80.0) for o in outs], [INT8] * len(outs), "{:.1f}")
+            w.setTitle("Output SQNR, INT8 vs FP32 (dB)")
 
     def _layers(self, rows: list[dict]) -> None:
         """Horizontal bars, worst at the top, the tensor named on the left."""

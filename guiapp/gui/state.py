@@ -13,6 +13,7 @@ from ..core.calibcache import default_path
 from ..core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
 from ..core.modelinfo import ModelInfo
 from ..core.preprocess import PreprocessSpec, matching_preset, preset
+from ..core.tasks import TaskGuess, TaskSettings, default_resize, detect_task
 
 
 @dataclass
@@ -26,7 +27,10 @@ class WizardState:
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     output: Path | None = None
     inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
+    task: TaskSettings = field(default_factory=TaskSettings)
+    task_guess: TaskGuess | None = None  # what the model does (detected, or the user's choice)
     report: dict | None = None  # the last run's report
+    samples: list = field(default_factory=list)  # the last run's picture data (boxes, maps)
     job_file: Path | None = None
 
     def default_output(self) -> Path | None:
@@ -51,6 +55,7 @@ class WizardState:
             report=None,
             cache=self.cache_path(),
             inputs=dict(self.inputs),
+            task=self.task,
         )
 
     def load_job(self, job: Job, path: Path | None) -> None:
@@ -63,19 +68,37 @@ class WizardState:
         self.evaluation = job.evaluation
         self.output = job.output
         self.inputs = dict(job.inputs)
+        self.task = job.task
+        self.task_guess = None
         self.report = None
+        self.samples = []
         self.job_file = path
 
-    def set_model(self, path: Path, info: ModelInfo) -> None:
-        """A newly opened model: settings that belong to another model reset."""
+    def set_model(self, path: Path, info: ModelInfo, guess: TaskGuess) -> None:
+        """A newly opened model: settings that belong to another model reset,
+        and the task decides the resize policy (detectors and dense models
+        see the whole picture: no centre crop)."""
         same = self.model_path is not None and Path(path) == Path(self.model_path)
-        self.model_path, self.info = Path(path), info
+        self.model_path, self.info, self.task_guess = Path(path), info, guess
         if not same:
             self.output = None
             self.inputs = {}
             self.quantization = replace(self.quantization, exclude_nodes=())
             self.report = None
+            self.samples = []
+            self.task = TaskSettings()
             channels = info.image_input.channels if info.image_input else 3
             if channels != self.preprocess.channels:
                 self.preprocess = preset(self.preset_name or "imagenet", channels, resize=self.preprocess.resize)
-            self.preprocess = replace(self.preprocess, size=None, layout="auto")
+            self.preprocess = replace(self.preprocess, size=None, layout="auto", resize=default_resize(guess.kind))
+
+    def set_task(self, kind: str) -> TaskGuess:
+        """The user's task choice ("auto" to detect). Raises JobError when the
+        outputs cannot be read as that task."""
+        assert self.info is not None
+        guess = detect_task(self.info, kind)
+        self.task = replace(self.task, kind=kind)
+        if self.task_guess is None or guess.kind != self.task_guess.kind:
+            self.preprocess = replace(self.preprocess, resize=default_resize(guess.kind))
+        self.task_guess = guess
+        return guess

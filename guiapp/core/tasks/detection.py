@@ -17,6 +17,7 @@ from .boxes import Detections, average_precision, match
 from .detection_layout import DetectionLayout, decode, guess as guess_layout, resolve
 
 MAX_SCORE_PAIRS = 3000
+MAX_PER_IMAGE = 2000  # per-image box counts kept in the report
 
 
 def guess(info: ModelInfo) -> TaskGuess | None:
@@ -58,6 +59,7 @@ class DetectionFidelity:
         self.abs_err: list[float] = []
         self.pairs: list[tuple[float, float]] = []
         self.samples: list[dict] = []
+        self.per_image: list[dict] = []
         self.ap_dets: dict[str, list[Detections]] = {"fp32": [], "int8": []}
         self.ap_truth: list[tuple[np.ndarray, np.ndarray]] = []
 
@@ -93,6 +95,8 @@ class DetectionFidelity:
                 self.abs_err.append(abs(float(r.scores[i]) - float(g.scores[j])))
                 if len(self.pairs) < MAX_SCORE_PAIRS:
                     self.pairs.append((round(float(r.scores[i]), 4), round(float(g.scores[j]), 4)))
+            if len(self.per_image) < MAX_PER_IMAGE:
+                self.per_image.append({"file": str(p), "fp32": len(r), "int8": len(g), "matched": len(pairs)})
             if len(self.samples) < self.ctx.samples:
                 self.samples.append({"file": str(p), "fp32": r.to_dict(), "int8": g.to_dict(), "matched": len(pairs)})
             self._add_truth(p, r, g)
@@ -150,6 +154,7 @@ class DetectionFidelity:
             "images_same_count": self.same_count,
             "map50": m_ap,
             "score_pairs": self.pairs,
+            "per_image": self.per_image,
             "samples": self.samples,
         }
         return {"headline": head, "detection": det}

@@ -8,16 +8,19 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QSpinBox,
-    QSplitter, QTextBrowser, QVBoxLayout, QWidget,
+    QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem,
+    QSpinBox, QSplitter, QTextBrowser, QVBoxLayout, QWidget,
 )
 
-from ...core.errors import StudioError
+from ...core.errors import JobError, StudioError
 from ...core.feeds import input_hint, make_feeds
 from ...core.modelinfo import ModelInfo, inspect_model
+from ...core.tasks import TaskGuess, detect_task
+from ...core.tasks.base import TITLES
+from ...core.tasks.detection_layout import BOX_FORMATS
 from .. import dialogs
 from .page import Page
-from ..widgets import button, message_label, sentence
+from ..widgets import add_items, button, message_label, sentence
 
 
 class ModelPage(Page):
@@ -83,13 +86,85 @@ class ModelPage(Page):
         self.input_edits: dict[str, QLineEdit] = {}
         self.inputs_box.hide()
 
+        self.task_box = self._task_box()
+        self.task_box.hide()
+
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(split, 1)
+        lay.addWidget(self.task_box)
         lay.addWidget(self.size_row)
         lay.addWidget(self.inputs_box)
         lay.addWidget(self.notes)
         lay.addWidget(self.blockers)
+
+    def _task_box(self) -> QGroupBox:
+        box = QGroupBox("What the model does (decides how INT8 is judged against FP32)")
+        row = QHBoxLayout(box)
+        self.task_combo = QComboBox()
+        add_items(self.task_combo, [("Auto", "auto", "Decided from the model's outputs")] + [
+            (title, kind, f"Judge the INT8 model as {title.lower()}") for kind, title in TITLES.items()
+        ])
+        self.task_combo.setToolTip("The task sets the numbers the Results page shows: top-1 for classifiers, "
+                                   "boxes (F1 vs FP32, mAP) for detectors, mask IoU for dense models")
+        self.task_combo.currentIndexChanged.connect(self._task_chosen)
+        self.task_reason = QLabel()
+        self.task_reason.setWordWrap(True)
+        self.task_reason.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.threshold_box = QDoubleSpinBox()
+        self.threshold_box.setRange(0.01, 0.99)
+        self.threshold_box.setSingleStep(0.05)
+        self.threshold_box.setDecimals(2)
+        self.threshold_box.setToolTip("Boxes count from this score on, for FP32 and INT8 alike (0.25 as Ultralytics; "
+                                      "face detectors often use 0.7)")
+        self.threshold_box.valueChanged.connect(self._detection_edited)
+        self.box_format_combo = QComboBox()
+        add_items(self.box_format_combo, [(f, f, "How the model writes a box" + ("" if f != "auto" else ": from its layout"))
+                                          for f in BOX_FORMATS])
+        self.box_format_combo.setToolTip("How the model writes a box: centre and size (cxcywh), corners (xyxy), "
+                                         "corner and size (xywh); auto takes it from the layout")
+        self.box_format_combo.currentIndexChanged.connect(self._detection_edited)
+        self.detection_controls = QWidget()
+        dl = QHBoxLayout(self.detection_controls)
+        dl.setContentsMargins(0, 0, 0, 0)
+        dl.addWidget(QLabel("Score threshold"))
+        dl.addWidget(self.threshold_box)
+        dl.addWidget(QLabel("Boxes"))
+        dl.addWidget(self.box_format_combo)
+        row.addWidget(QLabel("&Task"))
+        row.itemAt(0).widget().setBuddy(self.task_combo)
+        row.addWidget(self.task_combo)
+        row.addWidget(self.task_reason, 1)
+        row.addWidget(self.detection_controls)
+        return box
+
+    def _show_task(self, guess: TaskGuess) -> None:
+        t = self.state.task
+        for w, value in ((self.task_combo, t.kind), (self.box_format_combo, t.box_format)):
+            w.blockSignals(True)
+            w.setCurrentIndex(max(0, w.findData(value)))
+            w.blockSignals(False)
+        self.threshold_box.blockSignals(True)
+        self.threshold_box.setValue(t.score_threshold)
+        self.threshold_box.blockSignals(False)
+        how = "you chose it" if guess.chosen_by_user else "detected"
+        self.task_reason.setText(f"<b>{guess.title}</b> ({how}): {guess.reason.removeprefix('chosen by you: ')}")
+        self.detection_controls.setVisible(guess.kind == "detection")
+        self.task_box.show()
+
+    def _task_chosen(self) -> None:
+        if self.state.info is None:
+            return
+        try:
+            guess = self.state.set_task(self.task_combo.currentData())
+        except JobError as exc:
+            dialogs.show_error(self, "Not this task", sentence(exc.detail) + ". " + exc.fix)
+            guess = self.state.set_task("auto")
+        self._show_task(guess)
+
+    def _detection_edited(self) -> None:
+        self.state.task = replace(self.state.task, score_threshold=round(self.threshold_box.value(), 2),
+                                  box_format=self.box_format_combo.currentData())
 
     # ---- wizard
 
@@ -127,18 +202,23 @@ class ModelPage(Page):
     def open_model(self, path: Path) -> None:
         self.path_label.setText(f"Reading {path} …")
         self.summary.clear()
+        same = self.state.model_path is not None and Path(path) == Path(self.state.model_path)
+        kind = self.state.task.kind if same else "auto"  # a job's task choice survives its model's inspection
         started = self.runner.start(
-            lambda progress, cancel: inspect_model(path), lambda info: self._inspected(path, info), self._failed, light=True
+            lambda progress, cancel: _inspect(path, kind), lambda found: self._inspected(path, *found), self._failed, light=True
         )
         if not started:
             self.path_label.setText("Busy: wait for the current job to finish.")
 
-    def _inspected(self, path: Path, info: ModelInfo) -> None:
-        self.state.set_model(path, info)
+    def _inspected(self, path: Path, info: ModelInfo, guess: TaskGuess) -> None:
+        self.state.set_model(path, info, guess)
+        if not guess.chosen_by_user and self.state.task.kind != "auto":  # the job's choice did not fit
+            self.state.task = replace(self.state.task, kind="auto")
         self.settings.add_recent("models", path)
         self.settings.set_folder("models", path.parent)
         self.path_label.setText(str(path))
-        self.summary.setHtml(summary_html(info))
+        self.summary.setHtml(summary_html(info, guess))
+        self._show_task(guess)
         self.blockers.setText("\n".join(info.blockers))
         self.blockers.setVisible(bool(info.blockers))
         self.notes.setText("\n".join(info.notes))
@@ -161,6 +241,7 @@ class ModelPage(Page):
         self.summary.clear()
         self.notes.hide()
         self.size_row.hide()
+        self.task_box.hide()
         self.inputs_box.hide()  # they belonged to the previous model
         text = dialogs.error_text(exc)
         self.blockers.setText(sentence(text))
@@ -223,7 +304,15 @@ class ModelPage(Page):
             self.open_model(Path(urls[0].toLocalFile()))
 
 
-def summary_html(info: ModelInfo) -> str:
+def _inspect(path: Path, kind: str) -> tuple[ModelInfo, TaskGuess]:
+    info = inspect_model(path)
+    try:
+        return info, detect_task(info, kind)
+    except JobError:  # a job's task that does not fit this model: decide afresh
+        return info, detect_task(info)
+
+
+def summary_html(info: ModelInfo, guess: TaskGuess | None = None) -> str:
     e = html.escape
     ii = info.image_input
     rows = [
@@ -239,6 +328,8 @@ def summary_html(info: ModelInfo) -> str:
         rows.append(("Input", f"<code>{e(t.name)}</code> {e(t.shape_text)} {e(t.dtype)}{tag}"))
     for t in info.outputs:
         rows.append(("Output", f"<code>{e(t.name)}</code> {e(t.shape_text)} {e(t.dtype)}"))
+    if guess is not None:
+        rows.append(("Task", f"<b>{e(guess.title)}</b>: {e(guess.reason)}"))
     rows.append(("Operators", e(", ".join(f"{op} {n}" for op, n in info.op_counts))))
     if info.float_only_ops:
         rows.append(("Stay in float", e(", ".join(f"{op} {n}" for op, n in info.float_only_ops))

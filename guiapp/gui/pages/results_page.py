@@ -6,17 +6,20 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSpinBox, QVBoxLayout
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSpinBox, QSplitter, QVBoxLayout
 
 from ...core.atomic import atomic_write_text
 from ...core.errors import Cancelled, StudioError
 from ...core.pipeline import quantize
-from ...core.report import run_summary, summary_rows, write_report
+from ...core.pipeline import resolve_spec
+from ...core.report import headline_text, run_summary, summary_rows, write_report
 from ...core.report_html import render_html
+from ...core.visuals import class_names, sample_pngs
 from .. import dialogs
 from ..charts import ResultCharts
+from ..pictures import SamplePictures
 from .page import Page
 from ..widgets import button, message_label
 
@@ -28,9 +31,17 @@ class ResultsPage(Page):
             "Results",
             "FP32 vs INT8 on held-out images. Red bars are layers that lost the most precision.",
         )
+        self.headline = QLabel()
+        self.headline.setWordWrap(True)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.charts = ResultCharts()
+        self.pictures = SamplePictures(self._render)
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.split.addWidget(self.charts)
+        self.split.addWidget(self.pictures)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 2)
         self.warnings = message_label("warn")
         self.keep_box = QSpinBox()
         self.keep_box.setRange(1, 50)
@@ -56,8 +67,9 @@ class ResultsPage(Page):
         for b in (self.json_button, self.html_button, self.folder_button):
             actions.addWidget(b)
         lay = QVBoxLayout(self)
+        lay.addWidget(self.headline)
         lay.addWidget(self.summary)
-        lay.addWidget(self.charts, 1)
+        lay.addWidget(self.split, 1)
         lay.addWidget(self.warnings)
         lay.addLayout(actions)
 
@@ -69,12 +81,35 @@ class ResultsPage(Page):
         if not r:
             return
         self.charts.show_report(r)
+        head = (r.get("fidelity") or {}).get("headline") or {}
+        broken = bool(head.get("broken"))
+        color = "#a01010" if broken else "#1d3d5c"
+        self.headline.setStyleSheet(f"font-size: 15px; font-weight: bold; color: {color}")
+        text = headline_text(r)
+        self.headline.setText(("⚠ INT8 looks broken for this task. " if broken else "") + text)
+        self.headline.setVisible(bool(text))
         rows = summary_rows(r)
-        text = "  ·  ".join(f"{what}: FP32 {a} → INT8 {b}" if a else f"{what}: {b}" for what, a, b in rows[:4])
+        text = "  ·  ".join(f"{what}: FP32 {a} → INT8 {b}" if a else f"{what}: {b}" for what, a, b in rows[:3])
         text += "\n" + run_summary(r)
         self.summary.setText(text)
+        self._show_pictures(r)
         self.warnings.setText("\n".join("⚠ " + w for w in r.get("warnings", [])))
         self.warnings.setVisible(bool(r.get("warnings")))
+
+    def _show_pictures(self, r: dict) -> None:
+        info = self.state.info
+        spec = None
+        if info is not None:
+            try:
+                spec = resolve_spec(self.state.preprocess, info)
+            except StudioError:
+                spec = None
+        names = class_names(info.metadata) if info is not None else None
+        shown = spec is not None and self.pictures.show_samples(r, self.state.samples, spec, names)
+        self.pictures.setVisible(shown)
+
+    def _render(self, work, on_done) -> None:
+        self.runner.start(work, on_done, None, light=True)
 
     def rerun(self) -> None:
         if self.runner.busy:
@@ -94,6 +129,7 @@ class ResultsPage(Page):
 
     def _rerun_done(self, result) -> None:
         self.state.report = result.report
+        self.state.samples = result.samples
         self._rerun_end()
         self.show_report()
 
@@ -122,7 +158,19 @@ class ResultsPage(Page):
     def export_html(self) -> None:
         path = dialogs.save_file(self, "Save the report (HTML)", self._report_path(".report.html"), "HTML (*.html)")
         if path:
-            self._write(lambda: atomic_write_text(Path(path), render_html(self.state.report, self.charts.png_bytes())))
+            pictures = self._picture_pngs()
+            self._write(lambda: atomic_write_text(Path(path), render_html(self.state.report, self.charts.png_bytes(),
+                                                                          pictures=pictures)))
+
+    def _picture_pngs(self) -> list:
+        info = self.state.info
+        if info is None or not self.state.samples:
+            return []
+        try:
+            spec = resolve_spec(self.state.preprocess, info)
+            return sample_pngs(self.state.report, self.state.samples, spec, class_names(info.metadata))
+        except StudioError:
+            return []
 
     def _write(self, write) -> None:
         try:

@@ -139,6 +139,7 @@ class RunPage(Page):
 
     def _finished(self, result) -> None:
         self.state.report = result.report
+        self.state.samples = result.samples
         for s in STAGES:
             self._mark(s, "done")
         self.bar.setValue(1000)
