@@ -19,7 +19,7 @@ from pathlib import Path
 from . import APP_NAME, __version__
 from .core.calibcache import default_path
 from .core.errors import Cancelled, JobError, StudioError, UserError
-from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings
+from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings, TuningSettings
 from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset, with_preset
 from .core.progress import CancelToken
 from .core.report import broken_warning, format_table, per_layer_table, run_summary, summary_rows, write_report
@@ -82,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, metavar="B", help="calibration batch (default 8; 1 for fixed-batch models)")
     g.add_argument("--keep-float", type=int, metavar="N", help="re-quantize with the N worst layers (per-layer SQNR) in float")
     g.add_argument("--per-layer", action="store_true", help="print the per-layer error table, worst first")
+    g.add_argument("--equalize", action="store_true", default=None,
+                   help="cross-layer equalization before calibrating (helps per-tensor weights)")
+    g.add_argument("--bias-correction", action="store_true", default=None,
+                   help="absorb the weights' quantization shift into the biases (helps per-tensor weights)")
+    g.add_argument("--max-drop", type=float, metavar="X",
+                   help="accuracy target: search for the fastest INT8 model at most X points below FP32 on the task's "
+                        "headline metric (top-1 with labels; agreement, detection F1 or mask IoU vs FP32 without)")
+    g.add_argument("--tune-minutes", type=float, metavar="M", help="time budget of the --max-drop search (default 10)")
     g.add_argument("--no-protect-outputs", dest="protect_outputs", action="store_false", default=None,
                    help="do not keep output tails that INT8 would crush (mixed-range concats, sigmoid/softmax outputs) in float")
     _eval_flags(p)
@@ -251,6 +259,8 @@ def job_from_args(args) -> Job:
             ("reduce_range", args.reduce_range),
             ("keep_float", args.keep_float),
             ("protect_outputs", args.protect_outputs),
+            ("equalize", args.equalize),
+            ("bias_correction", args.bias_correction),
         )
         if v is not None
     }
@@ -267,12 +277,23 @@ def job_from_args(args) -> Job:
     echanges.update(_labels(args))
     evaluation = replace(e, **echanges)
 
+    tuning = base.tuning if base else TuningSettings()
+    if args.max_drop is not None:
+        if not 0 <= args.max_drop <= 100:
+            raise JobError("--max-drop", f"{args.max_drop} is outside 0..100 points", "e.g. --max-drop 1.0")
+        tuning = replace(tuning, max_drop=args.max_drop)
+    if args.tune_minutes is not None:
+        if args.tune_minutes <= 0:
+            raise JobError("--tune-minutes", "must be more than 0", "e.g. --tune-minutes 10")
+        tuning = replace(tuning, minutes=args.tune_minutes)
+
     out = args.out or (base.output if base else None)
     if out is None:
         raise JobError("--out", "no output path given", "Pass --out MODEL.int8.onnx.")
     report = args.report or (base.report if base else None)
     inputs = {**(base.inputs if base else {}), **_input_values(args.input_value)}
-    return Job(Path(model), Path(out), spec, calib, quant, evaluation, report, _cache_path(args, Path(out), base), inputs, task)
+    return Job(Path(model), Path(out), spec, calib, quant, evaluation, report, _cache_path(args, Path(out), base), inputs, task,
+               tuning)
 
 
 def _input_values(items) -> dict[str, tuple[float, ...]]:

@@ -57,7 +57,7 @@ def test_bad_images_are_skipped_named_and_not_decoded(tmp_path, model, capsys):
         with pytest.raises(ImageReadError) as err:
             open_rgb(path)
         assert REASONS[what] in err.value.reason, (what, err.value.reason)
-        assert time.perf_counter() - t < 1.0  # the bomb is refused, not decoded
+        assert time.perf_counter() - t < 5.0  # the bomb is refused, not decoded (decoding 900 MP takes minutes)
     report = tmp_path / "r.json"
     code, _, err = run_cli(capsys, "quantize", model, "--calib", folder, "--out", tmp_path / "o.onnx", "--max-images", "100",
                            "--latency-runs", "3", "--report", report)
@@ -123,23 +123,28 @@ def test_a_file_without_read_permission_is_skipped(tmp_path, model, capsys, monk
     assert [Path(s["file"]).name for s in skipped] == [locked.name] and skipped[0]["reason"] == "permission denied"
 
 
-def test_ten_thousand_images_list_fast_with_flat_memory(tmp_path, model, capsys):
+def test_ten_thousand_images_list_without_decoding_and_with_flat_memory(tmp_path, model, capsys, monkeypatch):
+    """Listing opens no image (it only walks folders), so it is fast whatever
+    the machine; a run decodes only the images it uses. (Timing itself is for
+    bench/, not tests: a loaded machine would fail a time limit.)"""
+    from PIL import Image
+
     root = corpus.many_images(tmp_path, 10_000)
-    t = time.perf_counter()
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: (opened.append(fp), real_open(fp, *a, **k))[1])
+    tracemalloc.start()
     files = list_images([root])
-    seconds = time.perf_counter() - t
-    tracemalloc.start()  # memory measured apart: tracing slows allocation down
-    list_images([root])
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert len(files) == 10_000
-    assert seconds < 2.0, seconds
+    assert opened == []
     assert peak < 20 * 2**20, peak  # a few MB for 10,000 paths, nothing decoded
-    t = time.perf_counter()
     code, _, err = run_cli(capsys, "quantize", model, "--calib", root, "--out", tmp_path / "o.onnx", "--max-images", "16",
                            "--latency-runs", "3", "--eval-max-images", "16")
     assert code == 0, err
-    assert time.perf_counter() - t < 60
+    # 16 calibration images, 16 evaluation images, and the per-layer ones (among those): far from 10,000.
+    assert 32 <= len(opened) <= 64, len(opened)
 
 
 def test_nested_folders_with_symlink_loops(tmp_path, model, capsys):
@@ -250,4 +255,6 @@ def test_ctrl_c_at_every_stage(tmp_path, stage):
     # (.ses) into TMPDIR on import, even with ORT_DISABLE_TELEMETRY=1: not ours.
     assert [p.name for p in tmpdir.iterdir() if p.name != ".ses"] == []
     assert sha256(model) == before
-    assert stopped_after < 3.0, stopped_after  # within a second of the current batch (plus interpreter exit)
+    # Stops after the current batch; the bound only catches a run that carries
+    # on (a loaded CI machine makes interpreter exit itself take seconds).
+    assert stopped_after < 15.0, stopped_after

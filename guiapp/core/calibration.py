@@ -210,18 +210,21 @@ def calibrate(
     progress: ProgressFn,
     cancel: CancelToken,
     threads: int | None = None,
+    variant: dict | None = None,
 ) -> Calibration:
     """Statistics of every calibrated tensor over ``settings.max_images``
     readable images of ``files`` (seeded order), or from a matching cache.
     Histograms are collected when the method needs them; a cache without
-    them does not serve such a method."""
+    them does not serve such a method. ``variant`` tells apart statistics of
+    a transformed graph (an equalized one) in the cache."""
     from . import calibcache
     from .dataset import ReadLog, batches, iter_tensors, seeded_order
 
     histograms = settings.method in HISTOGRAM_METHODS
 
     key = "" if cache_path is None else calibcache.fingerprint(  # it hashes the model file: only when cached
-        model_path, {"preprocess": spec.to_dict(), "inputs": {c.name: c.value.tolist() for c in feeds.constants}},
+        model_path, {"preprocess": spec.to_dict(), "inputs": {c.name: c.value.tolist() for c in feeds.constants},
+                     **({"variant": variant} if variant else {})},
         files, settings.max_images, settings.seed, batch_size, settings.ema_constant,
     )
     if cache_path is not None and cache_path.is_file():

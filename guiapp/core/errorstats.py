@@ -44,3 +44,40 @@ def sqnr_db(signal: float, noise: float) -> float | None:
     if noise <= 0:
         return 200.0
     return float(10.0 * np.log10(signal / noise))
+
+
+def channel_axis(shape: tuple) -> int | None:
+    """The axis whose entries are "channels" worth measuring apart: axis 1
+    of a 4-D map; the shorter of axes 1 and 2 of a 3-D tensor ([N, 4+C, A]
+    or [N, A, 4+C]); None otherwise or when there are over 256."""
+    if len(shape) == 4:
+        axis = 1
+    elif len(shape) == 3:
+        axis = 1 if shape[1] <= shape[2] else 2
+    else:
+        return None
+    return axis if 2 <= shape[axis] <= 256 else None
+
+
+@dataclass
+class ChannelErrorStats:
+    """Signal and noise power per channel: a channel crushed to zero shows
+    here even when louder channels make the whole tensor's SQNR look fine."""
+
+    axis: int
+    signal: np.ndarray | None = None
+    noise: np.ndarray | None = None
+
+    def add(self, ref: np.ndarray, got: np.ndarray) -> None:
+        r = np.moveaxis(np.asarray(ref, np.float64), self.axis, 0).reshape(ref.shape[self.axis], -1)
+        g = np.moveaxis(np.asarray(got, np.float64), self.axis, 0).reshape(ref.shape[self.axis], -1)
+        s, n = (r * r).sum(axis=1), ((r - g) ** 2).sum(axis=1)
+        self.signal = s if self.signal is None else self.signal + s
+        self.noise = n if self.noise is None else self.noise + n
+
+    def mean_noise_ratio(self) -> float | None:
+        """Mean over channels of noise/signal (1 for a silent channel made noisy, capped at 1)."""
+        if self.signal is None:
+            return None
+        ratio = np.where(self.signal > 0, self.noise / np.maximum(self.signal, 1e-300), np.where(self.noise > 0, 1.0, 0.0))
+        return float(np.mean(np.minimum(ratio, 1.0)))

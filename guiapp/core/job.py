@@ -58,6 +58,17 @@ class QuantSettings:
     exclude_op_types: tuple[str, ...] = ()
     keep_float: int = 0  # re-quantize with the N worst layers (per-layer SQNR) in float
     protect_outputs: bool = True  # keep output tails that INT8 would crush in float (guiapp.core.protect)
+    equalize: bool = False  # cross-layer equalization before calibrating (for per-tensor weights)
+    bias_correction: bool = False  # absorb the weights' quantization shift into the biases
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """The accuracy target: at most ``max_drop`` points of the task's headline
+    metric below FP32 (None: no search, quantize as set), within ``minutes``."""
+
+    max_drop: float | None = None
+    minutes: float = 10.0
 
 
 # Class labels (subfolders, csv) for classifiers; box labels (yolo, coco) for detectors.
@@ -89,6 +100,7 @@ class Job:
     cache: Path | None = None  # calibration statistics, reused when the images and model are unchanged
     inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
     task: TaskSettings = field(default_factory=TaskSettings)
+    tuning: TuningSettings = field(default_factory=TuningSettings)
 
     # ------------------------------------------------------------ to / from dict
 
@@ -128,7 +140,10 @@ class Job:
                 "exclude_op_types": list(q.exclude_op_types),
                 "keep_float": q.keep_float,
                 "protect_outputs": q.protect_outputs,
+                "equalize": q.equalize,
+                "bias_correction": q.bias_correction,
             },
+            "tuning": {"max_drop": self.tuning.max_drop, "minutes": self.tuning.minutes},
             "evaluation": {
                 "folders": [p(f) for f in e.folders],
                 "labels_from": e.labels_from,
@@ -227,8 +242,19 @@ class Job:
             exclude_op_types=qf.strings("exclude_op_types"),
             keep_float=qf.int("keep_float", qd.keep_float, minimum=0),
             protect_outputs=qf.bool("protect_outputs", qd.protect_outputs),
+            equalize=qf.bool("equalize", qd.equalize),
+            bias_correction=qf.bool("bias_correction", qd.bias_correction),
         )
         qf.finish()
+
+        uf = f.sub("tuning")
+        ud = TuningSettings()
+        drop = uf.raw("max_drop")
+        tuning = TuningSettings(
+            max_drop=None if drop is None else uf.float("max_drop", None, lo=0.0, hi=100.0),
+            minutes=uf.float("minutes", ud.minutes, lo=0.1, hi=10000.0),
+        )
+        uf.finish()
 
         ef = f.sub("evaluation")
         ed = EvalSettings()
@@ -245,7 +271,7 @@ class Job:
         )
         ef.finish()
         f.finish()
-        return cls(model, output, spec, calibration, quantization, evaluation, report, cache, inputs, task)
+        return cls(model, output, spec, calibration, quantization, evaluation, report, cache, inputs, task, tuning)
 
     # ------------------------------------------------------------ files
 

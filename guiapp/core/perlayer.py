@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .errorstats import ErrorStats
+from .errorstats import ChannelErrorStats, ErrorStats, channel_axis
 from .feeds import Feeds
 from .graphprep import with_outputs
 from .progress import CancelToken
@@ -26,8 +26,12 @@ DQ_SUFFIX = "_DequantizeLinear_Output"
 
 
 def _qdq_activations(qdq: onnx.ModelProto) -> dict[str, str]:
-    """FP32 tensor name -> the QDQ model's dequantized tensor for it."""
+    """FP32 tensor name -> the QDQ model's dequantized tensor for it. A graph
+    output keeps its name on the DequantizeLinear that ends it (ONNX Runtime
+    renames the producer's tensor), so it is found under its own name: the
+    per-layer table must see outputs, where detectors lose their scores."""
     inits = {t.name for t in qdq.graph.initializer}
+    outputs = {o.name for o in qdq.graph.output}
     producers = {o: n for n in qdq.graph.node for o in n.output}
     out = {}
     for node in qdq.graph.node:
@@ -35,11 +39,12 @@ def _qdq_activations(qdq: onnx.ModelProto) -> dict[str, str]:
             continue
         q = producers.get(node.input[0])
         if q is not None and q.op_type == "QuantizeLinear" and q.input[0] not in inits:
-            out[q.input[0]] = node.output[0]
+            fp32 = node.output[0] if node.output[0] in outputs else q.input[0]
+            out[fp32] = node.output[0]
     return out
 
 
-def _dequantized_weights(qdq: onnx.ModelProto) -> dict[str, tuple[np.ndarray, str]]:
+def dequantized_weights(qdq: onnx.ModelProto) -> dict[str, tuple[np.ndarray, str]]:
     """DQ output name -> (dequantized weight values, DQ output name) for
     DequantizeLinear nodes fed by initializers (weights and biases)."""
     inits = {t.name: t for t in qdq.graph.initializer}
@@ -88,6 +93,7 @@ def per_layer_error(
         fs, qs = make_session(f_aug.SerializeToString(), threads), make_session(q_aug.SerializeToString(), threads)
         q_names = [pairs[n] for n in pairs]
         stats = {n: ErrorStats() for n in pairs}
+        per_channel: dict[str, ChannelErrorStats | None] = {}
         for _, batch in batches:
             cancel.check()
             feed = feeds(batch)
@@ -96,18 +102,26 @@ def per_layer_error(
                 f_out[input_name] = batch
             q_out = dict(zip(q_names, qs.run(q_names, feed)))
             for n in pairs:
-                stats[n].add(np.asarray(f_out[n]), np.asarray(q_out[pairs[n]]))
+                a, b = np.asarray(f_out[n]), np.asarray(q_out[pairs[n]])
+                stats[n].add(a, b)
+                if n not in per_channel:
+                    axis = channel_axis(a.shape)
+                    per_channel[n] = None if axis is None else ChannelErrorStats(axis)
+                if per_channel[n] is not None:
+                    per_channel[n].add(a, b)
         for n, st in stats.items():
             node = producers.get(n)
             r = st.result(n)
+            ch = per_channel.get(n)
             rows.append({"name": n, "kind": "activation", "node": node.name if node else n,
-                         "op_type": node.op_type if node else "Input", "sqnr_db": r["sqnr_db"], "cosine": r["cosine"]})
+                         "op_type": node.op_type if node else "Input", "sqnr_db": r["sqnr_db"], "cosine": r["cosine"],
+                         "channel_noise": ch.mean_noise_ratio() if ch is not None else None})
 
     f_inits = {t.name: t for t in fmodel.graph.initializer}
     # Biases are quantized to int32 with scale = input scale x weight scale:
     # their error says nothing that the weight's and the input's do not.
     biases = {n.input[2] for n in fmodel.graph.node if n.op_type in ("Conv", "Gemm", "ConvTranspose") and len(n.input) > 2}
-    for dq_out, values in _dequantized_weights(qmodel).items():
+    for dq_out, values in dequantized_weights(qmodel).items():
         name = dq_out[: -len(DQ_SUFFIX)] if dq_out.endswith(DQ_SUFFIX) else dq_out
         if name not in f_inits or name in biases:
             continue
@@ -119,17 +133,7 @@ def per_layer_error(
         r = st.result(name)
         node = consumers.get(name)
         rows.append({"name": name, "kind": "weight", "node": node.name if node else name,
-                     "op_type": node.op_type if node else "", "sqnr_db": r["sqnr_db"], "cosine": r["cosine"]})
+                     "op_type": node.op_type if node else "", "sqnr_db": r["sqnr_db"], "cosine": r["cosine"],
+                     "channel_noise": None})
     rows.sort(key=lambda r: (r["sqnr_db"] is None, r["sqnr_db"] if r["sqnr_db"] is not None else 0.0))
     return rows
-
-
-def worst_nodes(rows: list[dict], n: int) -> list[str]:
-    """The nodes of the ``n`` worst activations (those can be kept in float)."""
-    out: list[str] = []
-    for r in rows:
-        if r["kind"] == "activation" and r["op_type"] != "Input" and r["node"] not in out:
-            out.append(r["node"])
-        if len(out) == n:
-            break
-    return out

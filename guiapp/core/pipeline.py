@@ -27,14 +27,18 @@ from .graphprep import constants_to_initializers, flatten_gemm_biases, name_node
 from .job import Job, QuantSettings
 from .modelinfo import ModelInfo, inspect_model, load_proto
 from .ortquant import quantize_with_ranges, settings_warnings
-from .perlayer import per_layer_error, worst_nodes
+from .perlayer import per_layer_error
 from .preprocess import PreprocessSpec
 from .progress import PREPARE, QUANTIZE, CancelToken, ProgressEvent, ProgressFn, no_progress
 from .protect import find_protections
 from .report import broken_warning, environment, now_iso, write_report
 from .sessions import default_threads
-from .strategies import StrategySettings, Target, compute_ranges
 from .tasks import detect_task
+from .strategies import StrategySettings, Target, compute_ranges
+from .tuning.equalize import equalize
+from .tuning.sensitivity import rank
+from .tuning.trials import TrialSettings
+from .tuning.workspace import Variant, Workspace
 
 
 @dataclass(frozen=True)
@@ -162,12 +166,31 @@ def quantize(
             )
         timings["prepare"] = time.perf_counter() - t
 
+        def make_prepared(model: onnx.ModelProto, name: str) -> Prepared:
+            path = tmp / f"{name}.onnx"
+            onnx.save(model, str(path))
+            return Prepared(path, model, prepared.steps, prepared.header)
+
+        if q.equalize and job.tuning.max_drop is None:
+            model, pairs, relus = equalize(prepared.model)
+            prepared = replace(make_prepared(model, "equalized"), steps=(*prepared.steps, (
+                f"cross-layer equalization: {pairs} conv pair(s) rescaled"
+                + (f", {relus} ReLU6 (Clip 0..6) replaced by ReLU between them" if relus else ""))))
+
         cancel.check()
         t = time.perf_counter()
         batch_size = ii.fixed_batch or job.calibration.batch_size
+        # A search tries every strategy from one pass: collect histograms whatever the method.
+        cal_settings = replace(job.calibration, method="entropy") if job.tuning.max_drop is not None else job.calibration
+        cache_key = {"equalized": True} if q.equalize and job.tuning.max_drop is None else None
         cal = calibrate(
-            prepared.model, job.model, feeds, spec, job.calibration, calib_files, batch_size, job.cache, progress, cancel
+            prepared.model, job.model, feeds, spec, cal_settings, calib_files, batch_size, job.cache, progress, cancel,
+            variant=cache_key,
         )
+
+        def calibrate_graph(model: onnx.ModelProto) -> dict:
+            """Another graph's statistics (an equalized one), on the same images; not cached."""
+            return calibrate(model, job.model, feeds, spec, cal_settings, calib_files, batch_size, None, progress, cancel).stats
         if cal.images == 0:
             raise nothing_readable(cal.skipped, "the calibration folder(s)", "Add readable JPEG or PNG images.")
         total = min(job.calibration.max_images, len(calib_files))
@@ -175,40 +198,72 @@ def quantize(
             warnings.append(f"only {cal.images} of {total} calibration images were readable.")
         timings["calibrate"] = time.perf_counter() - t
 
-        # ---- quantize: ranges by strategy, ONNX Runtime writes the graph
+        # ---- quantize: ranges by strategy, ONNX Runtime writes the graph (or the search picks them)
         cancel.check()
         t = time.perf_counter()
-        progress(ProgressEvent(QUANTIZE, 0, 3, "computing ranges and writing the INT8 graph"))
-        target = Target(q.activation_type, q.symmetric_activations)
-        ranges = compute_ranges(cal.stats, StrategySettings(job.calibration.method, job.calibration.percentile), target)
         eval_files, eval_source, excluded = _evaluation_files(job, calib_files, cal)
         protections = []
         if q.protect_outputs:
             protections = find_protections(prepared.model, {n: (st.lo, st.hi) for n, st in cal.stats.items()})
-            protected = [n for p in protections for n in p.nodes if n not in q.exclude_nodes]
-            q = replace(q, exclude_nodes=(*q.exclude_nodes, *protected))
-        quantized = tmp / "quantized.onnx"
-        build(prepared, ranges, q, quantized)
-        progress(ProgressEvent(QUANTIZE, 1, 3, "per-layer error"))
-        per_layer = _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel)
-        kept_float: list[str] = []
-        if q.keep_float and per_layer:
-            cancel.check()
-            kept_float = worst_nodes(per_layer, q.keep_float)
-            progress(ProgressEvent(QUANTIZE, 2, 3, f"re-quantizing with {len(kept_float)} layer(s) in float"))
-            q = replace(q, exclude_nodes=(*q.exclude_nodes, *kept_float))
-            build(prepared, ranges, q, quantized)
-            per_layer = _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel)
+        protected = tuple(dict.fromkeys(n for p in protections for n in p.nodes if n not in q.exclude_nodes))
+        ws_args = dict(
+            base=Variant(prepared, cal.stats), quant=replace(q, equalize=False), protected=protected,
+            percentile=job.calibration.percentile, feeds=feeds, calibrate=calibrate_graph, calib_files=calib_files,
+            spec=spec, fixed_batch=ii.fixed_batch, build=build, make_prepared=make_prepared,
+        )
+        labels = resolve_labels(job.evaluation, eval_files)
+        tuning = None
+        if job.tuning.max_drop is not None:
+            from .tuning.run import tune
+
+            tuned = tune(ws_args, job, eval_files, labels, task, info, tmp, progress, cancel)
+            if tuned.cancelled:
+                cancel = CancelToken()  # the search stopped on Cancel: the best model so far is still written
+            tuning, quantized, variant = tuned.report, tuned.path, tuned.variant
+            chosen = tuned.trial.settings
+            method, kept_float = chosen.method, list(chosen.float_nodes)
+            q = replace(q, per_channel=chosen.per_channel, equalize=chosen.equalize, bias_correction=chosen.bias_correction,
+                        exclude_nodes=tuple(dict.fromkeys((*q.exclude_nodes, *protected, *chosen.float_nodes))))
+            if not tuning["met"]:
+                warnings.append(
+                    f"the accuracy target was missed: {tuning['target']['label']} needed at least "
+                    f"{tuning['target']['required'] * 100:.1f}%, the best model found reaches "
+                    f"{tuned.trial.metric * 100:.1f}% ({tuning['missed_by_points']:.1f} points short; search "
+                    f"{'cancelled' if tuned.cancelled else 'stopped: ' + tuning['stopped']}). It was written anyway."
+                )
+        else:
+            progress(ProgressEvent(QUANTIZE, 0, 3, "computing ranges and writing the INT8 graph"))
+            method, kept_float = job.calibration.method, []
+            ws = Workspace(evalset=None, task=task, ctx=None, goal=None, tmp=tmp, **ws_args)
+            settings = TrialSettings(method, q.per_channel, False, q.bias_correction, ())
+            quantized = tmp / "quantized.onnx"
+            variant = ws.build_trial(settings, quantized, cancel)
+            q = _plain_settings(ws, settings, job.quantization)
+            if job.quantization.keep_float and job.evaluation.per_layer_images > 0:
+                progress(ProgressEvent(QUANTIZE, 1, 3, "per-layer error"))
+                rows = _per_layer(job, q, variant, method, quantized, spec, ii, feeds, eval_files, tmp, cancel)
+                cancel.check()
+                # The layers that add the most error themselves, per channel: a graph output whose
+                # score rows are crushed ranks first even when its whole-tensor SQNR looks fine.
+                fixed = set(q.exclude_nodes)
+                kept_float = [n for n, _ in rank(variant.prepared.model, rows, fixed)][: job.quantization.keep_float]
+                progress(ProgressEvent(QUANTIZE, 2, 3, f"re-quantizing with {len(kept_float)} layer(s) in float"))
+                settings = replace(settings, float_nodes=tuple(kept_float))
+                variant = ws.build_trial(settings, quantized, cancel)
+                q = _plain_settings(ws, settings, job.quantization)
+            warnings.extend(ws.notes)
+        used = variant.prepared
+        progress(ProgressEvent(QUANTIZE, 2, 3, "per-layer error"))
+        per_layer = _per_layer(job, q, variant, method, quantized, spec, ii, feeds, eval_files, tmp, cancel)
         cancel.check()
         final = tmp / "final.onnx"
-        _carry_over_metadata(prepared.header, quantized, final)
+        _carry_over_metadata(used.header, quantized, final)
         progress(ProgressEvent(QUANTIZE, 3, 3, "done"))
         timings["quantize"] = time.perf_counter() - t
 
         # ---- evaluate (on the temporary file: a cancel here still writes nothing)
         cancel.check()
         t = time.perf_counter()
-        labels = resolve_labels(job.evaluation, eval_files)
         ev = evaluate_models(
             job.model, final, {t.name: t.shape for t in info.outputs}, feeds, spec, eval_files, labels, job.evaluation, ii.fixed_batch, progress, cancel,
             seed=job.calibration.seed, task=task, task_settings=job.task,
@@ -230,9 +285,12 @@ def quantize(
             "per_layer": per_layer,
             "kept_float": kept_float,
             "protected_outputs": [p.to_dict() for p in protections],
+            "quantization": {"per_channel": q.per_channel, "equalize": q.equalize, "bias_correction": q.bias_correction,
+                             "exclude_nodes": list(q.exclude_nodes)},
+            "tuning": tuning,
             "eval": ev["eval"],
             "calibration": {
-                "method": job.calibration.method,
+                "method": method,
                 "images_used": cal.images,
                 "images_skipped": len(cal.skipped),
                 "skipped_files": [{"file": str(p), "reason": r} for p, r in cal.skipped],
@@ -242,7 +300,7 @@ def quantize(
                 "cache_used": cal.cache_used,
                 "cache": str(job.cache) if job.cache else None,
             },
-            "preparation": list(prepared.steps),
+            "preparation": list(used.steps),
             "preprocess": spec.to_dict(),
             "warnings": warnings + ev["warnings"] + broken_warning(ev["fidelity"]["headline"]),
             "timings_s": timings,
@@ -258,7 +316,12 @@ def quantize(
     return QuantResult(job.output, report, ev["samples"])
 
 
-def _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel) -> list[dict]:
+def _plain_settings(ws: Workspace, settings: TrialSettings, asked: QuantSettings) -> QuantSettings:
+    """The settings a plain run used, as the report states them."""
+    return replace(ws.settings_for(settings), equalize=asked.equalize, bias_correction=asked.bias_correction)
+
+
+def _per_layer(job, q, variant: Variant, method: str, quantized, spec, ii, feeds, eval_files, tmp, cancel) -> list[dict]:
     """Per-layer error on a few held-out images; QOperator models are analysed
     through a QDQ twin with the same ranges and settings ``q``."""
     n = job.evaluation.per_layer_images
@@ -267,9 +330,11 @@ def _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files,
     qdq = quantized
     if q.format != "qdq":
         qdq = tmp / "twin.qdq.onnx"
-        build(prepared, ranges, replace(q, format="qdq"), qdq)
+        ranges = compute_ranges(variant.stats, StrategySettings(method, job.calibration.percentile),
+                                Target(q.activation_type, q.symmetric_activations))
+        build(variant.prepared, ranges, replace(q, format="qdq"), qdq)
     stream = iter_tensors(seeded_order(eval_files, job.calibration.seed + 1), spec, n, ReadLog(), cancel)
-    return per_layer_error(prepared.model, qdq, feeds, batches(stream, ii.fixed_batch or n), cancel)
+    return per_layer_error(variant.prepared.model, qdq, feeds, batches(stream, ii.fixed_batch or n), cancel)
 
 
 def hold_back_for_evaluation(job: Job, calib_files: list[Path]) -> tuple[list[Path], int]:

@@ -14,9 +14,10 @@ from typing import Callable
 
 from .errors import Cancelled
 
-# Stage names, in the order a quantization job runs them.
+# Stage names, in the order a quantization job runs them (TUNE only with an accuracy target).
 PREPARE = "prepare"
 CALIBRATE = "calibrate"
+TUNE = "tune"
 QUANTIZE = "quantize"
 EVALUATE = "evaluate"
 STAGES = (PREPARE, CALIBRATE, QUANTIZE, EVALUATE)
@@ -28,6 +29,7 @@ class ProgressEvent:
     done: int
     total: int
     message: str = ""
+    data: dict | None = None  # a payload for listeners that show more than a bar (a finished trial)
 
     @property
     def fraction(self) -> float:

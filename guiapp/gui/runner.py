@@ -143,6 +143,9 @@ class _Throttle:
         key = (event.stage, int(event.fraction * 100), event.message)
         now = time.monotonic()
         stage_changed = self._last is None or self._last[0] != event.stage
-        if key != self._last and (stage_changed or event.done >= event.total or now - self._t > 0.03):
+        if event.data is not None:  # a payload (a finished trial) is never dropped
+            self._last, self._t = key, now
+            self._emit(event)
+        elif key != self._last and (stage_changed or event.done >= event.total or now - self._t > 0.03):
             self._last, self._t = key, now
             self._emit(event)

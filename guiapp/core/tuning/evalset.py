@@ -1,0 +1,134 @@
+"""The evaluation images of a search, decoded once and kept, with the FP32
+model's outputs computed once: each trial then only runs its INT8 model.
+
+Images are kept as the uint8 pixels the model sees (resized, before
+normalization: a quarter of float32's memory); FP32 outputs over 256 MB go to
+a memory-mapped file in the run's temporary folder. Normalizing the next
+batch overlaps with ONNX Runtime running the current one.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnxruntime as ort
+
+from ..dataset import ReadLog, iter_tensors, nothing_readable, seeded_order
+from ..evaluate import compare_outputs
+from ..feeds import Feeds
+from ..imagefile import open_rgb
+from ..preprocess import PreprocessSpec, model_pixels, normalize
+from ..progress import CancelToken, ProgressFn, no_progress
+from ..sessions import make_session
+from ..tasks import EvalContext, TaskGuess
+
+IN_MEMORY_LIMIT = 256 * 2**20
+
+
+def _pixels(path: Path, spec: PreprocessSpec) -> np.ndarray:
+    return model_pixels(open_rgb(path), spec)
+
+
+@dataclass
+class EvalSet:
+    paths: list[Path]
+    pixels: np.ndarray  # [N, H, W, C] uint8, model channel order
+    spec: PreprocessSpec
+    feeds: Feeds
+    names: list[str]  # the FP32 model's outputs, in order
+    fp32: dict[str, np.ndarray]  # name -> [N, ...]
+    declared: dict[str, tuple]
+    batch: int
+    skipped: list[tuple[Path, str]]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def batches(self, fixed: int | None = None) -> Iterator[tuple[list[Path], np.ndarray, slice]]:
+        """(paths, normalized batch, index slice); the next batch is normalized
+        on a worker thread while the caller runs the current one."""
+        step = fixed or self.batch
+        spans = [slice(i, min(i + step, len(self))) for i in range(0, len(self), step)]
+
+        def make(sl: slice) -> np.ndarray:
+            return np.stack([normalize(p, self.spec) for p in self.pixels[sl]])
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="guiapp-normalize") as pool:
+            pending = pool.submit(make, spans[0]) if spans else None
+            for k, sl in enumerate(spans):
+                batch = pending.result()
+                pending = pool.submit(make, spans[k + 1]) if k + 1 < len(spans) else None
+                yield self.paths[sl], batch, sl
+
+
+def build_evalset(
+    fp32_model: Path | bytes,
+    files: list[Path],
+    spec: PreprocessSpec,
+    feeds: Feeds,
+    declared: dict[str, tuple],
+    limit: int,
+    seed: int,
+    fixed_batch: int | None,
+    tmp: Path,
+    cancel: CancelToken,
+    labels=None,
+    threads: int | None = None,
+) -> EvalSet:
+    """Decode up to ``limit`` of ``files`` (labeled ones first, in the same
+    seeded order as a normal evaluation) and run the FP32 model on them once."""
+    order = seeded_order(files, seed + 1)
+    if labels is not None:
+        has = {p: labels.get(p) is not None for p in order}
+        order = [p for p in order if has[p]] + [p for p in order if not has[p]]
+    log = ReadLog()
+    kept = list(iter_tensors(order, spec, limit, log, cancel, loader=_pixels))
+    if not kept:
+        raise nothing_readable(log.skipped, "the evaluation images", "Add readable JPEG or PNG images to the evaluation folder.")
+    paths = [p for p, _ in kept]
+    pixels = np.stack([a for _, a in kept])
+    del kept
+    session = make_session(fp32_model, threads)
+    names = [o.name for o in session.get_outputs()]
+    batch = fixed_batch or 16
+    fp32: dict[str, np.ndarray] = {}
+    probe = EvalSet(paths, pixels, spec, feeds, names, {}, declared, batch, list(log.skipped))
+    for _, x, sl in probe.batches(fixed_batch):
+        cancel.check()
+        outs = session.run(names, feeds(x))
+        for n, a in zip(names, outs):
+            a = np.asarray(a)
+            if n not in fp32:
+                shape = (len(paths), *a.shape[1:])
+                size = int(np.prod(shape)) * a.dtype.itemsize
+                fp32[n] = (np.lib.format.open_memmap(tmp / f"fp32_{len(fp32)}.npy", "w+", a.dtype, shape)
+                           if size > IN_MEMORY_LIMIT else np.empty(shape, a.dtype))
+            fp32[n][sl] = a
+    probe.fp32 = fp32
+    return probe
+
+
+def score(evalset: EvalSet, int8: Path, task: TaskGuess, ctx: EvalContext, cancel: CancelToken, fixed_batch: int | None,
+          threads: int | None = None, progress: ProgressFn = no_progress) -> tuple[dict, ort.InferenceSession]:
+    """The task's fidelity numbers of ``int8`` on the kept images, against
+    the kept FP32 outputs (the same code as a full evaluation). Returns the
+    comparison and the INT8 session (for timing it alone)."""
+    session = make_session(int8, threads)
+    names = evalset.names
+    current: list[slice] = []
+
+    def batches():
+        for paths, x, sl in evalset.batches(fixed_batch):
+            current[:] = [sl]
+            yield paths, x
+
+    def run_fp32(feed):
+        return [evalset.fp32[n][current[0]] for n in names]
+
+    result = compare_outputs(run_fp32, lambda feed: session.run(names, feed), names, evalset.declared, evalset.feeds,
+                             batches(), len(evalset), task, ctx, progress, cancel)
+    return result, session

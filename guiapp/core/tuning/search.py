@@ -1,0 +1,137 @@
+"""The accuracy-target search, cheapest steps first:
+
+1. strategies (the user's first, then minmax, entropy, mse, percentile) with
+   the user's weight granularity, all from one pass of calibration statistics;
+2. for per-tensor weights, cross-layer equalization and bias correction;
+3. layers back to float, the most harmful first (re-ranked after each step),
+   in growing groups (1, 2, 4, 8) so that it converges in few evaluations;
+4. each float layer back to INT8 when the target holds without it (fewer
+   float layers: faster, smaller).
+
+It stops when the target is met and nothing is left to put back, when the
+time budget is spent, or on cancel; every trial is recorded either way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from ..errors import Cancelled
+from ..progress import CancelToken
+from .sensitivity import rank
+from .trials import Trial, TrialSettings, choose
+from .workspace import Workspace
+
+METHOD_ORDER = ("minmax", "entropy", "mse", "percentile")
+MAX_GROUP = 8
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    trials: list[Trial]
+    chosen: Trial | None
+    stopped: str  # "met", "budget", "cancelled", "exhausted"
+
+
+class _Stop(Exception):
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def search(ws: Workspace, first: TrialSettings, deadline: float, cancel: CancelToken,
+           on_trial: Callable[[Trial], None], seed_trials: list[Trial] | None = None) -> SearchResult:
+    trials: list[Trial] = list(seed_trials or [])
+
+    def run(stage: str, s: TrialSettings, note: str = "") -> Trial:
+        if cancel.cancelled:
+            raise _Stop("cancelled")
+        if time.monotonic() > deadline and trials:
+            raise _Stop("budget")
+        known = next((t for t in trials if t.settings == s), None)
+        if known is not None:
+            return known
+        try:
+            t = ws.run(stage, s, cancel, note)
+        except Cancelled:
+            raise _Stop("cancelled") from None
+        trials.append(t)
+        on_trial(t)
+        keep = {c.index for c in (choose(trials),) if c is not None} | {t.index}
+        for old in trials[:-1]:
+            ws.discard(old, keep | {b.index for b in _bases(trials)})
+        return t
+
+    stopped = "exhausted"
+    try:
+        best = _strategies(ws, first, run)
+        if not best.meets and not first.per_channel:
+            best = _equalization(best, run, trials)
+        if not best.meets:
+            best = _fallback(ws, best, run, cancel)
+        if best.meets and best.settings.float_nodes:
+            _restore(best, run)
+        stopped = "met" if any(t.meets for t in trials) else "exhausted"
+    except _Stop as stop:
+        stopped = stop.why
+    return SearchResult(trials, choose(trials), stopped)
+
+
+def _bases(trials: list[Trial]) -> list[Trial]:
+    """The best trial without float layers (the fallback's starting point)."""
+    plain = [t for t in trials if not t.settings.float_nodes and t.metric is not None]
+    return [max(plain, key=lambda t: t.metric)] if plain else []
+
+
+def _strategies(ws: Workspace, first: TrialSettings, run) -> Trial:
+    methods = [first.method] + [m for m in METHOD_ORDER if m != first.method]
+    done = []
+    for m in methods:
+        t = run("strategy", replace(first, method=m), f"strategy {m}")
+        done.append(t)
+    return max(done, key=lambda t: t.metric if t.metric is not None else -1e9)
+
+
+def _equalization(best: Trial, run, trials: list[Trial]) -> Trial:
+    ranked = sorted((t for t in trials if t.metric is not None), key=lambda t: -t.metric)
+    methods = list(dict.fromkeys(t.settings.method for t in ranked))[:2]
+    for m in methods:
+        for eq, bc in ((True, False), (True, True), (False, True)):
+            t = run("equalize", replace(best.settings, method=m, equalize=eq, bias_correction=bc),
+                    "cross-layer equalization" * eq + (" + " if eq and bc else "") + "bias correction" * bc)
+            if t.metric is not None and t.metric > (best.metric or -1e9):
+                best = t
+            if best.meets:
+                return best
+    return best
+
+
+def _fallback(ws: Workspace, start: Trial, run, cancel: CancelToken) -> Trial:
+    current, group = start, 1
+    floats = list(start.settings.float_nodes)
+    fixed = set(ws.quant.exclude_nodes) | set(ws.protected)
+    while not current.meets:
+        ranked = rank(ws.variant(current.settings, cancel).prepared.model, ws.per_layer(current, cancel),
+                      fixed | set(floats))
+        if not ranked:
+            break
+        add = [name for name, _ in ranked[:group]]
+        floats += add
+        t = run("fallback", replace(current.settings, float_nodes=tuple(floats)),
+                f"+{len(add)} in float: {', '.join(add[:4])}{' ...' if len(add) > 4 else ''}")
+        current = t
+        group = min(group * 2, MAX_GROUP)
+    return current
+
+
+def _restore(best: Trial, run) -> Trial:
+    """Put each float layer back into INT8, the last added first, while the
+    target holds."""
+    current = best
+    for name in reversed(best.settings.float_nodes):
+        rest = tuple(n for n in current.settings.float_nodes if n != name)
+        t = run("restore", replace(current.settings, float_nodes=rest), f"{name} back to INT8")
+        if t.meets:
+            current = t
+    return current
