@@ -479,3 +479,72 @@ def test_cancel_at_every_stage_in_the_wizard(qtbot, window, tmp_path, stage):
         pytest.skip(f"{stage} ended before the cancel")
     assert "Cancelled; nothing was written." in rp.log.toPlainText()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("demo")] == []
+
+
+# ---------------------------------------------------------------- tasks and the accuracy target
+
+
+def _yolo_state(window, tmp_path, qtbot, **quant):
+    from task_models import yolo_head_net
+
+    from guiapp.core.job import QuantSettings, TuningSettings
+
+    image_folder(tmp_path / "calib", 40, seed=1)
+    image_folder(tmp_path / "eval", 30, seed=2)
+    model = save(yolo_head_net(), tmp_path / "yolo.onnx")
+    open_model(qtbot, window, model)  # as a user opens it: the task picks the resize policy
+    job = replace(window.state.to_job(), output=tmp_path / "yolo.int8.onnx",
+                  calibration=CalibrationSettings((tmp_path / "calib",), max_images=40), quantization=QuantSettings(**quant),
+                  evaluation=EvalSettings((tmp_path / "eval",), max_images=30, latency_runs=3, per_layer_images=2))
+    window.state.load_job(job, None)
+    open_model(qtbot, window, model)
+    return job, TuningSettings
+
+
+def test_the_model_page_shows_the_task_and_detectors_get_boxes_on_results(qtbot, window, tmp_path):
+    job, _ = _yolo_state(window, tmp_path, qtbot)
+    mp = page(window, "MODEL")
+    assert mp.task_box.isVisible() and "Object detection" in mp.task_reason.text()
+    assert mp.detection_controls.isVisible()
+    assert window.state.preprocess.resize == "letterbox"  # a detector sees the whole picture
+    mp.task_combo.setCurrentIndex(mp.task_combo.findData("generic"))
+    assert window.state.task.kind == "generic" and not mp.detection_controls.isVisible()
+    mp.task_combo.setCurrentIndex(mp.task_combo.findData("auto"))
+    for _ in range(3):
+        qtbot.mouseClick(next_button(window), Qt.MouseButton.LeftButton)
+    rp = page(window, "RUN")
+    qtbot.waitUntil(lambda: rp.done, timeout=RUN_TIMEOUT)
+    window.wizard.next()
+    results = page(window, "RESULTS")
+    assert "Detection F1 vs FP32" in results.headline.text()
+    assert results.pictures.isVisible() and results.pictures.kind == "detection"
+    qtbot.waitUntil(lambda: results.pictures.picture.pixmap() is not None and not results.pictures.picture.pixmap().isNull())
+    first = results.pictures.caption.text()
+    results.pictures.step(1)
+    assert results.pictures.caption.text() != first and "Image 2 of 12" in results.pictures.caption.text()
+
+
+def test_a_cancelled_search_writes_the_best_model_so_far(qtbot, window, tmp_path, dialogs):
+    job, TuningSettings = _yolo_state(window, tmp_path, qtbot, protect_outputs=False)
+    window.state.tuning = TuningSettings(max_drop=0.5, minutes=10)
+    for _ in range(3):
+        qtbot.mouseClick(next_button(window), Qt.MouseButton.LeftButton)
+    rp = page(window, "RUN")
+    qtbot.waitUntil(lambda: rp.trials.table.rowCount() >= 2, timeout=RUN_TIMEOUT)
+    assert rp.trials.isVisible()
+    rp.cancel()
+    qtbot.waitUntil(lambda: rp.done, timeout=RUN_TIMEOUT)
+    assert job.output.is_file()
+    tuning = window.state.report["tuning"]
+    assert tuning["stopped"] == "cancelled"
+    window.wizard.next()
+    results = page(window, "RESULTS")
+    assert results.tabs.isTabVisible(1) and results.trials.table.rowCount() == len(tuning["trials"])
+    if not tuning["met"]:
+        assert "Target missed" in results.headline.text()
+    # Picking another trial writes that one instead.
+    other = next(t for t in tuning["trials"] if t["index"] != tuning["chosen"])
+    results.pick_trial(other["index"])
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=RUN_TIMEOUT)
+    assert window.state.report["tuning"]["chosen"] == other["index"] and window.state.report["tuning"]["picked_by_user"]
+    assert window.state.report["calibration"]["method"] == other["method"]

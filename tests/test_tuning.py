@@ -64,8 +64,8 @@ def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 def test_equalization_keeps_the_function_and_evens_the_channels():
     m = uneven_net()
     assert [(p.first, p.second) for p in find_pairs(m)] == [("conv1", "dw"), ("dw", "conv3")]
-    eq, pairs, relus = equalize(m)
-    assert (pairs, relus) == (2, 0)
+    eq, pairs, kept = equalize(m)
+    assert (pairs, kept) == (2, 0)
     x = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
     np.testing.assert_allclose(run(eq, x), run(m, x), rtol=1e-3, atol=1e-3)
     w1 = numpy_helper.to_array(next(t for t in eq.graph.initializer if t.name == "w1"))
@@ -74,9 +74,23 @@ def test_equalization_keeps_the_function_and_evens_the_channels():
     assert before.max() / before.min() > 1000 and ranges.max() / ranges.min() < 10
 
 
-def test_equalization_turns_relu6_into_relu_and_says_so():
-    eq, pairs, relus = equalize(uneven_net(clip=True))
-    assert relus == 1 and [n.op_type for n in eq.graph.node].count("Clip") == 0
+def test_clip_pairs_are_equalized_only_where_the_clip_stays_exact():
+    """ReLU6-like Clip between the convs: channels that reach the bound keep
+    their scale, the others are rescaled so that they still never reach it."""
+    m = uneven_net(clip=True)
+    x = np.random.default_rng(1).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    assert equalize(m)[1] == 1  # without the maxima only the ReLU pair (dw -> conv3) is safe
+    c1 = onnx.helper.make_tensor_value_info("c1", TensorProto.FLOAT, None)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(m)
+    probe.graph.output.append(c1)
+    pre = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"]).run(["c1"], {"image": x})[0]
+    top = pre.max(axis=(0, 2, 3))
+    assert (top >= 600).any() and (top < 600).any()  # some channels reach the Clip's bound, some do not
+    eq, pairs, kept = equalize(m, {"c1": top})
+    assert pairs == 2 and kept == int((top >= 600).sum())
+    assert [n.op_type for n in eq.graph.node].count("Clip") == 1
+    np.testing.assert_allclose(run(eq, x), run(m, x), rtol=1e-3, atol=1e-2)
 
 
 def _uneven_job(tmp_path, **quant) -> Job:
@@ -195,3 +209,22 @@ def test_choose_prefers_fewer_float_layers_among_those_that_meet():
     assert choose(trials).index == 3
     assert choose([t(1, 0.5, False), t(2, 0.7, False, ("a",))]).index == 2
     assert pareto([t(1, 0.9, False, lat=1.0), t(2, 0.95, True, lat=2.0), t(3, 0.8, False, lat=1.5)]) == [1, 2]
+
+
+def test_weights_that_read_a_dead_channel_are_zeroed():
+    """A channel the first conv never makes positive (zero weights, no bias)
+    is always 0 after the ReLU: the depthwise weights reading it are
+    meaningless, and left alone they set the layer's per-tensor range."""
+    m = uneven_net()
+    inits = {t.name: t for t in m.graph.initializer}
+    w1 = numpy_helper.to_array(inits["w1"]).copy()
+    b1 = numpy_helper.to_array(inits["b1"]).copy()
+    w2 = numpy_helper.to_array(inits["w2"]).copy()
+    w1[3], b1[3], w2[3] = 0.0, -0.5, 1000.0  # dead channel 3 with huge downstream weights
+    for name, a in (("w1", w1), ("b1", b1), ("w2", w2)):
+        inits[name].CopyFrom(numpy_helper.from_array(a, name))
+    eq, _, _ = equalize(m)
+    w2_eq = numpy_helper.to_array(next(t for t in eq.graph.initializer if t.name == "w2"))
+    assert np.all(w2_eq[3] == 0) and np.abs(w2_eq).max() < 1000
+    x = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(run(eq, x), run(m, x), rtol=1e-3, atol=1e-3)

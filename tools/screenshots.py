@@ -5,8 +5,15 @@
         --calib ../shared/assets/imagenet/images --labels-csv ../shared/assets/imagenet/labels.csv \\
         --eval ../shared/assets/imagenet/images --out docs/screenshots/squeezenet
 
-Without --model it uses the bundled demo job. The window is 1280x800 unless
---size is given.
+    QT_QPA_PLATFORM=offscreen python tools/screenshots.py --job resources/detector/detector.job.json \
+        --out docs/screenshots/detector
+    QT_QPA_PLATFORM=offscreen python tools/screenshots.py --model ../shared/assets/models/ultraface_rfb320.onnx \
+        --calib ../shared/assets/imagenet/images --eval ../shared/assets/photos --mean 127 --std 128 --resize stretch \
+        --score-threshold 0.7 --out docs/screenshots/ultraface
+
+Without --model or --job it uses the bundled demo job. With --max-drop the run
+searches for that accuracy target and the Run page is shot during the search.
+The window is 1280x800 unless --size is given.
 """
 
 from __future__ import annotations
@@ -31,6 +38,17 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", default="1280x800")
     ap.add_argument("--raw-too", action="store_true", help="also shoot the preprocessing page with the raw preset")
+    ap.add_argument("--job", type=Path, help="a job file to load instead of the demo's")
+    ap.add_argument("--mean", type=float)
+    ap.add_argument("--std", type=float)
+    ap.add_argument("--resize", help="resize policy (default: the task's)")
+    ap.add_argument("--class-offset", type=int, default=0)
+    ap.add_argument("--eval-max-images", type=int, default=300)
+    ap.add_argument("--score-threshold", type=float)
+    ap.add_argument("--per-tensor", action="store_true")
+    ap.add_argument("--no-protect-outputs", action="store_true")
+    ap.add_argument("--max-drop", type=float, help="search for this accuracy target (points)")
+    ap.add_argument("--tune-minutes", type=float, default=10.0)
     args = ap.parse_args()
 
     import onnxruntime  # noqa: F401 - before PySide6
@@ -83,8 +101,8 @@ def main() -> int:
 
     state = win.state
     if args.model is None:
-        job = Job.load(demo_folder() / "demo.job.json")
-        job = replace(job, output=workdir / "demo.int8.onnx", cache=None)
+        job = Job.load(args.job or demo_folder() / "demo.job.json")
+        job = replace(job, output=workdir / (job.model.stem + ".int8.onnx"), cache=None)
         model = job.model
     else:
         model = args.model
@@ -101,14 +119,29 @@ def main() -> int:
         from guiapp.core.preprocess import preset
 
         state.preset_name = args.preset
-        state.preprocess = preset(args.preset, state.info.image_input.channels, resize="shorter")
+        state.preprocess = preset(args.preset, state.info.image_input.channels, resize=args.resize or state.preprocess.resize)
+        if args.mean is not None or args.std is not None:
+            n = state.info.image_input.channels
+            state.preprocess = replace(state.preprocess, mean=(args.mean,) * n if args.mean is not None else state.preprocess.mean,
+                                       std=(args.std,) * n if args.std is not None else state.preprocess.std)
+            state.preset_name = None
         state.calibration = CalibrationSettings(folders=(args.calib,), max_images=args.max_images)
         if args.eval:
             state.evaluation = EvalSettings(
                 folders=(args.eval,), labels_from="csv" if args.labels_csv else "none", labels_csv=args.labels_csv,
-                max_images=300, latency_runs=30,
+                max_images=args.eval_max_images, latency_runs=30, class_offset=args.class_offset,
             )
         state.output = workdir / (model.stem + ".int8.onnx")
+        model_page.initializePage()
+    from guiapp.core.job import TuningSettings
+
+    if args.score_threshold is not None:
+        state.task = replace(state.task, score_threshold=args.score_threshold)
+    state.quantization = replace(state.quantization, per_channel=not args.per_tensor and state.quantization.per_channel,
+                                 protect_outputs=not args.no_protect_outputs and state.quantization.protect_outputs)
+    if args.max_drop is not None:
+        state.tuning = TuningSettings(args.max_drop, args.tune_minutes)
+    model_page._show_task(state.task_guess)
     shoot("1-model")
     win.wizard.next()
     pp = win.pages[PageId.PREPROCESS]
@@ -126,13 +159,25 @@ def main() -> int:
     shoot("3-calibration")
     win.wizard.next()
     rp = win.pages[PageId.RUN]
-    wait_until(lambda: rp.running and "calibrate" in rp.bar.format().lower() or rp.done, 600)
+    if args.max_drop is not None:
+        wait_until(lambda: rp.trials.table.rowCount() >= 6 or rp.done, 3600)
+    else:
+        wait_until(lambda: rp.running and "calibrate" in rp.bar.format().lower() or rp.done, 600)
     settle(1500)
     shoot("4-run")
     wait_until(lambda: rp.done or not rp.running, 1800)
     shoot("4b-run-done")
     win.wizard.next()
     shoot("5-results")
+    results = win.pages[PageId.RESULTS]
+    if results.tabs.isTabVisible(1):
+        results.tabs.setCurrentIndex(1)
+        shoot("5b-results-trials")
+        results.tabs.setCurrentIndex(0)
+    if results.pictures.isVisible():
+        results.pictures.step(1)
+        wait_until(lambda: not win.runner.busy)
+        shoot("5c-results-next-image")
     win.close()
     return 0
 

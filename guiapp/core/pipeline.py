@@ -35,7 +35,7 @@ from .report import broken_warning, environment, now_iso, write_report
 from .sessions import default_threads
 from .tasks import detect_task
 from .strategies import StrategySettings, Target, compute_ranges
-from .tuning.equalize import equalize
+from .tuning.equalize import equalized
 from .tuning.sensitivity import rank
 from .tuning.trials import TrialSettings
 from .tuning.workspace import Variant, Workspace
@@ -172,10 +172,9 @@ def quantize(
             return Prepared(path, model, prepared.steps, prepared.header)
 
         if q.equalize and job.tuning.max_drop is None:
-            model, pairs, relus = equalize(prepared.model)
-            prepared = replace(make_prepared(model, "equalized"), steps=(*prepared.steps, (
-                f"cross-layer equalization: {pairs} conv pair(s) rescaled"
-                + (f", {relus} ReLU6 (Clip 0..6) replaced by ReLU between them" if relus else ""))))
+            stream = iter_tensors(seeded_order(calib_files, 7), spec, 32, ReadLog(), cancel)
+            model, note = equalized(prepared.model, feeds, batches(stream, ii.fixed_batch or 8), cancel)
+            prepared = replace(make_prepared(model, "equalized"), steps=(*prepared.steps, note))
 
         cancel.check()
         t = time.perf_counter()

@@ -55,6 +55,7 @@ class MainWindow(QMainWindow):
         self.wizard.setStartId(PageId.MODEL)
         self.setCentralWidget(self.wizard)
         self.busy_label = QLabel()
+        self.busy = False  # a quantization is running (set_busy)
         self.statusBar().addPermanentWidget(self.busy_label)
         self._build_menu()
         geometry = self.settings.value("window/geometry")
@@ -94,6 +95,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name} — {APP_NAME}" if name else APP_NAME)
 
     def set_busy(self, busy: bool) -> None:
+        """A quantization (not a preview decode) is running."""
+        self.busy = busy
         self.busy_label.setText("Working…" if busy else "")
 
     # ---- File menu

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..core.calibcache import default_path
-from ..core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
+from ..core.job import CalibrationSettings, EvalSettings, Job, QuantSettings, TuningSettings
 from ..core.modelinfo import ModelInfo
 from ..core.preprocess import PreprocessSpec, matching_preset, preset
 from ..core.tasks import TaskGuess, TaskSettings, default_resize, detect_task
@@ -28,6 +28,7 @@ class WizardState:
     output: Path | None = None
     inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
     task: TaskSettings = field(default_factory=TaskSettings)
+    tuning: TuningSettings = field(default_factory=TuningSettings)
     task_guess: TaskGuess | None = None  # what the model does (detected, or the user's choice)
     report: dict | None = None  # the last run's report
     samples: list = field(default_factory=list)  # the last run's picture data (boxes, maps)
@@ -56,6 +57,7 @@ class WizardState:
             cache=self.cache_path(),
             inputs=dict(self.inputs),
             task=self.task,
+            tuning=self.tuning,
         )
 
     def load_job(self, job: Job, path: Path | None) -> None:
@@ -69,6 +71,7 @@ class WizardState:
         self.output = job.output
         self.inputs = dict(job.inputs)
         self.task = job.task
+        self.tuning = job.tuning
         self.task_guess = None
         self.report = None
         self.samples = []

@@ -14,7 +14,7 @@ from ..modelinfo import ModelInfo
 from ..preprocess import placement
 from .base import EvalContext, Task, TaskGuess, headline
 from .boxes import Detections, average_precision, match
-from .detection_layout import DetectionLayout, decode, guess as guess_layout, resolve
+from .detection_layout import DetectionLayout, boxes_look_normalized, decode, guess as guess_layout, resolve
 
 MAX_SCORE_PAIRS = 3000
 MAX_PER_IMAGE = 2000  # per-image box counts kept in the report
@@ -66,11 +66,7 @@ class DetectionFidelity:
     def _resolve(self, fp32: dict) -> None:
         self.layout = resolve(self.layout, fp32, self.ctx.settings.box_format)
         self.resolved = True
-        if self.layout.anchors_only:
-            return
-        probe = decode(self.layout, fp32, self.threshold, self.nms_iou)
-        coords = np.concatenate([d.boxes for d in probe]) if probe else np.zeros((0, 4))
-        self.normalized = bool(coords.size and np.abs(coords).max() <= 1.5)
+        self.normalized = boxes_look_normalized(self.layout, fp32)
 
     def _decode(self, outputs: dict) -> list[Detections]:
         dets = decode(self.layout, outputs, self.threshold, self.nms_iou)

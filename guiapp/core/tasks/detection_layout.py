@@ -249,6 +249,20 @@ def decode(
     return out
 
 
+def boxes_look_normalized(layout: DetectionLayout, outputs: dict[str, np.ndarray], top: int = 100) -> bool:
+    """Whether the boxes of the most confident anchors lie in 0..1 (units of the
+    input size) rather than in pixels: decided on raw boxes, whatever the threshold."""
+    if layout.anchors_only:
+        return False
+    boxes, scores = _boxes_scores(layout, outputs)
+    best = scores.max(axis=2).reshape(-1)
+    flat = boxes.reshape(-1, 4)
+    keep = np.argsort(-best)[:top]
+    coords = flat[keep]
+    coords = coords[np.isfinite(coords).all(axis=1)]
+    return bool(coords.size and np.abs(coords).max() <= 1.5)
+
+
 def _boxes_scores(layout: DetectionLayout, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray]:
     if layout.kind == "yolo":
         a = np.asarray(outputs[layout.scores[0]], dtype=np.float64)

@@ -26,12 +26,19 @@ from ..sessions import make_session
 def channel_means(model: onnx.ModelProto, tensors: list[str], feeds: Feeds,
                   batches: Iterator[tuple[list[Path], np.ndarray]], cancel: CancelToken) -> dict[str, np.ndarray]:
     """Mean of every channel (axis 1) of ``tensors`` over the images."""
+    return {t: mean for t, (mean, _) in channel_stats(model, tensors, feeds, batches, cancel).items()}
+
+
+def channel_stats(model: onnx.ModelProto, tensors: list[str], feeds: Feeds,
+                  batches: Iterator[tuple[list[Path], np.ndarray]], cancel: CancelToken) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(mean, max) of every channel (axis 1) of ``tensors`` over the images."""
     g = model.graph
     typed = {vi.name: vi for vi in list(g.value_info) + list(g.output)}
     graph_inputs = {i.name for i in g.input}
     exposed = [t for t in tensors if t in typed and t not in graph_inputs]
     session = make_session(with_outputs(model, [typed[t] for t in exposed]).SerializeToString())
     sums: dict[str, np.ndarray] = {}
+    tops: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     for _, batch in batches:
         cancel.check()
@@ -44,8 +51,10 @@ def channel_means(model: onnx.ModelProto, tensors: list[str], feeds: Feeds,
                 continue
             axes = (0, *range(2, v.ndim))
             sums[t] = sums.get(t, 0) + v.sum(axis=axes)
+            top = v.max(axis=axes)
+            tops[t] = top if t not in tops else np.maximum(tops[t], top)
             counts[t] = counts.get(t, 0) + int(np.prod([v.shape[a] for a in axes]))
-    return {t: sums[t] / counts[t] for t in sums}
+    return {t: (sums[t] / counts[t], tops[t]) for t in sums}
 
 
 def _weight_shift(node: onnx.NodeProto, w: np.ndarray, wq: np.ndarray, mean_in: np.ndarray) -> np.ndarray | None:

@@ -86,3 +86,16 @@ def tune(ws_args: dict, job, eval_files: list[Path], labels, task, info, tmp: Pa
         "trials": [t.to_dict() for t in result.trials],
     }
     return Tuned(ws.path_of(chosen), chosen, v, report, result.stopped == "cancelled")
+
+
+def trial_job(job, trial: dict):
+    """The job that makes ``trial``'s model without a search (what the Results
+    page runs when the user picks another trial)."""
+    from ..job import TuningSettings
+
+    q = job.quantization
+    q = replace(q, per_channel=bool(trial["per_channel"]), equalize=bool(trial.get("equalize")),
+                bias_correction=bool(trial.get("bias_correction")),
+                exclude_nodes=tuple(dict.fromkeys((*q.exclude_nodes, *trial["float_nodes"]))), keep_float=0)
+    return replace(job, quantization=q, calibration=replace(job.calibration, method=trial["method"]),
+                   tuning=TuningSettings(None, job.tuning.minutes))

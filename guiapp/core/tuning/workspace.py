@@ -30,7 +30,7 @@ from ..progress import CancelToken, no_progress
 from ..strategies import StrategySettings, Target, compute_ranges
 from ..tasks import EvalContext, TaskGuess
 from .biascorr import correct_biases
-from .equalize import equalize
+from .equalize import equalized
 from .evalset import EvalSet, score
 from .trials import Goal, Trial, TrialSettings
 
@@ -77,9 +77,8 @@ class Workspace:
         v = self.base
         if s.equalize:
             if self._equalized is None:
-                model, pairs, relus = equalize(self.base.prepared.model)
-                self.notes.append(f"cross-layer equalization: {pairs} conv pair(s) rescaled"
-                                  + (f", {relus} ReLU6 (Clip 0..6) replaced by ReLU between them" if relus else ""))
+                model, note = equalized(self.base.prepared.model, self.feeds, self.calib_batches(cancel), cancel)
+                self.notes.append(note)
                 prepared = self.make_prepared(model, "equalized")
                 self._equalized = Variant(prepared, self.calibrate(model))
             v = self._equalized
@@ -89,15 +88,18 @@ class Workspace:
                 probe = self.tmp / f"probe_{len(self._corrected)}.onnx"
                 self.build(v.prepared, compute_ranges(v.stats, StrategySettings("minmax"), self.target()),
                            replace(self.quant, per_channel=s.per_channel), probe)
-                stream = iter_tensors(seeded_order(self.calib_files, 7), self.spec, BIAS_IMAGES, _log(), cancel)
-                model, n = correct_biases(v.prepared.model, onnx.load(str(probe)), self.feeds,
-                                          make_batches(stream, self.fixed_batch or 8), cancel)
+                model, n = correct_biases(v.prepared.model, onnx.load(str(probe)), self.feeds, self.calib_batches(cancel), cancel)
                 probe.unlink()
                 self.notes.append(f"bias correction ({'per-channel' if s.per_channel else 'per-tensor'} weights"
                                   f"{', equalized' if s.equalize else ''}): {n} layer(s) corrected")
                 self._corrected[key] = Variant(self.make_prepared(model, f"corrected_{len(self._corrected)}"), v.stats)
             v = self._corrected[key]
         return v
+
+    def calib_batches(self, cancel: CancelToken):
+        """A few calibration images, for channel statistics."""
+        stream = iter_tensors(seeded_order(self.calib_files, 7), self.spec, BIAS_IMAGES, _log(), cancel)
+        return make_batches(stream, self.fixed_batch or 8)
 
     def target(self) -> Target:
         return Target(self.quant.activation_type, self.quant.symmetric_activations)

@@ -18,8 +18,18 @@ from ...core.errors import OutputError
 from ...core.ortquant import settings_warnings
 from ...core.strategies import DESCRIPTIONS, METHODS
 from .. import dialogs
+from ..tuning_view import TargetBox
 from .page import Page
 from ..widgets import add_items, button, message_label, path_row, sentence
+
+LABEL_SOURCES = (
+    ("no labels (compare with FP32 only)", "none", "Without labels the INT8 model is judged against FP32 alone"),
+    ("class sub-folders", "subfolders", "Classifiers: one sub-folder per class"),
+    ("CSV file (classes)", "csv", "Classifiers: a CSV with file and class_index (or label) columns"),
+    ("YOLO .txt files (boxes)", "yolo", "Detectors: class cx cy w h per line, beside the images, in a labels/ folder "
+                                        "parallel to images/, or in the folder given below"),
+    ("COCO JSON (boxes)", "coco", "Detectors: a COCO detection file"),
+)
 
 
 class CalibrationPage(Page):
@@ -97,6 +107,16 @@ class CalibrationPage(Page):
         arow.addStretch(1)
         qf.addRow(_buddy("&Activations", self.activation_combo), arow)
         qf.addRow(_buddy("F&ormat", self.format_combo), self.format_combo)
+        self.equalize = QCheckBox("cross-layer equalization")
+        self.equalize.setToolTip("Rescale consecutive convolutions so per-tensor weights fit every channel "
+                                 "(MobileNet-like nets on NPUs that need per-tensor weights)")
+        self.bias_correction = QCheckBox("bias correction")
+        self.bias_correction.setToolTip("Absorb the mean shift that weight quantization causes into the biases")
+        hrow = QHBoxLayout()
+        hrow.addWidget(self.equalize)
+        hrow.addWidget(self.bias_correction)
+        hrow.addStretch(1)
+        qf.addRow("Per-tensor aids", hrow)
         self.activation_warning = message_label("warn")
         qf.addRow("", self.activation_warning)
 
@@ -121,16 +141,16 @@ class CalibrationPage(Page):
         self.eval_edit.setToolTip("Images to compare FP32 and INT8 on; those used for calibration are left out")
         ef.addRow(_buddy("&Folder", self.eval_edit), path_row(self.eval_edit, "Choose the evaluation folder", self.choose_eval))
         self.labels_combo = QComboBox()
-        for text, value in (("no labels (agreement only)", "none"), ("class sub-folders", "subfolders"), ("CSV file", "csv")):
-            self.labels_combo.addItem(text, value)
-        self.labels_combo.setToolTip("Labels give top-1/top-5 accuracy; without them, FP32/INT8 agreement is measured")
+        add_items(self.labels_combo, LABEL_SOURCES)
+        self.labels_combo.setToolTip("Labels give top-1/top-5 (classifiers) or mAP (detectors); without them INT8 is "
+                                     "measured against FP32")
         self.csv_edit = QLineEdit()
-        self.csv_edit.setPlaceholderText("labels.csv with file and class_index (or label) columns")
+        self.csv_edit.setPlaceholderText("labels file or folder")
         self.offset_box = QSpinBox()
         self.offset_box.setRange(-10, 10)
         self.offset_box.setToolTip("Model index = class index + offset (1 for models with a background class at 0)")
         ef.addRow(_buddy("&Labels", self.labels_combo), self.labels_combo)
-        ef.addRow("CSV", path_row(self.csv_edit, "Choose the labels CSV", self.choose_csv))
+        ef.addRow("Labels file", path_row(self.csv_edit, "Choose the labels file", self.choose_csv))
         ef.addRow(_buddy("Class o&ffset", self.offset_box), self.offset_box)
 
         # -- output
@@ -145,7 +165,9 @@ class CalibrationPage(Page):
         body = QWidget()
         cols = QHBoxLayout(body)
         left, right = QVBoxLayout(), QVBoxLayout()
-        for w in (images, quant):
+        self.target = TargetBox()
+        self.target.edited.connect(self._edited)
+        for w in (images, quant, self.target):
             left.addWidget(w)
         left.addStretch(1)
         for w in (keep, ev, out, self.problems):
@@ -166,7 +188,7 @@ class CalibrationPage(Page):
         self.percentile_box.valueChanged.connect(self._edited)
         for w in (self.method_combo, self.activation_combo, self.format_combo, self.labels_combo):
             w.currentIndexChanged.connect(self._edited)
-        for w in (self.per_channel, self.symmetric):
+        for w in (self.per_channel, self.symmetric, self.equalize, self.bias_correction):
             w.toggled.connect(self._edited)
         for w in (self.eval_edit, self.csv_edit, self.output_edit):
             w.textChanged.connect(self._edited)
@@ -196,8 +218,8 @@ class CalibrationPage(Page):
                 check_output_path(s.model_path, out, overwrite=True)
             except OutputError as exc:
                 return sentence(str(exc))
-        if s.evaluation.labels_from == "csv" and not (s.evaluation.labels_csv and s.evaluation.labels_csv.is_file()):
-            return "Choose the labels CSV file, or another label source."
+        if s.evaluation.labels_from in ("csv", "coco") and not (s.evaluation.labels_csv and s.evaluation.labels_csv.is_file()):
+            return "Choose the labels file, or another label source."
         if s.evaluation.labels_from == "subfolders" and not s.evaluation.folders:
             return "Class sub-folders need an evaluation folder."
         return ""
@@ -219,6 +241,9 @@ class CalibrationPage(Page):
             self.activation_combo.setCurrentIndex(self.activation_combo.findData(q.activation_type))
             self.symmetric.setChecked(q.symmetric_activations)
             self.format_combo.setCurrentIndex(self.format_combo.findData(q.format))
+            self.equalize.setChecked(q.equalize)
+            self.bias_correction.setChecked(q.bias_correction)
+            self.target.set_settings(s.tuning, self._target_metric_text())
             self.eval_edit.setText(str(e.folders[0]) if e.folders else "")
             self.labels_combo.setCurrentIndex(self.labels_combo.findData(e.labels_from))
             self.csv_edit.setText(str(e.labels_csv) if e.labels_csv else "")
@@ -279,7 +304,9 @@ class CalibrationPage(Page):
         s.quantization = replace(
             s.quantization, per_channel=self.per_channel.isChecked(), activation_type=self.activation_combo.currentData(),
             symmetric_activations=self.symmetric.isChecked(), format=self.format_combo.currentData(), exclude_nodes=excluded,
+            equalize=self.equalize.isChecked(), bias_correction=self.bias_correction.isChecked(),
         )
+        s.tuning = self.target.settings()
         eval_text, csv_text = self.eval_edit.text().strip(), self.csv_edit.text().strip()
         s.evaluation = replace(
             s.evaluation, folders=(Path(eval_text),) if eval_text else (), labels_from=self.labels_combo.currentData(),
@@ -293,7 +320,8 @@ class CalibrationPage(Page):
         method = self.method_combo.currentData()
         self.method_text.setText(DESCRIPTIONS.get(method, ""))
         self.percentile_box.setEnabled(method == "percentile")
-        self.csv_edit.setEnabled(self.labels_combo.currentData() == "csv")
+        self.csv_edit.setEnabled(self.labels_combo.currentData() in ("csv", "coco", "yolo"))
+        self.target.metric_text.setText(self._target_metric_text())
         warnings = settings_warnings(self.state.quantization)
         self.activation_warning.setText("\n".join(warnings))
         self.activation_warning.setVisible(bool(warnings))
@@ -342,10 +370,28 @@ class CalibrationPage(Page):
             self.eval_edit.setText(folder)
 
     def choose_csv(self) -> None:
-        path = dialogs.open_file(self, "Labels CSV", self.settings.folder("images"), "CSV files (*.csv);;All files (*)")
+        kind = self.labels_combo.currentData()
+        if kind == "yolo":
+            path = dialogs.open_folder(self, "Folder of YOLO label files", self.settings.folder("images"))
+        else:
+            path = dialogs.open_file(self, "Labels file", self.settings.folder("images"),
+                                     "Labels (*.csv *.json);;All files (*)")
         if path:
             self.csv_edit.setText(path)
-            self.labels_combo.setCurrentIndex(self.labels_combo.findData("csv"))
+            if kind not in ("csv", "coco", "yolo"):
+                self.labels_combo.setCurrentIndex(self.labels_combo.findData("coco" if path.lower().endswith(".json") else "csv"))
+
+    def _target_metric_text(self) -> str:
+        """Which number the target is in, for this model and these labels."""
+        g = self.state.task_guess
+        kind = g.kind if g else "classification"
+        labels = self.state.evaluation.labels_from
+        if kind == "classification":
+            what = "top-1 accuracy" if labels in ("csv", "subfolders") else "top-1 agreement with FP32"
+        else:
+            what = {"detection": "detection F1 against FP32 (boxes matched at IoU 0.5)",
+                    "dense": "mask IoU against FP32"}.get(kind, "not available: this task has no accuracy-like number")
+        return f"Measured in points of {what}, on the evaluation images."
 
     def choose_output(self) -> None:
         start = str(self.state.output or self.state.default_output() or "")

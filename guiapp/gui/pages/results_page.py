@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSpinBox, QSplitter, QVBoxLayout
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSpinBox, QSplitter, QTabWidget, QVBoxLayout
 
 from ...core.atomic import atomic_write_text
 from ...core.errors import Cancelled, StudioError
@@ -20,6 +20,8 @@ from ...core.visuals import class_names, sample_pngs
 from .. import dialogs
 from ..charts import ResultCharts
 from ..pictures import SamplePictures
+from ..tuning_view import ParetoView
+from ...core.tuning.run import trial_job
 from .page import Page
 from ..widgets import button, message_label
 
@@ -42,6 +44,10 @@ class ResultsPage(Page):
         self.split.addWidget(self.pictures)
         self.split.setStretchFactor(0, 3)
         self.split.setStretchFactor(1, 2)
+        self.trials = ParetoView(self.pick_trial)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.split, "FP32 vs INT8")
+        self.tabs.addTab(self.trials, "Trials")
         self.warnings = message_label("warn")
         self.keep_box = QSpinBox()
         self.keep_box.setRange(1, 50)
@@ -69,7 +75,7 @@ class ResultsPage(Page):
         lay = QVBoxLayout(self)
         lay.addWidget(self.headline)
         lay.addWidget(self.summary)
-        lay.addWidget(self.split, 1)
+        lay.addWidget(self.tabs, 1)
         lay.addWidget(self.warnings)
         lay.addLayout(actions)
 
@@ -86,8 +92,22 @@ class ResultsPage(Page):
         color = "#a01010" if broken else "#1d3d5c"
         self.headline.setStyleSheet(f"font-size: 15px; font-weight: bold; color: {color}")
         text = headline_text(r)
-        self.headline.setText(("⚠ INT8 looks broken for this task. " if broken else "") + text)
+        tuning = r.get("tuning")
+        if tuning:
+            t = tuning["target"]
+            if tuning["met"]:
+                text = f"Target met ({t['label']} at least {t['required'] * 100:.1f}%). " + text
+            else:
+                broken = True
+                text = (f"Target missed by {tuning['missed_by_points']:.1f} points ({t['label']} needed "
+                        f"{t['required'] * 100:.1f}%); the best model found was written. " + text)
+        self.headline.setText(("⚠ INT8 looks broken for this task. " if head.get("broken") else "") + text)
+        self.headline.setStyleSheet(f"font-size: 15px; font-weight: bold; color: {'#a01010' if broken else '#1d3d5c'}")
         self.headline.setVisible(bool(text))
+        self.tabs.setTabVisible(1, bool(tuning))
+        if tuning:
+            self.trials.show_trials(tuning)
+            self.tabs.setTabText(1, f"Trials ({len(tuning['trials'])})")
         rows = summary_rows(r)
         text = "  ·  ".join(f"{what}: FP32 {a} → INT8 {b}" if a else f"{what}: {b}" for what, a, b in rows[:3])
         text += "\n" + run_summary(r)
@@ -111,9 +131,33 @@ class ResultsPage(Page):
     def _render(self, work, on_done) -> None:
         self.runner.start(work, on_done, None, light=True)
 
-    def rerun(self) -> None:
-        if self.runner.busy:
+    def pick_trial(self, index: int) -> None:
+        """Write another trial's model instead of the one the search chose."""
+        r = self.state.report
+        tuning = (r or {}).get("tuning")
+        if not tuning or index == tuning["chosen"] or self.window_.busy:
             return
+        trial = next((t for t in tuning["trials"] if t["index"] == index), None)
+        if trial is None:
+            return
+        value = "-" if trial["metric"] is None else f"{trial['metric'] * 100:.1f}%"
+        if not dialogs.ask(self, "Write this trial's model?",
+                           f"Trial {index} ({trial['method']}, {len(trial['float_nodes'])} layer(s) in float, {value}) "
+                           f"will replace {r['output']}. The calibration statistics are reused."):
+            return
+        job = trial_job(self.state.to_job(), trial)
+        self.runner.stop(10)  # a picture being drawn
+        self._picked = (tuning, index)
+        self.rerun_bar.setValue(0)
+        self.rerun_bar.show()
+        self.rerun_button.setEnabled(False)
+        self.window_.set_busy(True)
+        self.runner.start(lambda p, c: quantize(job, p, c, overwrite=True), self._rerun_done, self._rerun_failed, self._rerun_progress)
+
+    def rerun(self) -> None:
+        if self.window_.busy:
+            return
+        self.runner.stop(10)  # a picture being drawn
         job = self.state.to_job()  # the re-run's keep_float is not a setting of the wizard's job
         job = replace(job, quantization=replace(job.quantization, keep_float=self.keep_box.value()))
         self.rerun_bar.setValue(0)
@@ -128,6 +172,15 @@ class ResultsPage(Page):
         self.rerun_bar.setFormat(f"{event.stage}: {event.message}")
 
     def _rerun_done(self, result) -> None:
+        picked = getattr(self, "_picked", None)
+        self._picked = None
+        if picked is not None:  # keep the search's trials, with the user's pick as the written one
+            tuning, index = picked
+            trial = next(t for t in tuning["trials"] if t["index"] == index)
+            head = result.report["fidelity"]["headline"]
+            met = tuning["target"]["required"] <= (head["value"] or 0) + 1e-12
+            result.report["tuning"] = {**tuning, "chosen": index, "picked_by_user": True, "met": met,
+                                       "missed_by_points": None if met else (tuning["target"]["required"] - trial["metric"]) * 100}
         self.state.report = result.report
         self.state.samples = result.samples
         self._rerun_end()

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QProgressBar, QVBoxLayout, QWizard,
+    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QProgressBar, QSplitter, QVBoxLayout, QWizard,
 )
 
 from ...core.errors import Cancelled
 from ...core.pipeline import quantize
-from ...core.progress import STAGES, Eta, ProgressEvent, format_seconds
+from ...core.progress import CALIBRATE, STAGES, TUNE, Eta, ProgressEvent, format_seconds
 from .. import dialogs
+from ..tuning_view import TrialsView
 from ..widgets import button
 from .page import Page
 
-STAGE_TEXT = {"prepare": "Pre-process the graph", "calibrate": "Calibrate", "quantize": "Quantize", "evaluate": "Evaluate FP32 vs INT8"}
+STAGE_TEXT = {"prepare": "Pre-process the graph", "calibrate": "Calibrate", "tune": "Search for the accuracy target",
+              "quantize": "Quantize", "evaluate": "Evaluate FP32 vs INT8"}
 MARK = {"pending": "○", "running": "◐", "done": "●", "failed": "✕"}
 
 
@@ -30,7 +32,7 @@ class RunPage(Page):
         self.setCommitPage(True)
         self.setButtonText(QWizard.WizardButton.CommitButton, "See &results ›")
         self.stages = QListWidget()
-        self.stages.setMaximumHeight(4 * 22 + 8)
+        self.stages.setMaximumHeight(5 * 22 + 8)
         self.stages.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
@@ -45,11 +47,19 @@ class RunPage(Page):
         row.addWidget(self.eta_label)
         row.addWidget(self.cancel_button)
         row.addWidget(self.retry_button)
+        self.trials = TrialsView()
+        self.trials.hide()
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.log)
+        split.addWidget(self.trials)
+        split.setStretchFactor(1, 3)
         lay = QVBoxLayout(self)
         lay.addWidget(self.stages)
         lay.addLayout(row)
-        lay.addWidget(self.log, 1)
+        lay.addWidget(split, 1)
         self.running = False
+        self.tuning = False
+        self.stage_list = STAGES
         self.done = False
         self._eta = Eta()
         self._stage = None
@@ -81,8 +91,13 @@ class RunPage(Page):
             overwrite = True
         self.runner.stop(10)  # a preview decode or folder scan still running
         self.done = False
+        self.tuning = job.tuning.max_drop is not None
+        i = STAGES.index(CALIBRATE) + 1
+        self.stage_list = STAGES[:i] + (TUNE,) + STAGES[i:] if self.tuning else STAGES
+        self.trials.clear()
+        self.trials.setVisible(self.tuning)
         self.stages.clear()
-        for s in STAGES:
+        for s in self.stage_list:
             item = QListWidgetItem(f"{MARK['pending']}  {STAGE_TEXT[s]}")
             item.setData(Qt.ItemDataRole.UserRole, s)
             self.stages.addItem(item)
@@ -99,7 +114,10 @@ class RunPage(Page):
 
     def cancel(self) -> None:
         if self.running:
-            self.log.appendPlainText("Cancelling after the current batch…")
+            if self._stage == TUNE:
+                self.log.appendPlainText("Stopping the search after the current trial; the best model so far will be written…")
+            else:
+                self.log.appendPlainText("Cancelling after the current batch…")
             self.cancel_button.setEnabled(False)
             self.runner.cancel()
 
@@ -123,8 +141,10 @@ class RunPage(Page):
                 item.setText(f"{MARK[mark]}  {STAGE_TEXT[stage]}")
 
     def _progressed(self, event: ProgressEvent) -> None:
-        if event.stage not in STAGES:
+        if event.stage not in self.stage_list:
             return
+        if event.data is not None and "trial" in event.data:
+            self.trials.add(event.data)
         self._sync_back()
         if event.stage != self._stage:
             if self._stage is not None:
@@ -132,15 +152,15 @@ class RunPage(Page):
             self._stage = event.stage
             self._mark(event.stage, "running")
             self.log.appendPlainText(f"{STAGE_TEXT[event.stage]}: {event.message}")
-        index = STAGES.index(event.stage)
-        self.bar.setValue(int(1000 * (index + event.fraction) / len(STAGES)))
+        index = self.stage_list.index(event.stage)
+        self.bar.setValue(int(1000 * (index + event.fraction) / len(self.stage_list)))
         self.bar.setFormat(f"{STAGE_TEXT[event.stage]}: {event.message}")
         self.eta_label.setText(f"{format_seconds(self._eta.update(event))} left in this stage")
 
     def _finished(self, result) -> None:
         self.state.report = result.report
         self.state.samples = result.samples
-        for s in STAGES:
+        for s in self.stage_list:
             self._mark(s, "done")
         self.bar.setValue(1000)
         self.bar.setFormat("Done")
