@@ -29,6 +29,7 @@ def info_for(shapes: dict[str, list], hw: int = 32) -> ModelInfo:
         ({"output0": ["N", 84, 8400]}, "detection"),  # YOLOv8, 80 classes
         ({"output0": [1, 25200, 85]}, "detection"),  # YOLOv5 with objectness
         ({"scores": [1, 4420, 2], "boxes": [1, 4420, 4]}, "detection"),  # UltraFace
+        ({"loc": [1, 16800, 4], "conf": [1, 16800, 2], "landms": [1, 16800, 10]}, "detection"),  # RetinaFace
         ({"logits": ["N", 1000]}, "classification"),
         ({"prob": ["N", 1000, 1, 1]}, "classification"),
         ({"maps": ["N", 1, "H", "W"]}, "dense"),  # a text detector with dynamic size

@@ -83,6 +83,13 @@ class ModelInfo:
     notes: tuple[str, ...] = field(default=())
     input_normalization: tuple[str, ...] = ()  # arithmetic with constants right after the image input
     nodes: tuple[tuple[str, str], ...] = ()  # (name, op type) of named nodes ONNX Runtime can quantize
+    computed_outputs: tuple[TensorInfo, ...] = ()  # outputs with sizes from shape inference, when declared symbolic
+
+    @property
+    def task_outputs(self) -> tuple[TensorInfo, ...]:
+        """The outputs with the sizes the model computes at its input size (exporters
+        with dynamic axes often declare ``[batch, dim_1, dim_2]``), else as declared."""
+        return self.computed_outputs or self.outputs
 
     @property
     def is_quantized(self) -> bool:
@@ -422,6 +429,7 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
         )
     if image is not None and image.fixed_batch is not None:
         notes.append(f"The batch size is fixed to {image.fixed_batch}; images are fed {image.fixed_batch} at a time.")
+    computed = _computed_outputs(model, image, outputs)
     return ModelInfo(
         path=path,
         size_bytes=size,
@@ -442,7 +450,38 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
         notes=tuple(notes),
         input_normalization=normalization,
         nodes=tuple((n.name, n.op_type) for n in g.node if n.name and n.op_type in QUANTIZABLE_OP_TYPES),
+        computed_outputs=computed,
     )
+
+
+def _computed_outputs(model: onnx.ModelProto, image: ImageInput | None, outputs: tuple[TensorInfo, ...]) -> tuple[TensorInfo, ...]:
+    """Output sizes from ONNX shape inference at batch 1 and the image's fixed
+    size, when an output declares a symbolic size past its batch axis; the
+    batch axis keeps its declaration. Empty when not needed or not possible."""
+    if image is None or image.size is None:
+        return ()
+    if all(t.shape is not None and all(isinstance(d, int) for d in t.shape[1:]) for t in outputs):
+        return ()
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        if vi.name == image.name:
+            d = vi.type.tensor_type.shape.dim[0]
+            if not d.HasField("dim_value"):
+                d.Clear()
+                d.dim_value = 1
+    try:
+        inferred = onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001 - inference is a nicety here
+        return ()
+    found = {vi.name: tensor_info(vi) for vi in inferred.graph.output}
+    out = []
+    for t in outputs:
+        c = found.get(t.name)
+        if c is None or c.shape is None or t.shape is None or len(c.shape) != len(t.shape):
+            return ()
+        out.append(TensorInfo(t.name, (t.shape[0], *c.shape[1:]), t.dtype))
+    return tuple(out)
 
 
 def _mostly_float16(g: onnx.GraphProto) -> bool:

@@ -29,11 +29,11 @@ def detect_task(info: ModelInfo, kind: str = "auto") -> TaskGuess:
                 return g
         raise AssertionError("generic always fits")
     g = TASKS[kind].guess(info)
-    if g is None and kind == "classification" and info.outputs:
-        t = info.outputs[0]
+    if g is None and kind == "classification" and info.task_outputs:
+        t = info.task_outputs[0]
         g = TaskGuess("classification", f"chosen by you; the first output {t.name} {t.shape_text} is read as class scores")
     if g is None:
-        shapes = ", ".join(f"{t.name} {t.shape_text}" for t in info.outputs)
+        shapes = ", ".join(f"{t.name} {t.shape_text}" for t in info.task_outputs)
         raise JobError(
             "task.kind",
             f"the model's outputs ({shapes}) do not fit {kind}: "

@@ -12,9 +12,9 @@ from .base import EvalContext, Task, TaskGuess, headline
 
 
 def guess(info: ModelInfo) -> TaskGuess | None:
-    if len(info.outputs) != 1:
+    if len(info.task_outputs) != 1:
         return None
-    t = info.outputs[0]
+    t = info.task_outputs[0]
     s = t.shape
     if s is None or not t.dtype.startswith("float"):
         return None

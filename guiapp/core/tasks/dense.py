@@ -38,7 +38,7 @@ def _dense_reason(t, image) -> str | None:
 
 
 def guess(info: ModelInfo) -> TaskGuess | None:
-    for t in info.outputs:
+    for t in info.task_outputs:
         why = _dense_reason(t, info.image_input)
         if why:
             more = f" (the first of {len(info.outputs)} outputs)" if len(info.outputs) > 1 else ""

@@ -21,7 +21,7 @@ MAX_PER_IMAGE = 2000  # per-image box counts kept in the report
 
 
 def guess(info: ModelInfo) -> TaskGuess | None:
-    found = guess_layout(info.outputs, info.image_input)
+    found = guess_layout(info.task_outputs, info.image_input)
     if found is None:
         return None
     layout, why = found

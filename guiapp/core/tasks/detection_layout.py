@@ -29,6 +29,8 @@ from ..modelinfo import ImageInput, TensorInfo
 from .boxes import Detections, nms, to_xyxy
 
 BOX_FORMATS = ("auto", "cxcywh", "xyxy", "xywh")
+_BOX_WORDS = ("box", "bbox", "reg", "dis", "loc")
+_SCORE_WORDS = ("cls", "score", "conf", "prob", "logit")
 STRIDES = (8, 16, 32, 64, 128)
 
 
@@ -100,26 +102,33 @@ def _guess_yolo(outputs) -> tuple[DetectionLayout, str] | None:
 
 
 def _guess_pair(outputs) -> tuple[DetectionLayout, str] | None:
-    if len(outputs) != 2:
+    """Scores [N, A, C] and boxes [N, A, 4] (or [N, A, 1, 4]); a third output
+    with the same anchors (RetinaFace's landmarks) is left aside."""
+    if len(outputs) not in (2, 3):
         return None
     shapes = [_dims(t) for t in outputs]
-    if any(s is None or len(s) not in (3, 4) for s in shapes):
+    if any(s is None or len(s) not in (3, 4) or _fixed(s[1]) is None for s in shapes):
         return None
-    (t0, s0), (t1, s1) = zip(outputs, shapes)
-    for sc, ss, bx, bs in ((t0, s0, t1, s1), (t1, s1, t0, s0)):
-        a = _fixed(ss[1])
-        if a is None or _fixed(bs[1]) != a or len(ss) != 3:
-            continue
-        box_ok = bs[-1] == 4 and (len(bs) == 3 or bs[2] == 1)
-        c = _fixed(ss[2])
-        if box_ok and c is not None and c < a:
-            lay = DetectionLayout("pair", (sc.name,), (bx.name,), classes=c, channels_first=False, box_format="xyxy")
-            return lay, f"two outputs with {a} anchors each: {sc.name} {sc.shape_text} scores and {bx.name} {bx.shape_text} boxes (SSD-style)"
-    return None
+    if len({s[1] for s in shapes}) != 1:
+        return None
+    a = shapes[0][1]
+    boxes = [t for t, s in zip(outputs, shapes) if s[-1] == 4 and (len(s) == 3 or s[2] == 1)]
+    if len(boxes) != 1:
+        return None
+    box = boxes[0]
+    rest = [t for t in outputs if t is not box and len(t.shape) == 3 and _fixed(t.shape[2])]
+    if len(rest) == 2:  # pick the scores by name, then by the fewest values
+        named = [t for t in rest if any(w in t.name.lower() for w in _SCORE_WORDS)]
+        rest = named if len(named) == 1 else sorted(rest, key=lambda t: t.shape[2])[:1]
+    if len(rest) != 1 or not rest[0].shape[2] < a:
+        return None
+    sc = rest[0]
+    c = sc.shape[2]
+    lay = DetectionLayout("pair", (sc.name,), (box.name,), classes=c, channels_first=False, box_format="xyxy")
+    extra = f" ({len(outputs) - 2} other output with the same anchors left aside)" if len(outputs) == 3 else ""
+    return lay, f"{a} anchors: {sc.name} {sc.shape_text} scores and {box.name} {box.shape_text} boxes (SSD-style){extra}"
 
 
-_BOX_WORDS = ("box", "bbox", "reg", "dis", "loc")
-_SCORE_WORDS = ("cls", "score", "conf", "prob", "logit")
 _COMMON_BINS = (1, 8, 16, 17, 32)  # 4 values, PicoDet (reg_max 7), YOLOv8 (16), GFL/NanoDet (17)
 
 

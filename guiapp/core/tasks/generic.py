@@ -15,7 +15,7 @@ BROKEN_DB = 10.0  # noise amplitude a third of the signal's
 
 
 def guess(info: ModelInfo) -> TaskGuess:
-    shapes = ", ".join(f"{t.name} {t.shape_text}" for t in info.outputs)
+    shapes = ", ".join(f"{t.name} {t.shape_text}" for t in info.task_outputs)
     return TaskGuess("generic", f"the outputs ({shapes}) match no classifier, detector or map layout")
 
 
