@@ -78,20 +78,17 @@ def _weight_shift(node: onnx.NodeProto, w: np.ndarray, wq: np.ndarray, mean_in: 
     return None
 
 
-def correct_biases(fmodel: onnx.ModelProto, qdq: onnx.ModelProto, feeds: Feeds,
-                   batches: Iterator[tuple[list[Path], np.ndarray]], cancel: CancelToken) -> tuple[onnx.ModelProto, int]:
-    """A copy of the FP32 graph ``fmodel`` whose Conv/Gemm biases absorb the
-    mean shift their weights' quantization in ``qdq`` causes. Returns it and
-    how many layers were corrected (a layer without a bias gets one)."""
-    m = onnx.ModelProto()
-    m.CopyFrom(fmodel)
-    g = m.graph
+def bias_shifts(fmodel: onnx.ModelProto, qdq: onnx.ModelProto, feeds: Feeds,
+                batches: Iterator[tuple[list[Path], np.ndarray]], cancel: CancelToken) -> dict[str, np.ndarray]:
+    """Per Conv/Gemm node of the FP32 graph ``fmodel``: the mean shift of its
+    output that its weights' quantization in ``qdq`` causes."""
+    g = fmodel.graph
     inits = {t.name: t for t in g.initializer}
     deq = {name.removesuffix("_DequantizeLinear_Output"): v for name, v in dequantized_weights(qdq).items()}
     layers = [n for n in g.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 1 and n.input[1] in inits
               and n.input[1] in deq]
-    means = channel_means(m, [n.input[0] for n in layers], feeds, batches, cancel)
-    corrected = 0
+    means = channel_means(fmodel, [n.input[0] for n in layers], feeds, batches, cancel)
+    out = {}
     for n in layers:
         mean_in = means.get(n.input[0])
         if mean_in is None:
@@ -101,7 +98,23 @@ def correct_biases(fmodel: onnx.ModelProto, qdq: onnx.ModelProto, feeds: Feeds,
         if wq.shape != w.shape:
             continue
         shift = _weight_shift(n, w, wq, mean_in)
-        if shift is None:
+        if shift is not None:
+            out[n.name] = shift
+    return out
+
+
+def apply_shifts(fmodel: onnx.ModelProto, shifts: dict[str, np.ndarray], skip: set[str] = frozenset()) -> tuple[onnx.ModelProto, int]:
+    """A copy of ``fmodel`` whose layers absorb their ``shifts`` in their biases
+    (a layer without a bias gets one); layers in ``skip`` (kept in float, so
+    not shifted) keep theirs. Returns it and how many layers changed."""
+    m = onnx.ModelProto()
+    m.CopyFrom(fmodel)
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    corrected = 0
+    for n in g.node:
+        shift = shifts.get(n.name)
+        if shift is None or n.name in skip:
             continue
         if len(n.input) > 2 and n.input[2] in inits:
             b = numpy_helper.to_array(inits[n.input[2]]).astype(np.float64)

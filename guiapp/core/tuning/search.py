@@ -108,20 +108,26 @@ def _equalization(best: Trial, run, trials: list[Trial]) -> Trial:
 
 
 def _fallback(ws: Workspace, start: Trial, run, cancel: CancelToken) -> Trial:
+    """Layers to float, the most harmful first, re-ranked after each step. A
+    group that does not help is not kept (its layers are not tried again)."""
     current, group = start, 1
     floats = list(start.settings.float_nodes)
     fixed = set(ws.quant.exclude_nodes) | set(ws.protected)
+    tried: set[str] = set()
+    rows = ws.per_layer(current, cancel)
     while not current.meets:
-        ranked = rank(ws.variant(current.settings, cancel).prepared.model, ws.per_layer(current, cancel),
-                      fixed | set(floats))
+        ranked = rank(ws.variant(current.settings, cancel).prepared.model, rows, fixed | set(floats) | tried)
         if not ranked:
             break
         add = [name for name, _ in ranked[:group]]
-        floats += add
-        t = run("fallback", replace(current.settings, float_nodes=tuple(floats)),
+        tried.update(add)
+        t = run("fallback", replace(current.settings, float_nodes=tuple(floats + add)),
                 f"+{len(add)} in float: {', '.join(add[:4])}{' ...' if len(add) > 4 else ''}")
-        current = t
-        group = min(group * 2, MAX_GROUP)
+        if t.metric is not None and (current.metric is None or t.metric >= current.metric):
+            floats += add
+            current = t
+            rows = ws.per_layer(current, cancel)
+            group = min(group * 2, MAX_GROUP)
     return current
 
 

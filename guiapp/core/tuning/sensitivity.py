@@ -14,6 +14,9 @@ from __future__ import annotations
 import onnx
 
 HEAVY = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+# ONNX Runtime folds these into the layer before them (the quantized range does the clipping):
+# keeping one in float only un-clips that layer's output range. Their error is the layer's.
+FOLDED = frozenset({"Relu", "Clip"})
 
 
 def _noise(row: dict) -> float:
@@ -30,11 +33,24 @@ def rank(model: onnx.ModelProto, rows: list[dict], exclude: set[str]) -> list[tu
     ``exclude`` (already float, or the user's) are left out."""
     noise = {r["name"]: _noise(r) for r in rows if r["kind"] == "activation"}
     total = {r["name"]: r.get("sqnr_db") for r in rows if r["kind"] == "activation"}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    folded_into: dict[str, str] = {}  # a heavy node -> the activation ORT folds into it
+    for n in model.graph.node:
+        p = producer.get(n.input[0]) if n.input else None
+        if n.op_type in FOLDED and p is not None and p.op_type in HEAVY and consumers.get(n.input[0]) == 1:
+            folded_into[p.name] = n.output[0]
     out = []
     for n in model.graph.node:
-        if not n.name or n.name in exclude:
+        if not n.name or n.name in exclude or (n.op_type in FOLDED and n.input and producer.get(n.input[0]) is not None
+                                               and producer[n.input[0]].name in folded_into):
             continue
         outs = [o for o in n.output if o in noise]
+        if n.name in folded_into and folded_into[n.name] in noise:
+            outs.append(folded_into[n.name])
         if not outs:
             continue
         received = max((noise[i] for i in n.input if i in noise), default=0.0)

@@ -29,7 +29,7 @@ from ..perlayer import per_layer_error
 from ..progress import CancelToken, no_progress
 from ..strategies import StrategySettings, Target, compute_ranges
 from ..tasks import EvalContext, TaskGuess
-from .biascorr import correct_biases
+from .biascorr import apply_shifts, bias_shifts
 from .equalize import equalized
 from .evalset import EvalSet, score
 from .trials import Goal, Trial, TrialSettings
@@ -68,6 +68,7 @@ class Workspace:
     make_prepared: Callable[[onnx.ModelProto, str], object]  # saves a graph as a Prepared
     notes: list[str] = field(default_factory=list)
     _equalized: Variant | None = None
+    _shifts: dict = field(default_factory=dict)
     _corrected: dict = field(default_factory=dict)
     _count: int = 0
 
@@ -84,17 +85,30 @@ class Workspace:
             v = self._equalized
         if s.bias_correction:
             key = (s.equalize, s.per_channel)
-            if key not in self._corrected:
-                probe = self.tmp / f"probe_{len(self._corrected)}.onnx"
+            if key not in self._shifts:
+                probe = self.tmp / f"probe_{len(self._shifts)}.onnx"
                 self.build(v.prepared, compute_ranges(v.stats, StrategySettings("minmax"), self.target()),
                            replace(self.quant, per_channel=s.per_channel), probe)
-                model, n = correct_biases(v.prepared.model, onnx.load(str(probe)), self.feeds, self.calib_batches(cancel), cancel)
+                self._shifts[key] = bias_shifts(v.prepared.model, onnx.load(str(probe)), self.feeds,
+                                                self.calib_batches(cancel), cancel)
                 probe.unlink()
                 self.notes.append(f"bias correction ({'per-channel' if s.per_channel else 'per-tensor'} weights"
-                                  f"{', equalized' if s.equalize else ''}): {n} layer(s) corrected")
-                self._corrected[key] = Variant(self.make_prepared(model, f"corrected_{len(self._corrected)}"), v.stats)
-            v = self._corrected[key]
+                                  f"{', equalized' if s.equalize else ''}): {len(self._shifts[key])} layer(s)")
+            shifts = self._shifts[key]
+            # Layers kept in float keep their bias: their weights are not quantized.
+            floats = frozenset(self.all_float(s) & set(shifts))
+            ckey = (*key, floats)
+            if ckey not in self._corrected:
+                model, _ = apply_shifts(v.prepared.model, shifts, floats)
+                if len(self._corrected) >= 4:  # keep the folder small: each is a copy of the model
+                    old = self._corrected.pop(next(iter(self._corrected)))
+                    old.prepared.path.unlink(missing_ok=True)
+                self._corrected[ckey] = Variant(self.make_prepared(model, f"corrected_{self._count}_{len(floats)}"), v.stats)
+            v = self._corrected[ckey]
         return v
+
+    def all_float(self, s: TrialSettings) -> set[str]:
+        return set(self.quant.exclude_nodes) | set(self.protected) | set(s.float_nodes)
 
     def calib_batches(self, cancel: CancelToken):
         """A few calibration images, for channel statistics."""
