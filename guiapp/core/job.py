@@ -16,6 +16,7 @@ from .errors import JobError
 from .jobfields import Fields
 from .preprocess import COLORS, INTERPOLATIONS, LAYOUTS, RESIZES, PreprocessSpec
 from .strategies import METHODS
+from .targets.base import RKNN_PLATFORMS, TARGET_KINDS, TargetSettings
 from .tasks.base import TASK_KINDS, TaskSettings
 from .tasks.detection_layout import BOX_FORMATS
 
@@ -58,6 +59,9 @@ class QuantSettings:
     exclude_op_types: tuple[str, ...] = ()
     keep_float: int = 0  # re-quantize with the N worst layers (per-layer SQNR) in float
     protect_outputs: bool = True  # keep output tails that INT8 would crush in float (guiapp.core.protect)
+    # Float weights with a QuantizeLinear/DequantizeLinear pair each (the form TensorRT's explicit
+    # quantization reads) instead of int8 initializers. Set by the TensorRT target, not saved.
+    weight_qdq_pairs: bool = False
 
 
 # Class labels (subfolders, csv) for classifiers; box labels (yolo, coco) for detectors.
@@ -89,6 +93,7 @@ class Job:
     cache: Path | None = None  # calibration statistics, reused when the images and model are unchanged
     inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
     task: TaskSettings = field(default_factory=TaskSettings)
+    target: TargetSettings = field(default_factory=TargetSettings)
 
     # ------------------------------------------------------------ to / from dict
 
@@ -107,6 +112,7 @@ class Job:
             "cache": p(self.cache),
             "inputs": {k: list(v) for k, v in self.inputs.items()},
             "task": self.task.to_dict(),
+            "target": self.target.to_dict(p),
             "preprocess": self.preprocess.to_dict(),
             "calibration": {
                 "folders": [p(f) for f in c.folders],
@@ -175,6 +181,19 @@ class Job:
         except JobError as exc:
             raise JobError(exc.field if exc.field.startswith("job.") else "job." + exc.field, exc.detail, exc.fix) from None
         tf.finish()
+
+        gf = f.sub("target")
+        gd = TargetSettings()
+        try:
+            target = TargetSettings(
+                kind=gf.choice("kind", gd.kind, TARGET_KINDS),
+                platform=gf.choice("platform", gd.platform, RKNN_PLATFORMS),
+                rknn_python=gf.path("rknn_python"),
+                tensorrt_version=gf.raw("tensorrt_version", gd.tensorrt_version),
+            )
+        except JobError as exc:
+            raise JobError(exc.field if exc.field.startswith("job.") else "job." + exc.field, exc.detail, exc.fix) from None
+        gf.finish()
 
         pp = f.sub("preprocess")
         default = PreprocessSpec()
@@ -245,7 +264,7 @@ class Job:
         )
         ef.finish()
         f.finish()
-        return cls(model, output, spec, calibration, quantization, evaluation, report, cache, inputs, task)
+        return cls(model, output, spec, calibration, quantization, evaluation, report, cache, inputs, task, target)
 
     # ------------------------------------------------------------ files
 

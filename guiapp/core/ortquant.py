@@ -55,6 +55,7 @@ def quantize_with_ranges(
         extra_options={
             "ActivationSymmetric": settings.symmetric_activations,
             "WeightSymmetric": settings.weight_type == "int8",
+            "AddQDQPairToWeight": settings.weight_qdq_pairs,
         },
     )
 

@@ -28,6 +28,7 @@ class ProgressEvent:
     done: int
     total: int
     message: str = ""
+    log: str = ""  # a line for the run's log (a toolkit's own messages); not progress
 
     @property
     def fraction(self) -> float:
