@@ -39,6 +39,7 @@ def render_html(report: dict, charts: dict[str, bytes] | None = None, per_layer_
             ("Statistics", "from the cache" if cal.get("cache_used") else f"collected in {cal.get('seconds', 0):.1f} s"),
             ("Evaluation images", f"{ev.get('images_used')} ({ev.get('source', '')})"),
             ("Kept in float", ", ".join(report.get("kept_float") or []) or "none"),
+            *([("Target", f"{report['target']['title']}, checked in {report['target']['checked_in']}")] if report.get("target") else []),
         ],
     ))
     rows = report.get("per_layer") or []

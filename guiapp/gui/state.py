@@ -13,6 +13,7 @@ from ..core.calibcache import default_path
 from ..core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
 from ..core.modelinfo import ModelInfo
 from ..core.preprocess import PreprocessSpec, matching_preset, preset
+from ..core.targets.base import TargetSettings
 
 
 @dataclass
@@ -26,18 +27,27 @@ class WizardState:
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     output: Path | None = None
     inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
+    target: TargetSettings = field(default_factory=TargetSettings)
     report: dict | None = None  # the last run's report
     job_file: Path | None = None
 
     def default_output(self) -> Path | None:
         if self.model_path is None:
             return None
-        return self.model_path.with_name(self.model_path.name.removesuffix(".onnx") + ".int8.onnx")
+        return self.model_path.with_name(self.model_path.name.removesuffix(".onnx") + ".int8" + target_suffix(self.target.kind))
 
     def cache_path(self) -> Path | None:
-        """Calibration statistics live beside the job file, else beside the output."""
+        """Calibration statistics live beside the job file, else beside the
+        output (none for RKNN, whose toolkit calibrates itself)."""
         out = self.output or self.default_output()
-        return None if out is None else default_path(out, self.job_file)
+        return None if out is None or self.target.kind == "rknn" else default_path(out, self.job_file)
+
+    def set_target(self, target: TargetSettings) -> None:
+        """A new target: an output named for another target's file type follows."""
+        old, new = target_suffix(self.target.kind), target_suffix(target.kind)
+        self.target = target
+        if self.output is not None and old != new and self.output.name.endswith(old):
+            self.output = self.output.with_name(self.output.name.removesuffix(old) + new)
 
     def to_job(self) -> Job:
         assert self.model_path is not None
@@ -51,6 +61,7 @@ class WizardState:
             report=None,
             cache=self.cache_path(),
             inputs=dict(self.inputs),
+            target=self.target,
         )
 
     def load_job(self, job: Job, path: Path | None) -> None:
@@ -63,6 +74,7 @@ class WizardState:
         self.evaluation = job.evaluation
         self.output = job.output
         self.inputs = dict(job.inputs)
+        self.target = job.target
         self.report = None
         self.job_file = path
 
@@ -79,3 +91,9 @@ class WizardState:
             if channels != self.preprocess.channels:
                 self.preprocess = preset(self.preset_name or "imagenet", channels, resize=self.preprocess.resize)
             self.preprocess = replace(self.preprocess, size=None, layout="auto")
+
+
+def target_suffix(kind: str) -> str:
+    from ..core.targets.registry import TARGETS
+
+    return TARGETS[kind].suffix

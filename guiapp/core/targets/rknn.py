@@ -67,17 +67,22 @@ _probed: dict[str, dict] = {}
 def probe(python: Path, timeout_s: float = 60.0) -> dict:
     """What the worker's Python reports (its version, the toolkit's); cached."""
     key = str(python)
-    if key not in _probed:
-        try:
-            out = subprocess.run(
-                [str(python), str(WORKER)], input=b'{"probe": true}', capture_output=True, timeout=timeout_s,
-                cwd=tempfile.gettempdir(),
-            )
-            lines = [json.loads(line) for line in out.stdout.decode("utf-8", "replace").splitlines() if line.startswith("{")]
-            _probed[key] = next((m["result"] for m in lines if "result" in m), {"error": out.stderr.decode("utf-8", "replace")[-300:]})
-        except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
-            return {"error": str(exc)}
-    return _probed[key]
+    if key in _probed:
+        return _probed[key]
+    try:
+        out = subprocess.run(
+            [str(python), str(WORKER)], input=b'{"probe": true}', capture_output=True, timeout=timeout_s,
+            cwd=tempfile.gettempdir(),
+        )
+        lines = [json.loads(line) for line in out.stdout.decode("utf-8", "replace").splitlines() if line.startswith("{")]
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        return {"error": str(exc)}
+    result = next((m["result"] for m in lines if "result" in m), None)
+    if result is None:
+        return {"error": out.stderr.decode("utf-8", "replace")[-300:] or f"exit code {out.returncode}"}
+    if result.get("rknn_toolkit2"):
+        _probed[key] = result  # only a usable answer is kept: the user may install it meanwhile
+    return result
 
 
 def availability(settings: TargetSettings) -> str:

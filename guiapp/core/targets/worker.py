@@ -144,14 +144,17 @@ def run_worker(
 
 def terminate(proc: subprocess.Popen, grace_s: float = 0.5) -> None:
     """End the worker and everything it started: SIGTERM to its process
-    group, SIGKILL after ``grace_s``."""
-    if proc.poll() is None:
-        _signal(proc, signal.SIGTERM)
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            _signal(proc, getattr(signal, "SIGKILL", signal.SIGTERM))
-            proc.wait(2.0)
+    group, then SIGKILL to whatever of the group is left after ``grace_s``
+    (or as soon as the worker itself is gone)."""
+    if proc.poll() is not None:
+        return
+    _signal(proc, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal(proc, getattr(signal, "SIGKILL", signal.SIGTERM))
+    proc.wait(2.0)
 
 
 def _signal(proc: subprocess.Popen, sig: int) -> None:

@@ -17,7 +17,9 @@ from ...core.dataset import scan_folders
 from ...core.errors import OutputError
 from ...core.ortquant import settings_warnings
 from ...core.strategies import DESCRIPTIONS, METHODS
+from ...core.targets.registry import TARGETS
 from .. import dialogs
+from ..target_box import TargetBox
 from .page import Page
 from ..widgets import add_items, button, message_label, path_row, sentence
 
@@ -100,6 +102,9 @@ class CalibrationPage(Page):
         self.activation_warning = message_label("warn")
         qf.addRow("", self.activation_warning)
 
+        self.target_box = TargetBox(self.settings)
+        self.target_box.edited.connect(self._target_edited)
+
         # -- keep in float
         keep = QGroupBox("Keep in float (optional)")
         kl = QVBoxLayout(keep)
@@ -148,7 +153,7 @@ class CalibrationPage(Page):
         for w in (images, quant):
             left.addWidget(w)
         left.addStretch(1)
-        for w in (keep, ev, out, self.problems):
+        for w in (self.target_box, keep, ev, out, self.problems):
             right.addWidget(w)
         right.addStretch(1)
         cols.addLayout(left, 1)
@@ -188,12 +193,17 @@ class CalibrationPage(Page):
         scans = [self._scans.get(str(f)) for f in s.calibration.folders]
         if all(sc is not None for sc in scans) and sum(sc.images - len(sc.unreadable) for sc in scans) == 0:
             return "The calibration folders hold no readable image."
+        if self.target_box.problem():
+            return self.target_box.problem()
+        target = TARGETS[s.target.kind]
+        if s.target.kind == "rknn" and s.calibration.method not in ("minmax", "entropy", "mse"):
+            return f"RKNN-Toolkit2 has no counterpart of the {s.calibration.method} strategy: choose minmax, entropy or mse."
         out = s.output
         if out is None or not str(out).strip():
             return "Choose where to write the INT8 model."
         if s.model_path is not None:
             try:  # the run asks before replacing an existing output
-                check_output_path(s.model_path, out, overwrite=True)
+                check_output_path(s.model_path, out, overwrite=True, suffix=target.suffix)
             except OutputError as exc:
                 return sentence(str(exc))
         if s.evaluation.labels_from == "csv" and not (s.evaluation.labels_csv and s.evaluation.labels_csv.is_file()):
@@ -224,6 +234,8 @@ class CalibrationPage(Page):
             self.csv_edit.setText(str(e.labels_csv) if e.labels_csv else "")
             self.offset_box.setValue(e.class_offset)
             self.output_edit.setText(str(s.output) if s.output else "")
+            self.target_box.set_target(s.target)
+            s.target = self.target_box.target()  # the remembered RKNN Python, when the job had none
             self._fill_nodes()
             self._fill_folders()
         finally:
@@ -289,12 +301,27 @@ class CalibrationPage(Page):
         s.output = Path(text) if text else None
         self._update_texts()
 
+    def _target_edited(self) -> None:
+        self.state.set_target(self.target_box.target())
+        self._syncing = True
+        try:
+            self.output_edit.setText(str(self.state.output) if self.state.output else "")
+        finally:
+            self._syncing = False
+        self._update_texts()
+
     def _update_texts(self) -> None:
+        honoured = TARGETS[self.state.target.kind].settings
+        for name, widgets in (("per_channel", (self.per_channel,)), ("activation_type", (self.activation_combo,)),
+                              ("symmetric_activations", (self.symmetric,)), ("format", (self.format_combo,)),
+                              ("exclude_nodes", (self.nodes, self.node_filter))):
+            for w in widgets:
+                w.setEnabled(name in honoured)
         method = self.method_combo.currentData()
         self.method_text.setText(DESCRIPTIONS.get(method, ""))
         self.percentile_box.setEnabled(method == "percentile")
         self.csv_edit.setEnabled(self.labels_combo.currentData() == "csv")
-        warnings = settings_warnings(self.state.quantization)
+        warnings = settings_warnings(self.state.quantization) if self.state.target.kind == "onnxruntime" else []
         self.activation_warning.setText("\n".join(warnings))
         self.activation_warning.setVisible(bool(warnings))
         self._problem = self.problem_text()
@@ -349,9 +376,10 @@ class CalibrationPage(Page):
 
     def choose_output(self) -> None:
         start = str(self.state.output or self.state.default_output() or "")
-        path = dialogs.save_file(self, "Write the INT8 model to", start, "ONNX models (*.onnx)")
+        suffix = TARGETS[self.state.target.kind].suffix
+        path = dialogs.save_file(self, "Write the INT8 model to", start, f"Models (*{suffix})")
         if path:
-            self.output_edit.setText(path if path.lower().endswith(".onnx") else path + ".onnx")
+            self.output_edit.setText(path if path.lower().endswith(suffix) else path + suffix)
 
 
 

@@ -15,6 +15,7 @@ from ...core.errors import Cancelled, StudioError
 from ...core.pipeline import quantize
 from ...core.report import run_summary, summary_rows, write_report
 from ...core.report_html import render_html
+from ...core.targets.registry import TARGETS
 from .. import dialogs
 from ..charts import ResultCharts
 from .page import Page
@@ -48,7 +49,8 @@ class ResultsPage(Page):
         self.html_button = button("Export &HTML…", "A self-contained page with the charts embedded", self.export_html)
         self.folder_button = button("Open output &folder", "Show the INT8 model in the file manager", self.open_folder)
         actions = QHBoxLayout()
-        actions.addWidget(QLabel("Keep"))
+        self.keep_label = QLabel("Keep")
+        actions.addWidget(self.keep_label)
         actions.addWidget(self.keep_box)
         actions.addWidget(self.rerun_button)
         actions.addWidget(self.rerun_bar, 1)
@@ -69,6 +71,9 @@ class ResultsPage(Page):
         if not r:
             return
         self.charts.show_report(r)
+        rerun = "keep_float" in TARGETS[self.state.target.kind].settings and bool(r.get("per_layer"))
+        for w in (self.keep_label, self.keep_box, self.rerun_button):
+            w.setVisible(rerun)
         rows = summary_rows(r)
         text = "  ·  ".join(f"{what}: FP32 {a} → INT8 {b}" if a else f"{what}: {b}" for what, a, b in rows[:4])
         text += "\n" + run_summary(r)
@@ -110,10 +115,6 @@ class ResultsPage(Page):
         self.rerun_button.setEnabled(True)
         self.window_.set_busy(False)
 
-    def _report_path(self, suffix: str) -> str:
-        out = Path(self.state.report["output"])
-        return str(out.with_name(out.name.removesuffix(".onnx") + suffix))
-
     def export_json(self) -> None:
         path = dialogs.save_file(self, "Save the report (JSON)", self._report_path(".report.json"), "JSON (*.json)")
         if path:
@@ -129,6 +130,10 @@ class ResultsPage(Page):
             write()
         except StudioError as exc:
             dialogs.show_error(self, "Cannot save", str(exc))
+
+    def _report_path(self, suffix: str) -> str:
+        out = Path(self.state.report["output"])
+        return str(out.with_name(out.name.removesuffix(out.suffix) + suffix))
 
     def open_folder(self) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.state.report["output"]).parent)))

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
 from ...core.errors import Cancelled
 from ...core.pipeline import quantize
 from ...core.progress import STAGES, Eta, ProgressEvent, format_seconds
+from ...core.targets.registry import TARGETS
 from .. import dialogs
 from ..widgets import button
 from .page import Page
@@ -87,7 +88,7 @@ class RunPage(Page):
             item.setData(Qt.ItemDataRole.UserRole, s)
             self.stages.addItem(item)
         self.bar.setValue(0)
-        self.log.appendPlainText(f"Quantizing {job.model.name} → {job.output}")
+        self.log.appendPlainText(f"Quantizing {job.model.name} → {job.output} ({TARGETS[job.target.kind].title})")
         self._eta, self._stage = Eta(), None
         started = self.runner.start(
             lambda progress, cancel: quantize(job, progress, cancel, overwrite=overwrite), self._finished, self._failed, self._progressed
@@ -123,6 +124,9 @@ class RunPage(Page):
                 item.setText(f"{MARK[mark]}  {STAGE_TEXT[stage]}")
 
     def _progressed(self, event: ProgressEvent) -> None:
+        if event.log:  # a toolkit's own message (RKNN-Toolkit2)
+            self.log.appendPlainText(event.log)
+            return
         if event.stage not in STAGES:
             return
         self._sync_back()
