@@ -59,9 +59,10 @@ class QuantSettings:
     exclude_op_types: tuple[str, ...] = ()
     keep_float: int = 0  # re-quantize with the N worst layers (per-layer SQNR) in float
     protect_outputs: bool = True  # keep output tails that INT8 would crush in float (guiapp.core.protect)
-    # Float weights with a QuantizeLinear/DequantizeLinear pair each (the form TensorRT's explicit
-    # quantization reads) instead of int8 initializers. Set by the TensorRT target, not saved.
-    weight_qdq_pairs: bool = False
+    # The form TensorRT's explicit quantization reads: float weights with a QuantizeLinear/
+    # DequantizeLinear pair each (not int8 initializers) and float biases (not int32). Set by the
+    # TensorRT target, not saved.
+    tensorrt_form: bool = False
 
 
 # Class labels (subfolders, csv) for classifiers; box labels (yolo, coco) for detectors.

@@ -55,7 +55,8 @@ def quantize_with_ranges(
         extra_options={
             "ActivationSymmetric": settings.symmetric_activations,
             "WeightSymmetric": settings.weight_type == "int8",
-            "AddQDQPairToWeight": settings.weight_qdq_pairs,
+            "AddQDQPairToWeight": settings.tensorrt_form,
+            "QuantizeBias": not settings.tensorrt_form,
         },
     )
 

@@ -25,16 +25,15 @@ from .base import TargetSettings
 
 
 def run_onnx_flow(job: Job, quant: QuantSettings, tmp: Path, progress: ProgressFn, cancel: CancelToken,
-                  overwrite: bool) -> tuple[QuantResult, Path | None]:
-    """ONNX Runtime's pipeline with ``quant``, writing its model (and the
-    calibration cache) into ``tmp``. Returns its result and the cache it used."""
+                  overwrite: bool) -> tuple[QuantResult, Path]:
+    """ONNX Runtime's pipeline with ``quant``, writing its model and the
+    calibration statistics into ``tmp`` (always: a target may read them).
+    Returns its result and the statistics' file."""
     assert job.output is not None
     check_output_path(job.model, job.output, overwrite)
-    cache = None
-    if job.cache is not None:
-        cache = tmp / "calibration.npz"
-        if Path(job.cache).is_file():
-            shutil.copyfile(job.cache, cache)  # reused when it matches
+    cache = tmp / "calibration.npz"
+    if job.cache is not None and Path(job.cache).is_file():
+        shutil.copyfile(job.cache, cache)  # reused when it matches
     inner = replace(job, output=tmp / Path(job.output).name, report=None, cache=cache, quantization=quant, target=TargetSettings())
     result = quantize(inner, progress, cancel, overwrite=True)
     report = result.report
@@ -87,8 +86,8 @@ def place(files: list[tuple[Path, Path]], report: dict, job: Job) -> None:
         write_report(report, job.report)
 
 
-def cache_files(cache: Path | None, job: Job, result: QuantResult) -> list[tuple[Path, Path]]:
-    """The calibration cache to place, when the run made a new one."""
-    if cache is None or job.cache is None or result.report["calibration"]["cache_used"] or not cache.is_file():
+def cache_files(cache: Path, job: Job, result: QuantResult) -> list[tuple[Path, Path]]:
+    """The calibration cache to place, when the job keeps one and the run made a new one."""
+    if job.cache is None or result.report["calibration"]["cache_used"] or not cache.is_file():
         return []
     return [(cache, Path(job.cache))]

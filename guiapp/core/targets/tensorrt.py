@@ -4,8 +4,10 @@ per-channel, as float weights with a QuantizeLinear/DequantizeLinear pair
 each; opset >= 13), plus a calibration cache for the implicit path
 (calibrators are deprecated since TensorRT 10.1).
 
-The cache holds the same scales as the model: ``TRT-<version>-EntropyCalibration2``
-then ``tensor: <8 hex digits>``, the big-endian float32 bits of amax/127.
+The cache holds the app's ranges for every calibrated tensor, as TensorRT's
+calibrator would have measured them (the strategy chosen, for symmetric int8):
+``TRT-<version>-EntropyCalibration2`` then ``tensor: <8 hex digits>``, the
+big-endian float32 bits of amax/127.
 No GPU here: the model is checked in ONNX Runtime, and the report says so.
 """
 
@@ -16,12 +18,14 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import onnx
-from onnx import numpy_helper
-
+from .. import calibcache
+from ..errors import StudioError
 from ..job import Job, QuantSettings
 from ..ortquant import settings_warnings
 from ..pipeline import QuantResult
+from ..strategies import StrategySettings
+from ..strategies import Target as QuantTarget
+from ..strategies import compute_ranges
 from ..progress import CancelToken, ProgressFn, no_progress
 from .base import Target
 from .onnxflow import cache_files, place, run_onnx_flow
@@ -30,7 +34,7 @@ from .onnxflow import cache_files, place, run_onnx_flow
 def tensorrt_settings(q: QuantSettings) -> QuantSettings:
     """What TensorRT's explicit quantization accepts, whatever was chosen."""
     return replace(q, format="qdq", activation_type="int8", weight_type="int8", symmetric_activations=True,
-                   per_channel=True, reduce_range=False, weight_qdq_pairs=True)
+                   per_channel=True, reduce_range=False, tensorrt_form=True)
 
 
 def version_code(version: str) -> int:
@@ -40,16 +44,14 @@ def version_code(version: str) -> int:
     return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
 
 
-def activation_scales(model: onnx.ModelProto) -> dict[str, float]:
-    """Activation tensor -> the scale of the QuantizeLinear that reads it."""
-    inits = {t.name: t for t in model.graph.initializer}
-    out = {}
-    for node in model.graph.node:
-        if node.op_type == "QuantizeLinear" and node.input[0] not in inits and node.input[1] in inits:
-            scale = numpy_helper.to_array(inits[node.input[1]])
-            if scale.size == 1:
-                out.setdefault(node.input[0], float(scale.reshape(())))
-    return out
+def tensor_scales(statistics: Path, job: Job) -> dict[str, float]:
+    """amax/127 per calibrated tensor, from the run's statistics and strategy."""
+    entry = calibcache.load_unchecked(statistics)
+    if entry is None:
+        raise StudioError("the calibration statistics of this run could not be read back for the TensorRT cache.")
+    settings = StrategySettings(job.calibration.method, job.calibration.percentile)
+    ranges = compute_ranges(entry.stats, settings, QuantTarget("int8", symmetric=True))
+    return {name: max(abs(lo), abs(hi)) / 127.0 for name, (lo, hi) in ranges.items() if max(abs(lo), abs(hi)) > 0}
 
 
 def calibration_cache(scales: dict[str, float], version: str) -> str:
@@ -80,7 +82,7 @@ def run(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None
         result, cache = run_onnx_flow(job, q, tmp, progress, cancel, overwrite)
         report = result.report
         onnx_out = tmp / Path(job.output).name
-        scales = activation_scales(onnx.load(str(onnx_out)))
+        scales = tensor_scales(cache, job)
         trt_cache = tmp / "trt.cache"
         trt_cache.write_text(calibration_cache(scales, job.target.tensorrt_version), encoding="utf-8")
         changed = [f"{k} {getattr(job.quantization, k)} -> {getattr(q, k)}" for k in
