@@ -31,6 +31,13 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", default="1280x800")
     ap.add_argument("--raw-too", action="store_true", help="also shoot the preprocessing page with the raw preset")
+    ap.add_argument("--mean", help="per-channel mean in pixel units, over the preset's (e.g. 127,127,127)")
+    ap.add_argument("--std", help="per-channel std in pixel units, over the preset's")
+    ap.add_argument("--method", default="minmax", help="calibration strategy")
+    ap.add_argument("--class-offset", type=int, default=0)
+    ap.add_argument("--eval-max-images", type=int, default=300)
+    ap.add_argument("--target", default="onnxruntime", help="deployment target (rknn: chosen on the Calibration page)")
+    ap.add_argument("--rknn-platform", default="rk3588")
     args = ap.parse_args()
 
     import onnxruntime  # noqa: F401 - before PySide6
@@ -102,11 +109,16 @@ def main() -> int:
 
         state.preset_name = args.preset
         state.preprocess = preset(args.preset, state.info.image_input.channels, resize="shorter")
-        state.calibration = CalibrationSettings(folders=(args.calib,), max_images=args.max_images)
+        for key in ("mean", "std"):
+            if getattr(args, key):
+                values = tuple(float(v) for v in getattr(args, key).split(","))
+                state.preprocess = replace(state.preprocess, **{key: values})
+                state.preset_name = None
+        state.calibration = CalibrationSettings(folders=(args.calib,), max_images=args.max_images, method=args.method)
         if args.eval:
             state.evaluation = EvalSettings(
                 folders=(args.eval,), labels_from="csv" if args.labels_csv else "none", labels_csv=args.labels_csv,
-                max_images=300, latency_runs=30,
+                max_images=args.eval_max_images, latency_runs=30, class_offset=args.class_offset,
             )
         state.output = workdir / (model.stem + ".int8.onnx")
     shoot("1-model")
@@ -123,6 +135,12 @@ def main() -> int:
     win.wizard.next()
     cp = win.pages[PageId.CALIBRATION]
     wait_until(lambda: not win.runner.busy)
+    if args.target != "onnxruntime":  # as a user does: pick the runtime (and the chip) on this page
+        box = cp.target_box
+        box.combo.setCurrentIndex(box.combo.findData(args.target))
+        box.platform.setCurrentIndex(box.platform.findData(args.rknn_platform))
+        settle()
+        print("target:", state.target, "output:", state.output, "problem:", cp.problem_text() or "none")
     shoot("3-calibration")
     win.wizard.next()
     rp = win.pages[PageId.RUN]

@@ -70,6 +70,7 @@ class Target:
     run: Callable | None  # run(job, progress, cancel, overwrite) -> QuantResult; None: ONNX Runtime's pipeline
     settings: frozenset = QDQ_SETTINGS  # quantization settings it honours
     companions: Callable[[Path], list[Path]] = lambda output: []  # files written beside the output
+    found: Callable[[TargetSettings], str] = lambda settings: ""  # the toolkit that will be used, in a few words
 
 
 def require(target: Target, settings: TargetSettings) -> None:

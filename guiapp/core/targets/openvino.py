@@ -137,4 +137,14 @@ TARGET = Target(
     availability=availability,
     run=run,
     companions=lambda output: list(ir_paths(output)),
+    found=lambda settings: "" if availability(settings) else f"OpenVINO {_version()}",
 )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("openvino")
+    except PackageNotFoundError:
+        return "(version unknown)"

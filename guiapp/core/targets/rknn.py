@@ -103,6 +103,14 @@ def availability(settings: TargetSettings) -> str:
     return ""
 
 
+def found(settings: TargetSettings) -> str:
+    python = find_python(settings)
+    info = probe(python) if python is not None and python.is_file() else {}
+    if not info.get("rknn_toolkit2"):
+        return ""
+    return f"RKNN-Toolkit2 {info['rknn_toolkit2']} with Python {info.get('python')} at {python}"
+
+
 @dataclass(frozen=True)
 class Files:
     """What the worker is given, all inside the run's temporary folder."""
@@ -407,4 +415,5 @@ TARGET = Target(
     run=run,
     settings=frozenset({"per_channel"}),
     companions=lambda output: [board_path(output)],
+    found=found,
 )

@@ -85,8 +85,9 @@ def hook_progress(channel: Channel, phase: list) -> None:
     std.tqdm.update, std.tqdm.close = update, close
 
 
-def hook_log(channel: Channel) -> None:
-    """The toolkit's logger (INFO and up) becomes log messages."""
+def hook_log(channel: Channel, hide: str = "") -> None:
+    """The toolkit's logger (INFO and up) becomes log messages; lines naming
+    ``hide`` (the run's temporary folder, deleted afterwards) are left out."""
     import logging
 
     class Forward(logging.Handler):
@@ -95,8 +96,9 @@ def hook_log(channel: Channel) -> None:
                 text = _ANSI.sub("", record.getMessage()).strip()
             except Exception:  # noqa: BLE001 - a broken log record must not end the build
                 return
-            if text and "it/s]" not in text:
-                channel.send(log=f"{record.levelname[0]} {text}")
+            if text and "it/s]" not in text and not (hide and hide in text):
+                level = "E" if record.levelno >= logging.ERROR else "W" if record.levelno >= logging.WARNING else "I"
+                channel.send(log=f"{level} {text}")
 
     logger = logging.getLogger("rknnLogger")
     if not any(type(h).__name__ == "Forward" for h in logger.handlers):
@@ -229,10 +231,10 @@ def build(job: dict, channel: Channel) -> dict:
     t0 = time.perf_counter()
     from rknn.api import RKNN
 
-    hook_log(channel)
+    hook_log(channel, job["work"])
     channel.send(log=f"I RKNN-Toolkit2 loaded in {time.perf_counter() - t0:.1f} s")
     rknn = RKNN(verbose=False)
-    hook_log(channel)
+    hook_log(channel, job["work"])
     check(rknn.config(
         mean_values=job["mean_values"], std_values=job["std_values"], quant_img_RGB2BGR=job["quant_img_RGB2BGR"],
         target_platform=job["target_platform"], quantized_algorithm=job["quantized_algorithm"],

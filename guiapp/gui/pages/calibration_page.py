@@ -150,10 +150,10 @@ class CalibrationPage(Page):
         body = QWidget()
         cols = QHBoxLayout(body)
         left, right = QVBoxLayout(), QVBoxLayout()
-        for w in (images, quant):
+        for w in (images, quant, self.target_box):
             left.addWidget(w)
         left.addStretch(1)
-        for w in (self.target_box, keep, ev, out, self.problems):
+        for w in (keep, ev, out, self.problems):
             right.addWidget(w)
         right.addStretch(1)
         cols.addLayout(left, 1)
@@ -193,9 +193,9 @@ class CalibrationPage(Page):
         scans = [self._scans.get(str(f)) for f in s.calibration.folders]
         if all(sc is not None for sc in scans) and sum(sc.images - len(sc.unreadable) for sc in scans) == 0:
             return "The calibration folders hold no readable image."
-        if self.target_box.problem():
-            return self.target_box.problem()
         target = TARGETS[s.target.kind]
+        if self.target_box.problem():
+            return f"{target.title} cannot run here: see Deployment target."
         if s.target.kind == "rknn" and s.calibration.method not in ("minmax", "entropy", "mse"):
             return f"RKNN-Toolkit2 has no counterpart of the {s.calibration.method} strategy: choose minmax, entropy or mse."
         out = s.output
