@@ -11,12 +11,7 @@ LD_LIBRARY_PATH, sys.path, the main thread's name).
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,79 +31,17 @@ from ..modelinfo import inspect_model
 from ..pipeline import QuantResult, _evaluation_files, check_model, hold_back_for_evaluation, resolve_spec
 from ..preprocess import PreprocessSpec, model_pixels, normalize
 from ..progress import CALIBRATE, EVALUATE, PREPARE, QUANTIZE, CancelToken, ProgressEvent, ProgressFn, no_progress
-from ..report import environment, now_iso, write_report
+from ..report import broken_warning, environment, now_iso, write_report
 from ..sessions import default_threads, make_session
 from ..tasks import EvalContext, detect_task
-from .base import Target, TargetSettings, TargetUnavailable
+from .base import Target, TargetUnavailable
 from .rknn_board import board_snippet
+from .rknn_toolkit import WORKER, availability, find_python, found
 from .worker import WorkerError, run_worker
 
-TOOLKIT_VERSION = "2.5.0"  # the version scripts/rknn-env installs and this module was checked with
-DEFAULT_ENV = Path.home() / ".cache" / "guiapp" / "rknn-env"
-WORKER = Path(__file__).with_name("rknn_worker.py")
 # Our strategies -> the toolkit's quantized_algorithm; the others have no counterpart.
 ALGORITHMS = {"minmax": "normal", "entropy": "kl_divergence", "mse": "mmse"}
 ANALYSIS_IMAGES = 2  # accuracy_analysis: 2.5-4 s and 170-340 MB of snapshot per image
-INSTALL = "Create one with scripts/rknn-env (Linux x86_64 or aarch64, Python 3.8-3.12, about 2 minutes and 5.6 GB)"
-
-
-def find_python(settings: TargetSettings) -> Path | None:
-    """The Python to run the worker with: the job's, $GUIAPP_RKNN_PYTHON, or
-    the environment scripts/rknn-env makes by default."""
-    for candidate in (settings.rknn_python, os.environ.get("GUIAPP_RKNN_PYTHON"), DEFAULT_ENV / "bin" / "python"):
-        if candidate:
-            return Path(candidate).expanduser()
-    return None
-
-
-_probed: dict[str, dict] = {}
-
-
-def probe(python: Path, timeout_s: float = 60.0) -> dict:
-    """What the worker's Python reports (its version, the toolkit's); cached."""
-    key = str(python)
-    if key in _probed:
-        return _probed[key]
-    try:
-        out = subprocess.run(
-            [str(python), str(WORKER)], input=b'{"probe": true}', capture_output=True, timeout=timeout_s,
-            cwd=tempfile.gettempdir(),
-        )
-        lines = [json.loads(line) for line in out.stdout.decode("utf-8", "replace").splitlines() if line.startswith("{")]
-    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
-        return {"error": str(exc)}
-    result = next((m["result"] for m in lines if "result" in m), None)
-    if result is None:
-        return {"error": out.stderr.decode("utf-8", "replace")[-300:] or f"exit code {out.returncode}"}
-    if result.get("rknn_toolkit2"):
-        _probed[key] = result  # only a usable answer is kept: the user may install it meanwhile
-    return result
-
-
-def availability(settings: TargetSettings) -> str:
-    """'' when a Python with RKNN-Toolkit2 2.x is at hand, else what to do."""
-    if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "amd64", "aarch64", "arm64"):
-        return f"RKNN-Toolkit2 runs on Linux x86_64 and aarch64 only (this is {platform.system()} {platform.machine()})."
-    python = find_python(settings)
-    if python is None or not python.is_file():
-        where = f" (looked for {python})" if python else ""
-        return f"No Python with RKNN-Toolkit2 found{where}. {INSTALL}, then give its Python (--rknn-python, or the field on the Calibration page)."
-    info = probe(python)
-    if "error" in info:
-        return f"{python} does not run: {info['error'].strip()[:200]}. {INSTALL}."
-    if not info.get("rknn_toolkit2"):
-        return f"{python} (Python {info.get('python')}) has no rknn-toolkit2. {INSTALL}, or pip install rknn-toolkit2=={TOOLKIT_VERSION} into it."
-    if not str(info["rknn_toolkit2"]).startswith("2."):
-        return f"{python} has rknn-toolkit2 {info['rknn_toolkit2']}; this app drives 2.x (checked with {TOOLKIT_VERSION})."
-    return ""
-
-
-def found(settings: TargetSettings) -> str:
-    python = find_python(settings)
-    info = probe(python) if python is not None and python.is_file() else {}
-    if not info.get("rknn_toolkit2"):
-        return ""
-    return f"RKNN-Toolkit2 {info['rknn_toolkit2']} with Python {info.get('python')} at {python}"
 
 
 @dataclass(frozen=True)
@@ -118,7 +51,6 @@ class Files:
     dataset: Path
     calib_used: tuple[Path, ...]
     calib_skipped: tuple[tuple[Path, str], ...]
-    analysis: tuple[Path, ...]
 
 
 def toolkit_config(job: Job, spec: PreprocessSpec) -> dict:
@@ -173,7 +105,7 @@ def write_calibration(job: Job, spec: PreprocessSpec, files: list[Path], tmp: Pa
         raise nothing_readable(log.skipped, "the calibration folder(s)", "Add readable JPEG or PNG images.")
     dataset = tmp / "dataset.txt"
     dataset.write_text("\n".join(names) + "\n", encoding="utf-8")
-    return Files(dataset, tuple(log.used), tuple(log.skipped), ())
+    return Files(dataset, tuple(log.used), tuple(log.skipped))
 
 
 def evaluation_pixels(job: Job, spec: PreprocessSpec, files: list[Path], labels, tmp: Path, cancel: CancelToken):
@@ -294,8 +226,11 @@ def run(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None
             result = run_worker([str(python), str(WORKER)], worker_job(job, info, spec, files, pixels, len(used), analysis, tmp),
                                 tmp, _progress_relay(progress, log), cancel, "RKNN-Toolkit2's worker")
         except WorkerError as exc:
-            raise ModelError(f"RKNN-Toolkit2 could not build the model: {exc}",
-                             "Its log is in the run's log; a model it cannot convert usually needs a re-export (static shapes, supported ops).") from None
+            said = " ".join(line[2:] for line in log if line.startswith("E "))[-400:]
+            raise ModelError(
+                f"RKNN-Toolkit2 could not build the model: {exc}" + (f" (it said: {said})" if said else ""),
+                "A model the toolkit cannot convert usually needs a re-export (static shapes, operators it supports).",
+            ) from None
         timings["quantize"] = time.perf_counter() - t  # the build, the analysis and the simulator runs
 
         t = time.perf_counter()
@@ -328,7 +263,7 @@ def run(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None
             },
             "preparation": [],
             "preprocess": spec.to_dict(),
-            "warnings": warnings + ev["warnings"] + [
+            "warnings": warnings + ev["warnings"] + broken_warning(ev["fidelity"]["headline"]) + [
                 "latency is not measurable without a board: the PC simulator is a functional model of the NPU, "
                 "not a timing one. Run the board snippet with rknn_lite's perf tools on the device."
             ],
