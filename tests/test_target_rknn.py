@@ -215,3 +215,26 @@ def test_accuracy_analysis_table_is_read():
     assert rows["/0/Conv_output_0"]["cosine"] is None  # fused into the ReLU: no values
     relu = rows["/2/Relu_output_0"]
     assert (relu["op_type"], relu["cosine"], relu["euclidean"], relu["cosine_single"]) == ("Relu", 0.99982, 4.34055, 0.9999)
+
+
+def test_an_nhwc_model_gets_an_nchw_input_for_the_toolkit(tmp_path):
+    """RKNN-Toolkit2 reads ONNX inputs as NCHW: the model it gets computes the
+    same outputs from the transposed input, and the input model is untouched."""
+    import onnxruntime as ort
+
+    from builders import convnet
+    from conftest import sha256
+    from guiapp.core.modelinfo import inspect_model
+
+    src = tmp_path / "nhwc.onnx"
+    convnet(src, layout="nhwc", hw=(24, 20))
+    before = sha256(src)
+    info = inspect_model(src)
+    assert info.image_input.layout == "nhwc"
+    front = rknn.nchw_front(src, info, tmp_path)
+    assert sha256(src) == before
+    x = np.random.default_rng(0).standard_normal((2, 24, 20, 3)).astype(np.float32)
+    want = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    got = ort.InferenceSession(str(front), providers=["CPUExecutionProvider"]).run(None, {"image": x.transpose(0, 3, 1, 2)})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert inspect_model(front).image_input.layout == "nchw"

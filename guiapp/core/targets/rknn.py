@@ -135,15 +135,47 @@ def evaluation_pixels(job: Job, spec: PreprocessSpec, files: list[Path], labels,
     return path, list(log.used), log, analysis
 
 
+def nchw_front(model_path: Path, info, tmp: Path) -> Path:
+    """RKNN-Toolkit2 reads an ONNX model's image input as NCHW: a model that
+    takes NHWC gets an NCHW input and a Transpose in front (in the temporary
+    folder; the input model is untouched). Feeding is unchanged: the
+    simulator and the board take NHWC pixels either way."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(model_path))
+    name = info.image_input.name
+    graph_in = next(i for i in model.graph.input if i.name == name)
+    dims = list(graph_in.type.tensor_type.shape.dim)
+    inner = name + "_nhwc"
+    for node in model.graph.node:
+        node.input[:] = [inner if i == name else i for i in node.input]
+    for out in model.graph.output:
+        if out.name == name:
+            raise ModelError("the model passes its image input straight to an output; RKNN-Toolkit2 cannot take it.")
+    new_dims = [dims[0], dims[3], dims[1], dims[2]]
+    shape = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in new_dims]
+    new_in = helper.make_tensor_value_info(name, graph_in.type.tensor_type.elem_type, shape)
+    model.graph.input.remove(graph_in)
+    model.graph.input.insert(0, new_in)
+    model.graph.node.insert(0, helper.make_node("Transpose", [name], [inner], perm=[0, 2, 3, 1], name="guiapp_nchw_to_nhwc"))
+    out = tmp / "model_nchw.onnx"
+    onnx.save(model, str(out))
+    return out
+
+
 def worker_job(job: Job, info, spec: PreprocessSpec, files: Files, pixels: Path, count: int, analysis, tmp: Path) -> dict:
     ii = info.image_input
     h, w = spec.size
-    shape = [1, ii.channels, h, w] if spec.layout == "nchw" else [1, h, w, ii.channels]
-    dynamic = bool(ii.dynamic_axes) or ii.fixed_batch != 1
+    nhwc = spec.layout == "nhwc"
+    model = nchw_front(Path(job.model), info, tmp) if nhwc else Path(job.model).resolve()
+    shape = [1, ii.channels, h, w]
+    dynamic = nhwc or bool(ii.dynamic_axes) or ii.fixed_batch != 1
     return {
         **toolkit_config(job, spec),
-        "model": str(Path(job.model).resolve()),
-        "inputs": [ii.name],
+        "model": str(model),
+        # The toolkit takes inputs only together with their sizes (a dynamic shape needs both).
+        "inputs": [ii.name] if dynamic else None,
         "input_size_list": [shape] if dynamic else None,
         "dataset": str(files.dataset),
         "output": str(tmp / "model.rknn"),
@@ -226,7 +258,8 @@ def run(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None
             result = run_worker([str(python), str(WORKER)], worker_job(job, info, spec, files, pixels, len(used), analysis, tmp),
                                 tmp, _progress_relay(progress, log), cancel, "RKNN-Toolkit2's worker")
         except WorkerError as exc:
-            said = " ".join(line[2:] for line in log if line.startswith("E "))[-400:]
+            crashed = "without a result" in str(exc)  # no error of its own: its log says more
+            said = " ".join(line.strip().splitlines()[-1] for line in log if line.startswith("E "))[-400:] if crashed else ""
             raise ModelError(
                 f"RKNN-Toolkit2 could not build the model: {exc}" + (f" (it said: {said})" if said else ""),
                 "A model the toolkit cannot convert usually needs a re-export (static shapes, operators it supports).",

@@ -268,8 +268,10 @@ def main() -> int:
         channel.send(result=probe() if job.get("probe") else build(job, channel))
         return 0
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the app as text
-        text = _ANSI.sub("", str(exc)).strip() or type(exc).__name__
-        channel.send(error=f"{type(exc).__name__}: {text}"[:2000], trace=traceback.format_exc()[-4000:])
+        lines = [line for line in _ANSI.sub("", str(exc)).strip().splitlines() if line.strip()]
+        text = lines[-1].strip() if lines else type(exc).__name__  # the toolkit puts its traceback in the message
+        kind = type(exc).__name__
+        channel.send(error=(text if text.startswith(kind) else f"{kind}: {text}")[:2000], trace=traceback.format_exc()[-4000:])
         return 1
 
 
