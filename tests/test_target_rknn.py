@@ -177,8 +177,9 @@ def test_the_board_snippet_feeds_the_pixels_the_app_checked(tmp_path, spec):
     Image.open(files[0]).convert("RGB").save(rotated, exif=exif)
     job = Job(Path("m.onnx"), target=TargetSettings(kind="rknn"))
     text = board_snippet(job, spec, None, TaskGuess("classification", "test"), "m.rknn")
-    namespace: dict = {"__name__": "board"}
+    namespace: dict = {"__name__": "board", "__file__": str(tmp_path / "m_board.py")}
     exec(compile(text, "m_board.py", "exec"), namespace)  # noqa: S102 - our own generated code
+    assert namespace["MODEL"] == str(tmp_path / "m.rknn")
     for path in [*files, rgba, rotated]:
         board = namespace["load_image"](str(path))
         assert board.dtype == np.uint8 and board.shape == (1, *spec.size, spec.channels)

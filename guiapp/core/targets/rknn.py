@@ -303,7 +303,7 @@ def run(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None
             "timings_s": timings,
             "environment": environment(default_threads()),
             "target": {
-                "kind": "rknn", "title": TARGET.title, "platform": job.target.platform, "python": str(python),
+                "kind": "rknn", "title": TARGET.title, "python": str(python),
                 "rknn_toolkit2": result.get("rknn_toolkit2"), **config,
                 "checked_in": "RKNN-Toolkit2's PC simulator (INT8 outputs), against FP32 in ONNX Runtime",
                 "simulator_ms_per_image": result.get("ms_per_image"),

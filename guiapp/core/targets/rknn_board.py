@@ -28,11 +28,12 @@ order): feed raw 0..255 pixels, uint8, [1, {h}, {w}, {channels}] (NHWC), decoded
 
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-MODEL = "{model}"
+MODEL = str(Path(__file__).with_name("{model}"))  # beside this script
 SIZE = ({h}, {w})  # height, width
 RESIZE = "{resize}"  # stretch | shorter (then centre crop) | letterbox
 SHORTER = {shorter}
