@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,6 +76,7 @@ def main() -> int:
             if not loop_until.isActive():
                 raise SystemExit("timed out waiting")
             QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            time.sleep(0.02)  # processEvents returns at once when idle: do not spin a core during long runs
 
     def settle(ms=400):
         t = QTimer()
@@ -147,7 +149,7 @@ def main() -> int:
     wait_until(lambda: rp.running and "calibrate" in rp.bar.format().lower() or rp.done, 600)
     settle(1500)
     shoot("4-run")
-    wait_until(lambda: rp.done or not rp.running, 1800)
+    wait_until(lambda: rp.done or not rp.running, 3600)  # an RKNN mmse build takes minutes
     shoot("4b-run-done")
     win.wizard.next()
     shoot("5-results")
