@@ -71,6 +71,7 @@ class Target:
     settings: frozenset = QDQ_SETTINGS  # quantization settings it honours
     companions: Callable[[Path], list[Path]] = lambda output: []  # files written beside the output
     found: Callable[[TargetSettings], str] = lambda settings: ""  # the toolkit that will be used, in a few words
+    refuses: Callable = lambda job: ""  # refuses(job) -> what in the job this target cannot do ('' when nothing)
 
 
 def require(target: Target, settings: TargetSettings) -> None:

@@ -53,14 +53,19 @@ class Files:
     calib_skipped: tuple[tuple[Path, str], ...]
 
 
-def toolkit_config(job: Job, spec: PreprocessSpec) -> dict:
-    """Our settings in the toolkit's words."""
+def refuses(job: Job) -> str:
     method = job.calibration.method
     if method not in ALGORITHMS:
-        raise JobError(
-            "calibration.method", f"RKNN-Toolkit2 has no counterpart of {method}",
-            "Choose minmax (its normal), entropy (kl_divergence) or mse (mmse).",
-        )
+        return f"RKNN-Toolkit2 has no counterpart of the {method} strategy: choose minmax (its normal), entropy (kl_divergence) or mse (mmse)."
+    return ""
+
+
+def toolkit_config(job: Job, spec: PreprocessSpec) -> dict:
+    """Our settings in the toolkit's words."""
+    problem = refuses(job)
+    if problem:
+        raise JobError("calibration.method", problem)
+    method = job.calibration.method
     return {
         # Mean and std in the model's channel order, pixel units: RKNN's own convention.
         "mean_values": [list(spec.mean)],
@@ -384,4 +389,5 @@ TARGET = Target(
     settings=frozenset({"per_channel"}),
     companions=lambda output: [board_path(output)],
     found=found,
+    refuses=refuses,
 )

@@ -196,8 +196,9 @@ class CalibrationPage(Page):
         target = TARGETS[s.target.kind]
         if self.target_box.problem():
             return f"{target.title} cannot run here: see Deployment target."
-        if s.target.kind == "rknn" and s.calibration.method not in ("minmax", "entropy", "mse"):
-            return f"RKNN-Toolkit2 has no counterpart of the {s.calibration.method} strategy: choose minmax, entropy or mse."
+        refused = target.refuses(s.to_job()) if s.model_path is not None else ""
+        if refused:
+            return refused
         out = s.output
         if out is None or not str(out).strip():
             return "Choose where to write the INT8 model."

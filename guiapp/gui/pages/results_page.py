@@ -115,6 +115,10 @@ class ResultsPage(Page):
         self.rerun_button.setEnabled(True)
         self.window_.set_busy(False)
 
+    def _report_path(self, suffix: str) -> str:
+        out = Path(self.state.report["output"])
+        return str(out.with_name(out.name.removesuffix(out.suffix) + suffix))
+
     def export_json(self) -> None:
         path = dialogs.save_file(self, "Save the report (JSON)", self._report_path(".report.json"), "JSON (*.json)")
         if path:
@@ -130,10 +134,6 @@ class ResultsPage(Page):
             write()
         except StudioError as exc:
             dialogs.show_error(self, "Cannot save", str(exc))
-
-    def _report_path(self, suffix: str) -> str:
-        out = Path(self.state.report["output"])
-        return str(out.with_name(out.name.removesuffix(out.suffix) + suffix))
 
     def open_folder(self) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.state.report["output"]).parent)))
