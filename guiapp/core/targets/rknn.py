@@ -344,6 +344,12 @@ def _compare(job, info, feeds, spec, task, labels, pixels_path, used, result, pr
     n = len(used)
     batch = info.image_input.fixed_batch or 16
     cursor = [0]
+    shapes: list[tuple] = []
+
+    def run_fp32(feed):
+        out = session.run(names, feed)
+        shapes[:] = [o.shape for o in out]
+        return out
 
     def batches():
         for s in range(0, n, batch):
@@ -353,11 +359,13 @@ def _compare(job, info, feeds, spec, task, labels, pixels_path, used, result, pr
     def run_int8(feed):
         k = len(feed[feeds.image])
         s, cursor[0] = cursor[0], cursor[0] + k
-        # Stored per image as the simulator gave them, [N, 1, ...]: one batch axis.
-        return [np.asarray(o[s : s + k]).reshape(k, *o.shape[2:]) if o.shape[1:2] == (1,) else np.asarray(o[s : s + k]) for o in outputs]
+        # Stored per image as the simulator gave them ([N, 1, ...]); its layout of an
+        # output may differ from ONNX Runtime's by unit axes: shaped as FP32's when the sizes agree.
+        got = [np.asarray(o[s : s + k]) for o in outputs]
+        return [g.reshape(want) if g.size == int(np.prod(want)) else g for g, want in zip(got, shapes)]
 
     ctx = EvalContext(job.task, labels, job.evaluation.class_offset, spec)
-    ev = compare_outputs(lambda feed: session.run(names, feed), run_int8, names, {t.name: t.shape for t in info.outputs},
+    ev = compare_outputs(run_fp32, run_int8, names, {t.name: t.shape for t in info.outputs},
                          feeds, batches(), n, task, ctx, progress, cancel)
     warnings = list(ev.pop("shape_warnings"))
     if labels is not None and ev["accuracy"] is None and not ev["fidelity"]["headline"].get("map50"):
