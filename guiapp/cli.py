@@ -25,6 +25,7 @@ from .core.progress import CancelToken
 from .core.report import broken_warning, format_table, per_layer_table, run_summary, summary_rows, write_report
 from .core.tasks import TASK_KINDS, TaskSettings, default_resize, detect_task
 from .core.tasks.detection_layout import BOX_FORMATS
+from .core.targets.base import RKNN_PLATFORMS, TARGET_KINDS, TargetSettings
 from .terminal import ProgressBar
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -93,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-protect-outputs", dest="protect_outputs", action="store_false", default=None,
                    help="do not keep output tails that INT8 would crush (mixed-range concats, sigmoid/softmax outputs) in float")
     _eval_flags(p)
+    g = p.add_argument_group("deployment target")
+    g.add_argument("--target", choices=TARGET_KINDS,
+                   help="runtime to build for (default onnxruntime); rknn writes a .rknn (give --out M.rknn), openvino adds "
+                        "the IR (.xml/.bin), tensorrt a symmetric QDQ model and a calibration cache")
+    g.add_argument("--rknn-platform", choices=RKNN_PLATFORMS, help="rknn: the Rockchip chip (default rk3588)")
+    g.add_argument("--rknn-python", type=Path, metavar="PYTHON",
+                   help="rknn: a Python with rknn-toolkit2 (default: $GUIAPP_RKNN_PYTHON, then what scripts/rknn-env made)")
+    g.add_argument("--tensorrt-version", metavar="X.Y.Z", help="tensorrt: version named in the calibration cache (default 10.3.0)")
     g = p.add_argument_group("files")
     g.add_argument("--report", type=Path, metavar="REPORT.json", help="write the full report as JSON")
     g.add_argument("--force", action="store_true", help="replace an existing output file")
@@ -287,13 +296,24 @@ def job_from_args(args) -> Job:
             raise JobError("--tune-minutes", "must be more than 0", "e.g. --tune-minutes 10")
         tuning = replace(tuning, minutes=args.tune_minutes)
 
+    target = target_from_flags(args, base.target if base else None)
     out = args.out or (base.output if base else None)
     if out is None:
-        raise JobError("--out", "no output path given", "Pass --out MODEL.int8.onnx.")
+        raise JobError("--out", "no output path given", "Pass --out MODEL.int8.onnx (MODEL.rknn for --target rknn).")
     report = args.report or (base.report if base else None)
     inputs = {**(base.inputs if base else {}), **_input_values(args.input_value)}
-    return Job(Path(model), Path(out), spec, calib, quant, evaluation, report, _cache_path(args, Path(out), base), inputs, task,
-               tuning)
+    cache = _cache_path(args, Path(out), base) if target.kind != "rknn" else None  # RKNN-Toolkit2 calibrates itself
+    return Job(Path(model), Path(out), spec, calib, quant, evaluation, report, cache, inputs, task, tuning, target)
+
+
+def target_from_flags(args, base: TargetSettings | None = None) -> TargetSettings:
+    t = base or TargetSettings()
+    changes = {k: v for k, v in (("kind", args.target), ("platform", args.rknn_platform), ("rknn_python", args.rknn_python),
+                                 ("tensorrt_version", args.tensorrt_version)) if v is not None}
+    try:
+        return replace(t, **changes)
+    except JobError as exc:
+        raise JobError("--" + exc.field.split(".")[-1].replace("_", "-"), exc.detail, exc.fix) from None
 
 
 def _input_values(items) -> dict[str, tuple[float, ...]]:
@@ -337,7 +357,7 @@ def _run_job(job: Job, overwrite: bool) -> dict:
     from .core.ortquant import settings_warnings
     from .core.pipeline import quantize
 
-    early = settings_warnings(job.quantization)
+    early = settings_warnings(job.quantization) if job.target.kind == "onnxruntime" else []
     for w in early:
         print(f"warning: {w}", file=sys.stderr)
     bar = ProgressBar()
@@ -361,7 +381,10 @@ def cmd_quantize(args) -> int:
         print(per_layer_table(report["per_layer"]) + "\n")
     print(format_table(summary_rows(report)))
     print("\n" + run_summary(report))
-    print(f"Wrote {job.output}" + (f" and {job.report}" if job.report else ""))
+    from .core.targets.registry import TARGETS
+
+    written = [job.output, *TARGETS[job.target.kind].companions(job.output), *([job.report] if job.report else [])]
+    print("Wrote " + ", ".join(str(p) for p in written))
     return EXIT_OK
 
 

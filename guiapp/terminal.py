@@ -22,7 +22,7 @@ class ProgressBar:
         self._stage_start = time.monotonic()
 
     def __call__(self, event: ProgressEvent) -> None:
-        if self.stream is None:
+        if self.stream is None or event.log:  # a toolkit's log line, not progress
             return
         left = self.eta.update(event)
         new_stage = event.stage != self._stage

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,8 +40,9 @@ def main() -> int:
     ap.add_argument("--size", default="1280x800")
     ap.add_argument("--raw-too", action="store_true", help="also shoot the preprocessing page with the raw preset")
     ap.add_argument("--job", type=Path, help="a job file to load instead of the demo's")
-    ap.add_argument("--mean", type=float)
-    ap.add_argument("--std", type=float)
+    ap.add_argument("--mean", help="per-channel mean in pixel units, over the preset's (e.g. 127,127,127, or one value)")
+    ap.add_argument("--std", help="per-channel std in pixel units, over the preset's")
+    ap.add_argument("--method", default="minmax", help="calibration strategy")
     ap.add_argument("--resize", help="resize policy (default: the task's)")
     ap.add_argument("--class-offset", type=int, default=0)
     ap.add_argument("--eval-max-images", type=int, default=300)
@@ -49,6 +51,8 @@ def main() -> int:
     ap.add_argument("--no-protect-outputs", action="store_true")
     ap.add_argument("--max-drop", type=float, help="search for this accuracy target (points)")
     ap.add_argument("--tune-minutes", type=float, default=10.0)
+    ap.add_argument("--target", default="onnxruntime", help="deployment target (rknn: chosen on the Calibration page)")
+    ap.add_argument("--rknn-platform", default="rk3588")
     args = ap.parse_args()
 
     import onnxruntime  # noqa: F401 - before PySide6
@@ -86,6 +90,7 @@ def main() -> int:
             if not loop_until.isActive():
                 raise SystemExit("timed out waiting")
             QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            time.sleep(0.02)  # processEvents returns at once when idle: do not spin a core during long runs
 
     def settle(ms=400):
         t = QTimer()
@@ -120,12 +125,13 @@ def main() -> int:
 
         state.preset_name = args.preset
         state.preprocess = preset(args.preset, state.info.image_input.channels, resize=args.resize or state.preprocess.resize)
-        if args.mean is not None or args.std is not None:
-            n = state.info.image_input.channels
-            state.preprocess = replace(state.preprocess, mean=(args.mean,) * n if args.mean is not None else state.preprocess.mean,
-                                       std=(args.std,) * n if args.std is not None else state.preprocess.std)
-            state.preset_name = None
-        state.calibration = CalibrationSettings(folders=(args.calib,), max_images=args.max_images)
+        n = state.info.image_input.channels
+        for key in ("mean", "std"):
+            if getattr(args, key):
+                values = tuple(float(v) for v in getattr(args, key).split(","))
+                state.preprocess = replace(state.preprocess, **{key: values * n if len(values) == 1 else values})
+                state.preset_name = None
+        state.calibration = CalibrationSettings(folders=(args.calib,), max_images=args.max_images, method=args.method)
         if args.eval:
             state.evaluation = EvalSettings(
                 folders=(args.eval,), labels_from="csv" if args.labels_csv else "none", labels_csv=args.labels_csv,
@@ -156,6 +162,12 @@ def main() -> int:
     win.wizard.next()
     cp = win.pages[PageId.CALIBRATION]
     wait_until(lambda: not win.runner.busy)
+    if args.target != "onnxruntime":  # as a user does: pick the runtime (and the chip) on this page
+        box = cp.target_box
+        box.combo.setCurrentIndex(box.combo.findData(args.target))
+        box.platform.setCurrentIndex(box.platform.findData(args.rknn_platform))
+        settle()
+        print("target:", state.target, "output:", state.output, "problem:", cp.problem_text() or "none")
     shoot("3-calibration")
     win.wizard.next()
     rp = win.pages[PageId.RUN]
@@ -165,7 +177,7 @@ def main() -> int:
         wait_until(lambda: rp.running and "calibrate" in rp.bar.format().lower() or rp.done, 600)
     settle(1500)
     shoot("4-run")
-    wait_until(lambda: rp.done or not rp.running, 1800)
+    wait_until(lambda: rp.done or not rp.running, 3600)  # an RKNN mmse build takes minutes
     shoot("4b-run-done")
     win.wizard.next()
     shoot("5-results")

@@ -61,12 +61,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def check_output_path(model: Path, output: Path, overwrite: bool = False) -> None:
+def check_output_path(model: Path, output: Path, overwrite: bool = False, suffix: str = ".onnx") -> None:
     """Refuse an output that would overwrite the input, or an existing file
-    unless ``overwrite``, or one that cannot be written."""
+    unless ``overwrite``, or one that cannot be written, or one not ending in ``suffix``."""
     out = Path(output)
-    if out.suffix.lower() != ".onnx":
-        raise OutputError(f"the output {out} does not end in .onnx.", "Name the output like model.int8.onnx.")
+    if out.suffix.lower() != suffix:
+        raise OutputError(f"the output {out} does not end in {suffix}.", f"Name the output like model.int8{suffix}.")
     if os.path.abspath(out) == os.path.abspath(model) or (out.exists() and _same_file(out, model)):
         raise OutputError(
             f"the output {out} is the input model; the input is never overwritten.",
@@ -78,7 +78,7 @@ def check_output_path(model: Path, output: Path, overwrite: bool = False) -> Non
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"the output folder {folder} is not writable.", "Choose a folder you can write to.")
     if out.is_dir():
-        raise OutputError(f"the output {out} is a folder.", "Give a file name ending in .onnx.")
+        raise OutputError(f"the output {out} is a folder.", f"Give a file name ending in {suffix}.")
     if out.exists() and not overwrite:
         raise OutputError(
             f"the output {out} already exists.", "Choose another name, or allow replacing it (--force on the command line)."

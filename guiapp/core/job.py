@@ -16,6 +16,7 @@ from .errors import JobError
 from .jobfields import Fields
 from .preprocess import COLORS, INTERPOLATIONS, LAYOUTS, RESIZES, PreprocessSpec
 from .strategies import METHODS
+from .targets.base import RKNN_PLATFORMS, TARGET_KINDS, TargetSettings
 from .tasks.base import TASK_KINDS, TaskSettings
 from .tasks.detection_layout import BOX_FORMATS
 
@@ -60,6 +61,10 @@ class QuantSettings:
     protect_outputs: bool = True  # keep output tails that INT8 would crush in float (guiapp.core.protect)
     equalize: bool = False  # cross-layer equalization before calibrating (for per-tensor weights)
     bias_correction: bool = False  # absorb the weights' quantization shift into the biases
+    # The form TensorRT's explicit quantization reads: float weights with a QuantizeLinear/
+    # DequantizeLinear pair each (not int8 initializers) and float biases (not int32). Set by the
+    # TensorRT target, not saved.
+    tensorrt_form: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class Job:
     inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
     task: TaskSettings = field(default_factory=TaskSettings)
     tuning: TuningSettings = field(default_factory=TuningSettings)
+    target: TargetSettings = field(default_factory=TargetSettings)
 
     # ------------------------------------------------------------ to / from dict
 
@@ -119,6 +125,7 @@ class Job:
             "cache": p(self.cache),
             "inputs": {k: list(v) for k, v in self.inputs.items()},
             "task": self.task.to_dict(),
+            "target": self.target.to_dict(p),
             "preprocess": self.preprocess.to_dict(),
             "calibration": {
                 "folders": [p(f) for f in c.folders],
@@ -190,6 +197,19 @@ class Job:
         except JobError as exc:
             raise JobError(exc.field if exc.field.startswith("job.") else "job." + exc.field, exc.detail, exc.fix) from None
         tf.finish()
+
+        gf = f.sub("target")
+        gd = TargetSettings()
+        try:
+            target = TargetSettings(
+                kind=gf.choice("kind", gd.kind, TARGET_KINDS),
+                platform=gf.choice("platform", gd.platform, RKNN_PLATFORMS),
+                rknn_python=gf.path("rknn_python"),
+                tensorrt_version=gf.raw("tensorrt_version", gd.tensorrt_version),
+            )
+        except JobError as exc:
+            raise JobError(exc.field if exc.field.startswith("job.") else "job." + exc.field, exc.detail, exc.fix) from None
+        gf.finish()
 
         pp = f.sub("preprocess")
         default = PreprocessSpec()
@@ -271,7 +291,7 @@ class Job:
         )
         ef.finish()
         f.finish()
-        return cls(model, output, spec, calibration, quantization, evaluation, report, cache, inputs, task, tuning)
+        return cls(model, output, spec, calibration, quantization, evaluation, report, cache, inputs, task, tuning, target)
 
     # ------------------------------------------------------------ files
 

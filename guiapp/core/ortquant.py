@@ -55,6 +55,8 @@ def quantize_with_ranges(
         extra_options={
             "ActivationSymmetric": settings.symmetric_activations,
             "WeightSymmetric": settings.weight_type == "int8",
+            "AddQDQPairToWeight": settings.tensorrt_form,
+            "QuantizeBias": not settings.tensorrt_form,
         },
     )
 

@@ -46,6 +46,7 @@ class QuantResult:
     output: Path
     report: dict
     samples: list = field(default_factory=list)  # the task's picture data (boxes, maps) for the first images
+    eval_files: tuple[Path, ...] = ()  # the images evaluation drew from (a target re-checks on them)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,11 @@ def quantize(
     """Run ``job`` end to end. Raises UserError subclasses or Cancelled.
 
     An existing output is replaced only with ``overwrite``."""
+    from .targets.registry import TARGETS  # the targets' flows import this module
+
+    run = TARGETS[job.target.kind].run
+    if run is not None:  # another runtime's flow (targets/), built from the stages here
+        return run(job, progress, cancel, overwrite)
     cancel = cancel or CancelToken()
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -312,7 +318,7 @@ def quantize(
         cal.save_cache(job.cache)
     if job.report is not None:
         write_report(report, job.report)
-    return QuantResult(job.output, report, ev["samples"])
+    return QuantResult(job.output, report, ev["samples"], tuple(eval_files))
 
 
 def _plain_settings(ws: Workspace, settings: TrialSettings, asked: QuantSettings) -> QuantSettings:

@@ -30,6 +30,7 @@ class ProgressEvent:
     total: int
     message: str = ""
     data: dict | None = None  # a payload for listeners that show more than a bar (a finished trial)
+    log: str = ""  # a line for the run's log (a toolkit's own messages); not progress
 
     @property
     def fraction(self) -> float:

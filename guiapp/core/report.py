@@ -160,6 +160,9 @@ def run_summary(report: dict) -> str:
             f"{source}; evaluated on {ev['images_used']} ({ev['source']}).")
     kept = report.get("kept_float") or []
     text += f" Kept in float: {', '.join(kept)}." if kept else ""
+    target = report.get("target")
+    if target:
+        text += f" Target {target['title']}: checked in {target['checked_in']}."
     for p in report.get("protected_outputs") or []:
         text += f" Output {p['output']} protected ({len(p['nodes'])} node(s) kept in float: {p['reason']})."
     return text

@@ -53,6 +53,7 @@ def render_html(report: dict, charts: dict[str, bytes] | None = None, per_layer_
             ("Kept in float", ", ".join(report.get("kept_float") or []) or "none"),
             ("Outputs protected", "; ".join(f"{p['output']}: {', '.join(p['nodes'])} ({p['reason']})"
                                            for p in report.get("protected_outputs") or []) or "none"),
+            *([("Target", f"{report['target']['title']}, checked in {report['target']['checked_in']}")] if report.get("target") else []),
         ],
     ))
     rows = report.get("per_layer") or []

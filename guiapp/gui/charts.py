@@ -59,11 +59,26 @@ class ResultCharts(QWidget):
         f, q = r["fp32"], r["int8"]
         _bars(self.widgets["size"].getPlotItem(), ["FP32", "INT8"], [f["size_bytes"] / 1e6, q["size_bytes"] / 1e6], [FP32, INT8], "{:.2f}")
         lat = self.widgets["latency"].getPlotItem()
-        med = [f["latency_ms"]["median"], q["latency_ms"]["median"]]
-        p90 = [f["latency_ms"]["p90"], q["latency_ms"]["p90"]]
-        _bars(lat, ["FP32", "INT8"], med, [FP32, INT8], "{:.2f}", beside=True)
-        lat.addItem(pg.ErrorBarItem(x=np.arange(2), y=np.array(med), top=np.array(p90) - np.array(med), bottom=np.zeros(2), beam=0.2))
-        lat.setYRange(0, max(p90) * 1.25)
+        if f.get("latency_ms") and q.get("latency_ms"):
+            lat.showAxis("left")
+            lat.showAxis("bottom")
+            med = [f["latency_ms"]["median"], q["latency_ms"]["median"]]
+            p90 = [f["latency_ms"]["p90"], q["latency_ms"]["p90"]]
+            _bars(lat, ["FP32", "INT8"], med, [FP32, INT8], "{:.2f}", beside=True)
+            lat.addItem(pg.ErrorBarItem(x=np.arange(2), y=np.array(med), top=np.array(p90) - np.array(med), bottom=np.zeros(2), beam=0.2))
+            lat.setYRange(0, max(p90) * 1.25)
+            runtime = (r.get("target") or {}).get("title")
+            self.widgets["latency"].setTitle("Latency, median ms (bar) and p90 (whisker)" + (f", in {runtime.split(' (')[0]}" if runtime else ""))
+        else:  # a target without a way to time it here (RKNN: no board)
+            lat.clear()
+            lat.hideAxis("left")
+            lat.hideAxis("bottom")
+            note = pg.TextItem("not measurable here:\nthe simulator does not time the NPU", anchor=(0.5, 0.5), color="#555")
+            note.setPos(0.5, 0.5)
+            lat.addItem(note)
+            lat.setXRange(0, 1)
+            lat.setYRange(0, 1)
+            self.widgets["latency"].setTitle("Latency")
         self._task(r)
         self._layers(r.get("per_layer") or [])
 

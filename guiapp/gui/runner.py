@@ -140,6 +140,9 @@ class _Throttle:
         self._t = 0.0
 
     def __call__(self, event: ProgressEvent) -> None:
+        if event.log:  # log lines are never dropped
+            self._emit(event)
+            return
         key = (event.stage, int(event.fraction * 100), event.message)
         now = time.monotonic()
         stage_changed = self._last is None or self._last[0] != event.stage

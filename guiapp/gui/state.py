@@ -14,6 +14,7 @@ from ..core.job import CalibrationSettings, EvalSettings, Job, QuantSettings, Tu
 from ..core.modelinfo import ModelInfo
 from ..core.preprocess import PreprocessSpec, matching_preset, preset
 from ..core.tasks import TaskGuess, TaskSettings, default_resize, detect_task
+from ..core.targets.base import TargetSettings
 
 
 @dataclass
@@ -30,6 +31,7 @@ class WizardState:
     task: TaskSettings = field(default_factory=TaskSettings)
     tuning: TuningSettings = field(default_factory=TuningSettings)
     task_guess: TaskGuess | None = None  # what the model does (detected, or the user's choice)
+    target: TargetSettings = field(default_factory=TargetSettings)
     report: dict | None = None  # the last run's report
     samples: list = field(default_factory=list)  # the last run's picture data (boxes, maps)
     job_file: Path | None = None
@@ -37,12 +39,20 @@ class WizardState:
     def default_output(self) -> Path | None:
         if self.model_path is None:
             return None
-        return self.model_path.with_name(self.model_path.name.removesuffix(".onnx") + ".int8.onnx")
+        return self.model_path.with_name(self.model_path.name.removesuffix(".onnx") + ".int8" + target_suffix(self.target.kind))
 
     def cache_path(self) -> Path | None:
-        """Calibration statistics live beside the job file, else beside the output."""
+        """Calibration statistics live beside the job file, else beside the
+        output (none for RKNN, whose toolkit calibrates itself)."""
         out = self.output or self.default_output()
-        return None if out is None else default_path(out, self.job_file)
+        return None if out is None or self.target.kind == "rknn" else default_path(out, self.job_file)
+
+    def set_target(self, target: TargetSettings) -> None:
+        """A new target: an output named for another target's file type follows."""
+        old, new = target_suffix(self.target.kind), target_suffix(target.kind)
+        self.target = target
+        if self.output is not None and old != new and self.output.name.endswith(old):
+            self.output = self.output.with_name(self.output.name.removesuffix(old) + new)
 
     def to_job(self) -> Job:
         assert self.model_path is not None
@@ -58,6 +68,7 @@ class WizardState:
             inputs=dict(self.inputs),
             task=self.task,
             tuning=self.tuning,
+            target=self.target,
         )
 
     def load_job(self, job: Job, path: Path | None) -> None:
@@ -73,6 +84,7 @@ class WizardState:
         self.task = job.task
         self.tuning = job.tuning
         self.task_guess = None
+        self.target = job.target
         self.report = None
         self.samples = []
         self.job_file = path
@@ -105,3 +117,9 @@ class WizardState:
             self.preprocess = replace(self.preprocess, resize=default_resize(guess.kind))
         self.task_guess = guess
         return guess
+
+
+def target_suffix(kind: str) -> str:
+    from ..core.targets.registry import TARGETS
+
+    return TARGETS[kind].suffix

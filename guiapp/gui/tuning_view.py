@@ -18,7 +18,7 @@ from ..core.job import TuningSettings
 MEETS, MISSES, CHOSEN = "#27ae60", "#c0392b", "#2a7ab8"
 
 
-class TargetBox(QGroupBox):
+class AccuracyTargetBox(QGroupBox):
     """"Automatic: meet an accuracy target", the allowed drop and the time budget."""
 
     edited = Signal()

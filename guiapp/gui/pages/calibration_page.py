@@ -17,8 +17,10 @@ from ...core.dataset import scan_folders
 from ...core.errors import OutputError
 from ...core.ortquant import settings_warnings
 from ...core.strategies import DESCRIPTIONS, METHODS
+from ...core.targets.registry import TARGETS
 from .. import dialogs
-from ..tuning_view import TargetBox
+from ..target_box import TargetBox
+from ..tuning_view import AccuracyTargetBox
 from .page import Page
 from ..widgets import add_items, button, message_label, path_row, sentence
 
@@ -120,6 +122,9 @@ class CalibrationPage(Page):
         self.activation_warning = message_label("warn")
         qf.addRow("", self.activation_warning)
 
+        self.target_box = TargetBox(self.settings)
+        self.target_box.edited.connect(self._target_edited)
+
         # -- keep in float
         keep = QGroupBox("Keep in float (optional)")
         kl = QVBoxLayout(keep)
@@ -165,9 +170,9 @@ class CalibrationPage(Page):
         body = QWidget()
         cols = QHBoxLayout(body)
         left, right = QVBoxLayout(), QVBoxLayout()
-        self.target = TargetBox()
-        self.target.edited.connect(self._edited)
-        for w in (images, quant, self.target):
+        self.accuracy = AccuracyTargetBox()
+        self.accuracy.edited.connect(self._edited)
+        for w in (images, quant, self.target_box, self.accuracy):
             left.addWidget(w)
         left.addStretch(1)
         for w in (keep, ev, out, self.problems):
@@ -210,12 +215,18 @@ class CalibrationPage(Page):
         scans = [self._scans.get(str(f)) for f in s.calibration.folders]
         if all(sc is not None for sc in scans) and sum(sc.images - len(sc.unreadable) for sc in scans) == 0:
             return "The calibration folders hold no readable image."
+        target = TARGETS[s.target.kind]
+        if self.target_box.problem():
+            return f"{target.title} cannot run here: see Deployment target."
+        refused = target.refuses(s.to_job()) if s.model_path is not None else ""
+        if refused:
+            return refused
         out = s.output
         if out is None or not str(out).strip():
             return "Choose where to write the INT8 model."
         if s.model_path is not None:
             try:  # the run asks before replacing an existing output
-                check_output_path(s.model_path, out, overwrite=True)
+                check_output_path(s.model_path, out, overwrite=True, suffix=target.suffix)
             except OutputError as exc:
                 return sentence(str(exc))
         if s.evaluation.labels_from in ("csv", "coco") and not (s.evaluation.labels_csv and s.evaluation.labels_csv.is_file()):
@@ -243,12 +254,14 @@ class CalibrationPage(Page):
             self.format_combo.setCurrentIndex(self.format_combo.findData(q.format))
             self.equalize.setChecked(q.equalize)
             self.bias_correction.setChecked(q.bias_correction)
-            self.target.set_settings(s.tuning, self._target_metric_text())
+            self.accuracy.set_settings(s.tuning, self._target_metric_text())
             self.eval_edit.setText(str(e.folders[0]) if e.folders else "")
             self.labels_combo.setCurrentIndex(self.labels_combo.findData(e.labels_from))
             self.csv_edit.setText(str(e.labels_csv) if e.labels_csv else "")
             self.offset_box.setValue(e.class_offset)
             self.output_edit.setText(str(s.output) if s.output else "")
+            self.target_box.set_target(s.target)
+            s.target = self.target_box.target()  # the remembered RKNN Python, when the job had none
             self._fill_nodes()
             self._fill_folders()
         finally:
@@ -306,7 +319,7 @@ class CalibrationPage(Page):
             symmetric_activations=self.symmetric.isChecked(), format=self.format_combo.currentData(), exclude_nodes=excluded,
             equalize=self.equalize.isChecked(), bias_correction=self.bias_correction.isChecked(),
         )
-        s.tuning = self.target.settings()
+        s.tuning = self.accuracy.settings()
         eval_text, csv_text = self.eval_edit.text().strip(), self.csv_edit.text().strip()
         s.evaluation = replace(
             s.evaluation, folders=(Path(eval_text),) if eval_text else (), labels_from=self.labels_combo.currentData(),
@@ -316,13 +329,28 @@ class CalibrationPage(Page):
         s.output = Path(text) if text else None
         self._update_texts()
 
+    def _target_edited(self) -> None:
+        self.state.set_target(self.target_box.target())
+        self._syncing = True
+        try:
+            self.output_edit.setText(str(self.state.output) if self.state.output else "")
+        finally:
+            self._syncing = False
+        self._update_texts()
+
     def _update_texts(self) -> None:
+        honoured = TARGETS[self.state.target.kind].settings
+        for name, widgets in (("per_channel", (self.per_channel,)), ("activation_type", (self.activation_combo,)),
+                              ("symmetric_activations", (self.symmetric,)), ("format", (self.format_combo,)),
+                              ("exclude_nodes", (self.nodes, self.node_filter))):
+            for w in widgets:
+                w.setEnabled(name in honoured)
         method = self.method_combo.currentData()
         self.method_text.setText(DESCRIPTIONS.get(method, ""))
         self.percentile_box.setEnabled(method == "percentile")
         self.csv_edit.setEnabled(self.labels_combo.currentData() in ("csv", "coco", "yolo"))
-        self.target.metric_text.setText(self._target_metric_text())
-        warnings = settings_warnings(self.state.quantization)
+        self.accuracy.metric_text.setText(self._target_metric_text())
+        warnings = settings_warnings(self.state.quantization) if self.state.target.kind == "onnxruntime" else []
         self.activation_warning.setText("\n".join(warnings))
         self.activation_warning.setVisible(bool(warnings))
         self._problem = self.problem_text()
@@ -395,9 +423,10 @@ class CalibrationPage(Page):
 
     def choose_output(self) -> None:
         start = str(self.state.output or self.state.default_output() or "")
-        path = dialogs.save_file(self, "Write the INT8 model to", start, "ONNX models (*.onnx)")
+        suffix = TARGETS[self.state.target.kind].suffix
+        path = dialogs.save_file(self, "Write the INT8 model to", start, f"Models (*{suffix})")
         if path:
-            self.output_edit.setText(path if path.lower().endswith(".onnx") else path + ".onnx")
+            self.output_edit.setText(path if path.lower().endswith(suffix) else path + suffix)
 
 
 

@@ -17,6 +17,7 @@ from ...core.pipeline import resolve_spec
 from ...core.report import headline_text, run_summary, summary_rows, write_report
 from ...core.report_html import render_html
 from ...core.visuals import class_names, sample_pngs
+from ...core.targets.registry import TARGETS
 from .. import dialogs
 from ..charts import ResultCharts
 from ..pictures import SamplePictures
@@ -65,7 +66,8 @@ class ResultsPage(Page):
         self.html_button = button("Export &HTML…", "A self-contained page with the charts embedded", self.export_html)
         self.folder_button = button("Open output &folder", "Show the INT8 model in the file manager", self.open_folder)
         actions = QHBoxLayout()
-        actions.addWidget(QLabel("Keep"))
+        self.keep_label = QLabel("Keep")
+        actions.addWidget(self.keep_label)
         actions.addWidget(self.keep_box)
         actions.addWidget(self.rerun_button)
         actions.addWidget(self.rerun_bar, 1)
@@ -108,6 +110,9 @@ class ResultsPage(Page):
         if tuning:
             self.trials.show_trials(tuning)
             self.tabs.setTabText(1, f"Trials ({len(tuning['trials'])})")
+        rerun = "keep_float" in TARGETS[self.state.target.kind].settings and bool(r.get("per_layer"))
+        for w in (self.keep_label, self.keep_box, self.rerun_button):
+            w.setVisible(rerun)
         rows = summary_rows(r)
         text = "  ·  ".join(f"{what}: FP32 {a} → INT8 {b}" if a else f"{what}: {b}" for what, a, b in rows[:3])
         text += "\n" + run_summary(r)
@@ -201,7 +206,7 @@ class ResultsPage(Page):
 
     def _report_path(self, suffix: str) -> str:
         out = Path(self.state.report["output"])
-        return str(out.with_name(out.name.removesuffix(".onnx") + suffix))
+        return str(out.with_name(out.name.removesuffix(out.suffix) + suffix))
 
     def export_json(self) -> None:
         path = dialogs.save_file(self, "Save the report (JSON)", self._report_path(".report.json"), "JSON (*.json)")

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
 from ...core.errors import Cancelled
 from ...core.pipeline import quantize
 from ...core.progress import CALIBRATE, STAGES, TUNE, Eta, ProgressEvent, format_seconds
+from ...core.targets.registry import TARGETS
 from .. import dialogs
 from ..tuning_view import TrialsView
 from ..widgets import button
@@ -102,7 +103,7 @@ class RunPage(Page):
             item.setData(Qt.ItemDataRole.UserRole, s)
             self.stages.addItem(item)
         self.bar.setValue(0)
-        self.log.appendPlainText(f"Quantizing {job.model.name} → {job.output}")
+        self.log.appendPlainText(f"Quantizing {job.model.name} → {job.output} ({TARGETS[job.target.kind].title})")
         self._eta, self._stage = Eta(), None
         started = self.runner.start(
             lambda progress, cancel: quantize(job, progress, cancel, overwrite=overwrite), self._finished, self._failed, self._progressed
@@ -141,6 +142,9 @@ class RunPage(Page):
                 item.setText(f"{MARK[mark]}  {STAGE_TEXT[stage]}")
 
     def _progressed(self, event: ProgressEvent) -> None:
+        if event.log:  # a toolkit's own message (RKNN-Toolkit2)
+            self.log.appendPlainText(event.log)
+            return
         if event.stage not in self.stage_list:
             return
         if event.data is not None and "trial" in event.data:
