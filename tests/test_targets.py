@@ -214,3 +214,16 @@ def _alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_rknn_refuses_a_search_and_per_tensor_aids_up_front(model_path):
+    from guiapp.core.job import TuningSettings
+    from guiapp.core.preprocess import PreprocessSpec
+
+    spec = PreprocessSpec(layout="nchw", size=(32, 32))
+    job = Job(model_path, target=TargetSettings(kind="rknn"))
+    with pytest.raises(JobError, match="accuracy-target search") as info:
+        rknn_target.toolkit_config(replace(job, tuning=TuningSettings(max_drop=1.0)), spec)
+    assert info.value.field == "tuning.max_drop"
+    with pytest.raises(JobError, match="equalization"):
+        rknn_target.toolkit_config(replace(job, quantization=replace(job.quantization, equalize=True)), spec)

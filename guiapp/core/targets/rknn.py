@@ -55,6 +55,11 @@ class Files:
 
 def refuses(job: Job) -> str:
     method = job.calibration.method
+    if job.tuning.max_drop is not None:
+        return ("the accuracy-target search tries ONNX Runtime INT8 models; RKNN-Toolkit2 quantizes on its own. "
+                "Search with the onnxruntime target, or quantize for RKNN without a target (no --max-drop).")
+    if job.quantization.equalize or job.quantization.bias_correction:
+        return "equalization and bias correction are not passed to RKNN-Toolkit2: turn them off for the rknn target."
     if method not in ALGORITHMS:
         return f"RKNN-Toolkit2 has no counterpart of the {method} strategy: choose minmax (its normal), entropy (kl_divergence) or mse (mmse)."
     return ""
@@ -64,7 +69,8 @@ def toolkit_config(job: Job, spec: PreprocessSpec) -> dict:
     """Our settings in the toolkit's words."""
     problem = refuses(job)
     if problem:
-        raise JobError("calibration.method", problem)
+        field = "calibration.method" if "strategy" in problem else "tuning.max_drop" if job.tuning.max_drop is not None else "quantization"
+        raise JobError(field, problem)
     method = job.calibration.method
     return {
         # Mean and std in the model's channel order, pixel units: RKNN's own convention.
