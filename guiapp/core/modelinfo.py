@@ -144,8 +144,11 @@ class ModelInfo:
                 dyn = ii.dynamic_axes
                 tag = f"  image, {ii.layout.upper()}, {ii.channels} channel(s)" + (f", dynamic {'/'.join(dyn)}" if dyn else "")
             lines.append(f"Input      {t.name} {t.shape_text} {t.dtype}{tag}")
+        computed = {t.name: t for t in self.computed_outputs}
         for t in self.outputs:
-            lines.append(f"Output     {t.name} {t.shape_text} {t.dtype}")
+            c = computed.get(t.name)
+            also = f" (computes {c.shape_text} at this input size)" if c is not None and c.shape != t.shape else ""
+            lines.append(f"Output     {t.name} {t.shape_text} {t.dtype}{also}")
         ops = ", ".join(f"{op} {n}" for op, n in self.op_counts)
         lines.append(f"Operators  {ops}")
         if self.float_only_ops:

@@ -73,7 +73,11 @@ def headline_text(report: dict) -> str:
         return f"{head['label']}: {v:.1f} dB"
     if head.get("fp32") is not None:
         return f"{head['label']}: FP32 {head['fp32'] * 100:.1f}% → INT8 {v * 100:.1f}% ({(v - head['fp32']) * 100:+.1f} points)"
-    return f"{head['label']}: {v * 100:.1f}%"
+    text = f"{head['label']}: {v * 100:.1f}%"
+    m = head.get("map50")
+    if m and m.get("fp32") is not None:
+        text += f"  ·  mAP@0.5 FP32 {m['fp32'] * 100:.1f} → INT8 {m['int8'] * 100:.1f} ({(m['int8'] - m['fp32']) * 100:+.1f} points)"
+    return text
 
 
 def _task_rows(report: dict) -> list[tuple[str, str, str]]:

@@ -23,7 +23,7 @@ def _bars(plot: pg.PlotItem, labels: list[str], values: list[float], colors: lis
         plot.addItem(t)
     plot.getAxis("bottom").setTicks([list(zip(x, labels))])
     plot.setYRange(0, top * 1.2 if top > 0 else 1)
-    plot.setXRange(-0.6, len(values) - 0.4)
+    plot.setXRange(-0.6, len(values) - (0.0 if beside else 0.4))  # room for the last bar's label beside it
 
 
 def _num(v, digits: int) -> str:
@@ -40,7 +40,7 @@ class ResultCharts(QWidget):
         self.widgets = {}
         for key, title, row, col, span in (
             ("size", "Size (MB)", 0, 0, 1),
-            ("latency", "Latency, median ms (bar) and p90 (whisker)", 0, 1, 1),
+            ("latency", "Latency ms, median and p90", 0, 1, 1),
             ("accuracy", "Accuracy", 0, 2, 1),
             ("layers", "Per-layer SQNR, worst first (dB; higher is better)", 1, 0, 3),
         ):
@@ -50,6 +50,7 @@ class ResultCharts(QWidget):
             w.setMenuEnabled(False)
             w.hideButtons()
             w.setMinimumHeight(150)
+            w.setMinimumWidth(150)
             grid.addWidget(w, row, col, 1, span)
             self.widgets[key] = w
         grid.setRowStretch(0, 2)
@@ -68,7 +69,7 @@ class ResultCharts(QWidget):
             lat.addItem(pg.ErrorBarItem(x=np.arange(2), y=np.array(med), top=np.array(p90) - np.array(med), bottom=np.zeros(2), beam=0.2))
             lat.setYRange(0, max(p90) * 1.25)
             runtime = (r.get("target") or {}).get("title")
-            self.widgets["latency"].setTitle("Latency, median ms (bar) and p90 (whisker)" + (f", in {runtime.split(' (')[0]}" if runtime else ""))
+            self.widgets["latency"].setTitle("Latency ms, median and p90" + (f" ({runtime.split(' (')[0]})" if runtime else ""))
         else:  # a target without a way to time it here (RKNN: no board)
             lat.clear()
             lat.hideAxis("left")
@@ -92,21 +93,21 @@ class ResultCharts(QWidget):
             labels = ["FP32 top-1", "INT8 top-1", "FP32 top-5", "INT8 top-5"]
             values = [acc["fp32"]["top1"] * 100, acc["int8"]["top1"] * 100, acc["fp32"]["top5"] * 100, acc["int8"]["top5"] * 100]
             _bars(plot, labels, values, [FP32, INT8, FP32, INT8], "{:.1f}%")
-            w.setTitle(f"Accuracy on {acc['labeled_images']} labeled images (%)")
+            w.setTitle(f"Accuracy %, {acc['labeled_images']} labeled images")
         elif det:
             m = det.get("map50")
             if m and m["fp32"] is not None:
-                _bars(plot, ["FP32 mAP@0.5", "INT8 mAP@0.5"], [m["fp32"] * 100, m["int8"] * 100], [FP32, INT8], "{:.1f}")
-                w.setTitle(f"mAP@0.5 on {m['labeled_images']} labeled images; F1 vs FP32 {_num(det['f1'], 3)}")
+                _bars(plot, ["FP32", "INT8"], [m["fp32"] * 100, m["int8"] * 100], [FP32, INT8], "{:.1f}")
+                w.setTitle(f"mAP@0.5, {m['labeled_images']} labeled images")
             else:
                 what = "anchors" if det["compared"] == "anchors" else "boxes"
-                _bars(plot, [f"FP32 {what}", f"INT8 {what}", "matching"], [det["fp32_boxes"], det["int8_boxes"], det["matched"]],
+                _bars(plot, ["FP32", "INT8", "matching"], [det["fp32_boxes"], det["int8_boxes"], det["matched"]],
                       [FP32, INT8, INT8], "{:.0f}")
-                w.setTitle(f"Detections over {det['score_threshold']:g}: F1 vs FP32 {_num(det['f1'], 3)}")
+                w.setTitle(f"{what.capitalize()} over score {det['score_threshold']:g}")
         elif dense:
             _bars(plot, ["IoU %", "pixels agreeing %"], [(dense["iou"] or 0) * 100, (dense["pixel_agreement"] or 0) * 100],
                   [INT8, INT8], "{:.1f}")
-            w.setTitle(f"INT8 map vs FP32: SQNR {_num(dense['map_sqnr_db'], 1)} dB")
+            w.setTitle(f"INT8 map vs FP32 (SQNR {_num(dense['map_sqnr_db'], 1)} dB)")
         elif r.get("agreement"):
             out = r["outputs"][0] if r.get("outputs") else {}
             agree = r["agreement"].get("top1") or 0

@@ -93,7 +93,7 @@ class DetectionFidelity:
                     self.pairs.append((round(float(r.scores[i]), 4), round(float(g.scores[j]), 4)))
             if len(self.per_image) < MAX_PER_IMAGE:
                 self.per_image.append({"file": str(p), "fp32": len(r), "int8": len(g), "matched": len(pairs)})
-            if len(self.samples) < self.ctx.samples:
+            if len(self.samples) < 4 * self.ctx.samples:  # candidates; result() keeps the telling ones
                 self.samples.append({"file": str(p), "fp32": r.to_dict(), "int8": g.to_dict(), "matched": len(pairs)})
             self._add_truth(p, r, g)
 
@@ -111,7 +111,18 @@ class DetectionFidelity:
         self.ap_dets["fp32"].append(ref)
         self.ap_dets["int8"].append(got)
 
+    def _pick_samples(self) -> None:
+        """The pictures worth looking at first: images where INT8 and FP32
+        disagree, then those with the most boxes, then the rest."""
+        def key(ix):
+            i, s = ix
+            n32, n8 = len(s["fp32"]["scores"]), len(s["int8"]["scores"])
+            return (-(max(n32, n8) - s["matched"]), -max(n32, n8), i)
+
+        self.samples = [s for _, s in sorted(enumerate(self.samples), key=key)[: self.ctx.samples]]
+
     def result(self) -> dict:
+        self._pick_samples()
         recall = self.matched / self.n_ref if self.n_ref else None
         precision = self.matched / self.n_got if self.n_got else None
         if self.n_ref == 0 and self.n_got == 0:

@@ -326,8 +326,11 @@ def summary_html(info: ModelInfo, guess: TaskGuess | None = None) -> str:
             dyn = ii.dynamic_axes
             tag = f" &mdash; <b>image</b>, {ii.layout.upper()}, {ii.channels} channel(s)" + (f", dynamic {'/'.join(dyn)}" if dyn else "")
         rows.append(("Input", f"<code>{e(t.name)}</code> {e(t.shape_text)} {e(t.dtype)}{tag}"))
+    computed = {t.name: t for t in info.computed_outputs}
     for t in info.outputs:
-        rows.append(("Output", f"<code>{e(t.name)}</code> {e(t.shape_text)} {e(t.dtype)}"))
+        c = computed.get(t.name)
+        also = f" (computes {e(c.shape_text)} at this input size)" if c is not None and c.shape != t.shape else ""
+        rows.append(("Output", f"<code>{e(t.name)}</code> {e(t.shape_text)} {e(t.dtype)}{also}"))
     if guess is not None:
         rows.append(("Task", f"<b>{e(guess.title)}</b>: {e(guess.reason)}"))
     rows.append(("Operators", e(", ".join(f"{op} {n}" for op, n in info.op_counts))))

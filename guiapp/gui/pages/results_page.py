@@ -132,6 +132,9 @@ class ResultsPage(Page):
         names = class_names(info.metadata) if info is not None else None
         shown = spec is not None and self.pictures.show_samples(r, self.state.samples, spec, names)
         self.pictures.setVisible(shown)
+        if shown:  # the charts keep room for three bars in a row; the pictures get the rest
+            width = max(self.split.width(), 900)
+            self.split.setSizes([int(width * 0.64), int(width * 0.36)])
 
     def _render(self, work, on_done) -> None:
         self.runner.start(work, on_done, None, light=True)
