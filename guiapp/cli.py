@@ -308,8 +308,20 @@ def cmd_quantize(args) -> int:
         print(per_layer_table(report["per_layer"]) + "\n")
     print(format_table(summary_rows(report)))
     print("\n" + run_summary(report))
-    print(f"Wrote {job.output}" + (f" and {job.report}" if job.report else ""))
+    print(_written(job, report))
     return EXIT_OK
+
+
+def _written(job: Job, report: dict) -> str:
+    """Every file the run wrote: the model, the calibration cache (unless the
+    run reused it) and the report."""
+    cal = report["calibration"]
+    files = [str(job.output)]
+    if cal["cache"] and not cal["cache_used"]:
+        files.append(f"{cal['cache']} (calibration cache)")
+    if job.report:
+        files.append(str(job.report))
+    return "Wrote " + (", ".join(files[:-1]) + " and " + files[-1] if len(files) > 1 else files[0])
 
 
 def cmd_evaluate(args) -> int:

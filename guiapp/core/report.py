@@ -93,8 +93,10 @@ def run_summary(report: dict) -> str:
     """How the run calibrated and evaluated, in one sentence (or two)."""
     cal, ev = report["calibration"], report["eval"]
     source = f"statistics from the cache {cal['cache']}" if cal["cache_used"] else f"calibrated in {cal['seconds']:.1f} s"
+    left_out = ev.get("excluded_calibration_overlap") or 0
+    held_out = f"; {left_out} left out because calibration used them" if left_out else ""
     text = (f"Calibration: {cal['method']} on {cal['images_used']} images ({cal['images_skipped']} unreadable skipped), "
-            f"{source}; evaluated on {ev['images_used']} ({ev['source']}).")
+            f"{source}; evaluated on {ev['images_used']} ({ev['source']}{held_out}).")
     kept = report.get("kept_float") or []
     return text + (f" Kept in float: {', '.join(kept)}." if kept else "")
 
