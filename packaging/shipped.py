@@ -68,10 +68,9 @@ def needed_only(binaries: list[tuple]) -> list[tuple]:
 
 def licence_datas(toc_sources: set[str], own: Path, third_party_md: Path, common_dir: Path, workdir: Path) -> list[tuple[str, str, str]]:
     """PyInstaller DATA entries (destination, source, "DATA") for THIRD_PARTY.md
-    and the licence texts of everything
-    whose files are among ``toc_sources`` (real paths of what the bundle
-    holds; ``own`` is the app's folder); raises SystemExit naming what
-    packaging/THIRD_PARTY.md lacks."""
+    and the licence texts of everything with files among ``toc_sources`` (the
+    real paths of what the bundle holds; ``own`` is the app's folder). Raises
+    SystemExit naming what packaging/THIRD_PARTY.md lacks."""
     listed = listed_in(third_party_md)
     datas: list[tuple[str, str]] = [(str(third_party_md), ".")]  # (source, destination folder)
     missing: list[str] = []
