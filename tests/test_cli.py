@@ -59,7 +59,7 @@ def test_the_last_line_names_every_file_written_and_the_summary_the_overlap(tmp_
     assert written == {out.name, report.name, os.path.basename(cache)}  # nothing written goes unnamed
     # the evaluation folder is the calibration folder: the 8 calibration images are left out, and the summary says so
     assert r["eval"]["excluded_calibration_overlap"] == 8 and r["eval"]["images_used"] == 16
-    assert "evaluated on 16 (evaluation folders; 8 left out because calibration used them)" in stdout
+    assert "evaluated on 16 (evaluation folders), leaving out 8 images that calibration used." in stdout
 
     code, stdout, err = run(capsys, *args, "--force", "--no-cache")
     assert code == 0, err
