@@ -381,11 +381,22 @@ def cmd_quantize(args) -> int:
         print(per_layer_table(report["per_layer"]) + "\n")
     print(format_table(summary_rows(report)))
     print("\n" + run_summary(report))
+    print(_written(job, report))
+    return EXIT_OK
+
+
+def _written(job: Job, report: dict) -> str:
+    """Every file the run wrote: the model (and the target's files beside it),
+    the calibration cache (unless the run reused it) and the report."""
     from .core.targets.registry import TARGETS
 
-    written = [job.output, *TARGETS[job.target.kind].companions(job.output), *([job.report] if job.report else [])]
-    print("Wrote " + ", ".join(str(p) for p in written))
-    return EXIT_OK
+    cal = report["calibration"]
+    files = [str(job.output), *(str(p) for p in TARGETS[job.target.kind].companions(job.output))]
+    if cal.get("cache") and not cal.get("cache_used"):
+        files.append(f"{cal['cache']} (calibration cache)")
+    if job.report:
+        files.append(str(job.report))
+    return "Wrote " + (", ".join(files[:-1]) + " and " + files[-1] if len(files) > 1 else files[0])
 
 
 def cmd_evaluate(args) -> int:

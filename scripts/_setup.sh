@@ -24,12 +24,35 @@ ensure_debs() {
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -eq 0 ]; then
         echo "Installing Debian packages: ${missing[*]}" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+        # dpkg prints a few lines per package even with -qq: keep them in a log,
+        # shown only when something fails.
+        local log
+        log="$(mktemp -t guiapp-apt.XXXXXX)"
+        if { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+            rm -f "$log"
+        else
+            cat "$log" >&2
+            echo "apt-get failed (output above, kept in $log)" >&2
+            exit 1
+        fi
     else
         echo "Missing Debian packages. Install them, then run this again:" >&2
         echo "  sudo apt-get install -y ${missing[*]}" >&2
         exit 1
+    fi
+}
+
+# The Debian package holding the shared libpython of $PY, when $PY is Debian's
+# own interpreter: its python3 is linked statically and PyInstaller bundles
+# libpython3.X.so.1.0 from the separate libpython3.X package. Interpreters
+# built elsewhere (pyenv, python.org) bring their own with --enable-shared:
+# then this prints nothing.
+python_lib_debs() {
+    local exe
+    exe="$("$PY" -c 'import os, sys; print(os.path.realpath(sys.executable))')"
+    if dpkg -S "$exe" >/dev/null 2>&1; then
+        "$PY" -c 'import sys; print("libpython%d.%d" % sys.version_info[:2])'
     fi
 }
 
@@ -49,7 +72,11 @@ ensure_venv() {  # $1: pip extras spec, e.g. "" or "[dev]"
             { [ -n "$extras" ] || ! grep -q "^$deps" "$stamp"; }; }; then
         echo "Installing Quantization Studio and its dependencies into $VENV" >&2
         "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-        "$VENV/bin/python" -m pip install -q -e "$ROOT$extras" >&2
+        # setuptools announces every editable install with a warning banner
+        # ("Editable installation ... folders with the same name"): information,
+        # not a problem. Drop that one message; every other warning still shows.
+        PYTHONWARNINGS="ignore:Editable installation:UserWarning" \
+            "$VENV/bin/python" -m pip install -q -e "$ROOT$extras" >&2
         echo "$want" > "$stamp"
     fi
 }

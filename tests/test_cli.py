@@ -46,6 +46,35 @@ def test_quantize_and_report(tmp_path, capsys, model_path, calib_dir):
     assert job["calibration"]["max_images"] == 8 and job["output"] == "o.onnx"
 
 
+def test_the_last_line_names_every_file_written_and_the_summary_the_overlap(tmp_path, capsys, model_path, calib_dir):
+    out, report = tmp_path / "o.onnx", tmp_path / "r.json"
+    args = quantize_args(model_path, calib_dir, out, "--report", report, "--eval", calib_dir)
+    code, stdout, err = run(capsys, *args)
+    assert code == 0, err
+    r = json.loads(report.read_text())
+    cache = r["calibration"]["cache"]
+    assert cache and os.path.isfile(cache) and not r["calibration"]["cache_used"]
+    assert stdout.strip().splitlines()[-1] == f"Wrote {out}, {cache} (calibration cache) and {report}"
+    written = {p.name for p in tmp_path.iterdir() if p.is_file()} - {model_path.name}
+    assert written == {out.name, report.name, os.path.basename(cache)}  # nothing written goes unnamed
+    # the evaluation folder is the calibration folder: the 8 calibration images are left out, and the summary says so
+    assert r["eval"]["excluded_calibration_overlap"] == 8 and r["eval"]["images_used"] == 16
+    assert "evaluated on 16 (evaluation folders), leaving out 8 images that calibration used." in stdout
+
+    code, stdout, err = run(capsys, *args, "--force", "--no-cache")
+    assert code == 0, err
+    assert stdout.strip().splitlines()[-1] == f"Wrote {out} and {report}"
+
+
+def test_a_reused_cache_is_not_reported_as_written(tmp_path, capsys, model_path, calib_dir):
+    out = tmp_path / "o.onnx"
+    assert run(capsys, *quantize_args(model_path, calib_dir, out))[0] == 0
+    code, stdout, err = run(capsys, *quantize_args(model_path, calib_dir, out, "--force", "--format", "qoperator"))
+    assert code == 0, err
+    assert "statistics from the cache" in stdout
+    assert stdout.strip().splitlines()[-1] == f"Wrote {out}"
+
+
 def test_job_file_with_flag_overrides(tmp_path, capsys, model_path, calib_dir):
     out = tmp_path / "o.onnx"
     assert run(capsys, *quantize_args(model_path, calib_dir, out, "--save-job", tmp_path / "j.json", "--preset", "pm1"))[0] == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -248,12 +250,39 @@ def test_switching_to_raw_raises_the_warning(qtbot, window, tmp_path):
     assert pp.color_combo.currentData() == "bgr"
 
 
-def test_cancel_mid_run_writes_nothing_and_the_wizard_stays_usable(qtbot, window, tmp_path):
-    demo_state(window, tmp_path, qtbot, calib=300, evaluate=300)
+class HoldAt:
+    """Wraps the Run page's quantize so that the job stops at the first
+    progress report of one stage and stays there until it is cancelled: a
+    cancel test then always cancels that stage, however fast the machine."""
+
+    def __init__(self, monkeypatch, stage: str, limit_s: float = 60.0) -> None:
+        from guiapp.gui.pages import run_page
+
+        self.stage, self.reached, self.gave_up = stage, threading.Event(), False
+        real = run_page.quantize
+
+        def quantize(job, progress, cancel, overwrite=False):
+            def report(event):
+                progress(event)
+                if event.stage == self.stage and not self.reached.is_set():
+                    self.reached.set()
+                    deadline = time.monotonic() + limit_s
+                    while not cancel.cancelled and time.monotonic() < deadline:
+                        time.sleep(0.005)
+                    self.gave_up = not cancel.cancelled
+
+            return real(job, report, cancel, overwrite=overwrite)
+
+        monkeypatch.setattr(run_page, "quantize", quantize)
+
+
+def test_cancel_mid_run_writes_nothing_and_the_wizard_stays_usable(qtbot, window, tmp_path, monkeypatch):
+    hold = HoldAt(monkeypatch, "calibrate")
+    demo_state(window, tmp_path, qtbot)
     for _ in range(3):
         window.wizard.next()
     rp = page(window, "RUN")
-    qtbot.waitUntil(lambda: "Calibrate" in rp.bar.format(), timeout=RUN_TIMEOUT)
+    qtbot.waitUntil(lambda: hold.reached.is_set() and "Calibrate" in rp.bar.format(), timeout=RUN_TIMEOUT)
     qtbot.mouseClick(rp.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not rp.running, timeout=10_000)
     assert "Cancelled" in rp.log.toPlainText()
@@ -307,12 +336,13 @@ def test_settings_live_in_the_test_folder(qtbot, window, tmp_path):
     assert files and str(good) in files[0].read_text()
 
 
-def test_closing_during_a_run_asks_cancels_and_waits(qtbot, window, tmp_path, dialogs):
-    demo_state(window, tmp_path, qtbot, calib=300, evaluate=300)
+def test_closing_during_a_run_asks_cancels_and_waits(qtbot, window, tmp_path, dialogs, monkeypatch):
+    hold = HoldAt(monkeypatch, "calibrate")
+    demo_state(window, tmp_path, qtbot)
     for _ in range(3):
         window.wizard.next()
     rp = page(window, "RUN")
-    qtbot.waitUntil(lambda: "Calibrate" in rp.bar.format(), timeout=RUN_TIMEOUT)
+    qtbot.waitUntil(lambda: hold.reached.is_set() and "Calibrate" in rp.bar.format(), timeout=RUN_TIMEOUT)
     dialogs.answer = False
     window.close()
     assert window.isVisible() and window.runner.busy  # "no": keeps running
@@ -464,21 +494,34 @@ def test_an_existing_output_is_asked_about(qtbot, window, tmp_path, dialogs):
 
 
 @pytest.mark.parametrize("stage", ["prepare", "calibrate", "quantize", "evaluate"])
-def test_cancel_at_every_stage_in_the_wizard(qtbot, window, tmp_path, stage):
-    from guiapp.gui.pages.run_page import STAGE_TEXT
+def test_cancel_at_every_stage_in_the_wizard(qtbot, window, tmp_path, stage, monkeypatch):
+    from guiapp.core.progress import STAGES
+    from guiapp.gui.pages.run_page import MARK, STAGE_TEXT
 
-    demo_state(window, tmp_path, qtbot, calib=64, evaluate=64)
-    window.state.evaluation = replace(window.state.evaluation, latency_runs=200)
+    hold = HoldAt(monkeypatch, stage)
+    demo_state(window, tmp_path, qtbot, calib=24, evaluate=24)
     for _ in range(3):
         window.wizard.next()
     rp = page(window, "RUN")
-    qtbot.waitUntil(lambda: STAGE_TEXT[stage] in rp.bar.format() or not rp.running and rp.done, timeout=RUN_TIMEOUT)
+    qtbot.waitUntil(lambda: hold.reached.is_set() and STAGE_TEXT[stage] in rp.bar.format(), timeout=RUN_TIMEOUT)
+    assert rp.running and not rp.done
     qtbot.mouseClick(rp.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not rp.running, timeout=15_000)
-    if rp.done:  # the run finished before the click landed: nothing to cancel
-        pytest.skip(f"{stage} ended before the cancel")
+    assert not hold.gave_up and not rp.done
     assert "Cancelled; nothing was written." in rp.log.toPlainText()
+    assert rp.bar.format() == "Cancelled"
+    at = STAGES.index(stage)
+    want = ["done"] * at + ["failed"] + ["pending"] * (len(STAGES) - at - 1)
+    assert [rp.stages.item(i).text() for i in range(rp.stages.count())] == [
+        f"{MARK[m]}  {STAGE_TEXT[s]}" for m, s in zip(want, STAGES)
+    ]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("demo")] == []
+    # still usable: Back works, and Retry runs the same job to the end
+    assert window.wizard.button(QWizard.WizardButton.BackButton).isEnabled()
+    assert rp.retry_button.isVisible()
+    qtbot.mouseClick(rp.retry_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: rp.done, timeout=RUN_TIMEOUT)
+    assert (tmp_path / "demo.int8.onnx").is_file()
 
 
 # ---------------------------------------------------------------- tasks and the accuracy target

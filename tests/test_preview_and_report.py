@@ -97,3 +97,18 @@ def test_html_report_is_self_contained_and_escaped():
     html = render_html(report, {"Size": b"\x89PNG fake"})
     assert "data:image/png;base64," in html and "conv&lt;1&gt;" in html and "careful &amp; &lt;slow&gt;" in html
     assert "bad.jpg" in html and "<script" not in html and "http" not in html
+
+
+def test_run_summary_counts_only_the_images_calibration_used():
+    from guiapp.core.report import run_summary
+
+    cal = {"method": "minmax", "images_used": 12, "images_skipped": 2, "cache_used": False, "cache": None, "seconds": 1.0}
+    ev = {"images_used": 10, "source": "calibration folders, images not used for calibration", "excluded_calibration_overlap": 14}
+    # evaluation drew on the calibration folders: 14 left out = 12 used + 2 unreadable
+    assert "(calibration folders, images not used for calibration), leaving out 12 images that calibration used." in run_summary(
+        {"calibration": cal, "eval": ev}
+    )
+    ev = {"images_used": 20, "source": "evaluation folders", "excluded_calibration_overlap": 1}
+    assert "evaluated on 20 (evaluation folders), leaving out 1 image that calibration used." in run_summary({"calibration": cal, "eval": ev})
+    ev = {"images_used": 20, "source": "evaluation folders", "excluded_calibration_overlap": 0}
+    assert run_summary({"calibration": cal, "eval": ev}).endswith("evaluated on 20 (evaluation folders).")

@@ -160,8 +160,13 @@ def run_summary(report: dict) -> str:
     """How the run calibrated and evaluated, in one sentence (or two)."""
     cal, ev = report["calibration"], report["eval"]
     source = f"statistics from the cache {cal['cache']}" if cal["cache_used"] else f"calibrated in {cal['seconds']:.1f} s"
+    # The overlap counts unreadable calibration files too when evaluation
+    # draws on the calibration folders; the images calibration used are at most
+    # images_used.
+    left_out = min(ev.get("excluded_calibration_overlap") or 0, cal["images_used"])
+    held_out = f", leaving out {left_out} image{'s' * (left_out != 1)} that calibration used" if left_out else ""
     text = (f"Calibration: {cal['method']} on {cal['images_used']} images ({cal['images_skipped']} unreadable skipped), "
-            f"{source}; evaluated on {ev['images_used']} ({ev['source']}).")
+            f"{source}; evaluated on {ev['images_used']} ({ev['source']}){held_out}.")
     kept = report.get("kept_float") or []
     text += f" Kept in float: {', '.join(kept)}." if kept else ""
     target = report.get("target")
