@@ -38,7 +38,7 @@ from .strategies import StrategySettings, Target, compute_ranges
 from .tuning.equalize import equalized
 from .tuning.sensitivity import rank
 from .tuning.trials import TrialSettings
-from .tuning.workspace import Variant, Workspace
+from .tuning.workspace import BIAS_IMAGES, Variant, Workspace
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def quantize(
             return Prepared(path, model, prepared.steps, prepared.header)
 
         if q.equalize and job.tuning.max_drop is None:
-            stream = iter_tensors(seeded_order(calib_files, 7), spec, 32, ReadLog(), cancel)
+            stream = iter_tensors(seeded_order(calib_files, 7), spec, BIAS_IMAGES, ReadLog(), cancel)
             model, note = equalized(prepared.model, feeds, batches(stream, ii.fixed_batch or 8), cancel)
             prepared = replace(make_prepared(model, "equalized"), steps=(*prepared.steps, note))
 

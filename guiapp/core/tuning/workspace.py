@@ -34,7 +34,7 @@ from .equalize import equalized
 from .evalset import EvalSet, score
 from .trials import Goal, Trial, TrialSettings
 
-BIAS_IMAGES = 32  # calibration images for the channel means of bias correction
+BIAS_IMAGES = 128  # calibration images for the channel statistics of equalization and bias correction
 PER_LAYER_IMAGES = 8
 LATENCY_RUNS = 20
 
