@@ -110,11 +110,9 @@ def warnings_for(preview: Preview, spec: PreprocessSpec, preset_name: str | None
     stds = [s.std for s in preview.stats]
     if len(stds) > 1 and min(stds) > 0 and max(stds) / min(stds) > 20:
         out.append("One channel's values are spread 20x more than another's: check the per-channel mean/std for a typo.")
-    if info is not None and info.input_normalization:
-        out.append(
-            "The model normalizes its input itself (its first operations: " + ", ".join(info.input_normalization) + "). "
-            "Normalizing here too would do it twice: use the raw preset unless you know these nodes do only part of it."
-        )
+    gn = info.graph_normalization if info is not None else None
+    if gn is not None and (spec.mean, spec.std) != (preset(gn.preset, spec.channels).mean, preset(gn.preset, spec.channels).std):
+        out.append(f"The model normalizes its input itself: {gn.describe()}. {gn.advice()}")
     return out
 
 
