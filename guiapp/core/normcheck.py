@@ -44,7 +44,7 @@ IMAGES = 32
 AGREE = 0.95  # candidates whose outputs agree this much form one group
 CONFIDENT = 0.95  # share of resamplings in which the best must beat the current
 RESAMPLES = 500
-BATCH = 8
+BATCH = 16
 _PASS_THROUGH = ("Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze")
 
 
@@ -164,17 +164,18 @@ def _geometry(spec: PreprocessSpec) -> PreprocessSpec:
     return replace(spec, color="gray" if c == 1 else "rgb", mean=(0.0,) * c, std=(1.0,) * c)
 
 
-def _run(session, names: list[str], feeds: Feeds, spec: PreprocessSpec, pixels: list[np.ndarray], batch: int,
+def _run(session, names: list[str], feeds: Feeds, spec: PreprocessSpec, chunks: list[np.ndarray], batch: int,
          fixed: bool, cancel: CancelToken) -> dict[str, np.ndarray]:
+    """The model's outputs for every chunk of pixels (uint8 [k, H, W, C], RGB
+    or gray) normalized by ``spec``, concatenated."""
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for i in range(0, len(pixels), batch):
+    for chunk in chunks:
         cancel.check()
-        chunk = pixels[i:i + batch]
-        tensors = [normalize(np.ascontiguousarray(p[:, :, ::-1]) if spec.color == "bgr" else p, spec) for p in chunk]
-        k = len(tensors)
+        k = len(chunk)
+        x = normalize(chunk[..., ::-1] if spec.color == "bgr" else chunk, spec)
         if fixed and k < batch:  # a fixed batch size: pad with copies, drop their outputs
-            tensors += [tensors[-1]] * (batch - k)
-        for n, out in zip(names, session.run(names, feeds(np.stack(tensors)))):
+            x = np.concatenate([x, np.repeat(x[-1:], batch - k, axis=0)])
+        for n, out in zip(names, session.run(names, feeds(x))):
             out = np.asarray(out)
             if fixed and batch == 1 and (out.ndim == 0 or out.shape[0] != 1):
                 out = out[None]  # an output without a batch axis
@@ -313,12 +314,13 @@ def check_normalization(
     session, taps, names = _session(model)
     fixed = info.image_input.fixed_batch
     batch = fixed or BATCH
+    chunks = [np.stack(pixels[i:i + batch]) for i in range(0, len(pixels), batch)]
     declared = {o.name for o in info.outputs}
     scored = []
     for i, c in enumerate(cands):
         progress(ProgressEvent(STAGE, i + 1, total, f"running the model with {c.label}"))
         t = time.perf_counter()
-        out = _run(session, names, feeds, c.apply(spec), pixels, batch, fixed is not None, cancel)
+        out = _run(session, names, feeds, c.apply(spec), chunks, batch, fixed is not None, cancel)
         finite = _finite(out)
         logits = {o: out[t_] for o, t_ in taps.items()}
         judgement = judge(task, PlausibilityInput({n: out[n] for n in names if n in declared}, logits, settings, y, class_offset))
@@ -336,3 +338,41 @@ def check_normalization(
         notes.append("None of the checked images has a class label: the check judged without labels.")
     return NormCheck(task.kind, metric, tuple(ranking), kind, conf, _message(ranking, kind, conf, len(paths), metric, pick),
                      len(paths), tuple(log.skipped), time.perf_counter() - t0, tuple(notes), pick)
+
+
+# ---------------------------------------------------------------- before every quantization
+
+QUIET_BUDGET_S = 20.0  # the check before a quantization is skipped when it would take longer
+
+
+@dataclass(frozen=True)
+class QuietCheck:
+    warnings: list[str]
+    summary: dict  # the report's "normalization_check"
+
+
+def quiet_check(job, info: ModelInfo, task: TaskGuess, feeds: Feeds, spec: PreprocessSpec, files: list[Path],
+                progress: ProgressFn = no_progress, cancel: CancelToken | None = None) -> QuietCheck:
+    """The check on the calibration images before a quantization: a warning
+    when the job's preprocessing is clearly worse than another candidate.
+    It never stops the run: when it cannot run (too slow, unreadable images,
+    a model the task cannot judge), the summary says why."""
+    from .errors import Cancelled
+    from .progress import PREPARE
+
+    def forward(e: ProgressEvent) -> None:
+        progress(ProgressEvent(PREPARE, 0, 3, f"checking the preprocessing against the model: {e.message}"))
+
+    try:
+        check = check_normalization(job.model, info, task, feeds, spec, files, settings=job.task, seed=job.calibration.seed,
+                                    progress=forward, cancel=cancel, budget_s=QUIET_BUDGET_S)
+    except Cancelled:
+        raise
+    except TooSlow as exc:
+        return QuietCheck([], {"verdict": "skipped", "message": f"not run: it would take {exc} (check-norm runs it on demand)"})
+    except Exception as exc:  # noqa: BLE001 - a check must never fail the quantization
+        return QuietCheck([], {"verdict": "skipped", "message": f"not run: {type(exc).__name__}: {exc}"})
+    warnings = []
+    if check.verdict == "worse":
+        warnings.append(f"preprocessing: {check.message} {check.suggestion_line()}")
+    return QuietCheck(warnings, check.to_dict())
