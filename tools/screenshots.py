@@ -31,6 +31,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", default="1280x800")
     ap.add_argument("--raw-too", action="store_true", help="also shoot the preprocessing page with the raw preset")
+    ap.add_argument("--check-norm", metavar="COLOR", help="also run the normalization check with this channel order "
+                    "(rgb or bgr) and shoot its result; the preset is then restored")
     args = ap.parse_args()
 
     import onnxruntime  # noqa: F401 - before PySide6
@@ -120,6 +122,14 @@ def main() -> int:
         pp.preset_combo.setCurrentIndex(pp.preset_combo.findData("raw"))
         shoot("2b-preprocessing-raw-warning")
         pp.preset_combo.setCurrentIndex(pp.preset_combo.findData(args.preset))
+    if args.check_norm:
+        pp.color_combo.setCurrentIndex(pp.color_combo.findData(args.check_norm))
+        pp._start_check()
+        wait_until(lambda: not pp.check_panel.running and pp.check_panel.check is not None)
+        shoot("2c-normalization-check")
+        pp.check_panel.apply_selected()
+        shoot("2d-normalization-check-applied")
+        pp.right_tabs.setCurrentIndex(0)
     win.wizard.next()
     cp = win.pages[PageId.CALIBRATION]
     wait_until(lambda: not win.runner.busy)

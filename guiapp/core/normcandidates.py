@@ -76,8 +76,8 @@ def candidates(current: PreprocessSpec) -> list[Candidate]:
             add(Candidate(f"{name}-{o}", f"{name} in {o.upper()} order", p.mean[::-1], p.std[::-1], o, preset=name))
     m, s, c = current.mean, current.std, current.color
     if not gray:
-        add(Candidate("current-swapped", f"your values in {_other(c).upper()} order", m[::-1], s[::-1], _other(c), undo=True))
-        add(Candidate("current-swapped-same", f"your values as typed, channels in {_other(c).upper()} order", m, s, _other(c),
+        add(Candidate("current-swapped", f"your setting in {_other(c).upper()} order", m[::-1], s[::-1], _other(c), undo=True))
+        add(Candidate("current-swapped-same", f"your numbers as typed, {_other(c).upper()} order", m, s, _other(c),
                       undo=True))
     add(Candidate("current-x255", "your mean/std × 255 (as if typed in 0..1 units)", tuple(v * 255 for v in m),
                   tuple(v * 255 for v in s), c, undo=True))

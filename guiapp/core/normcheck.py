@@ -247,23 +247,24 @@ def verdict(ranking: list[Scored], n: int) -> tuple[str, float | None, Scored | 
     return "close", confidence(best.judgement, cur.judgement, n), best
 
 
-def _message(ranking: list[Scored], kind: str, conf: float | None, n: int, metric: str, pick: Scored | None) -> str:
+def _message(ranking: list[Scored], kind: str, conf: float | None, n: int, pick: Scored | None) -> str:
     cur = next(s for s in ranking if s.candidate.current)
     if kind == "ok":
         peers = [s.candidate.label for s in ranking if s.group == 1 and not s.candidate.current]
-        text = f"Your setting ({cur.candidate.values_text()}) is in the best group: {metric} {cur.score:.3f} ({cur.judgement.words})."
+        text = (f"Your setting ({cur.candidate.values_text()}) is in the best group (score {cur.score:.3f}): "
+                f"{cur.judgement.words}.")
         if peers:
             text += f" Same results with: {', '.join(peers[:4])}" + (" and others." if len(peers) > 4 else ".")
         return text
     assert pick is not None
     if kind == "close":
-        return (f"{pick.candidate.label} scores a little higher than your setting ({metric} {pick.score:.3f} vs "
-                f"{cur.score:.3f}), not by enough to say your setting is wrong: keep it unless you know the model "
-                "was trained otherwise.")
+        return (f"{pick.candidate.label} scores a little higher than your setting ({pick.score:.3f} vs {cur.score:.3f}), "
+                "not by enough to say yours is wrong: keep it unless you know the model was trained otherwise. "
+                f"With {pick.candidate.label}: {pick.judgement.words}. With yours: {cur.judgement.words}.")
     far = "far" if cur.score <= 0 or pick.score >= 1.5 * cur.score else "clearly"
-    return (f"The model's outputs are {far} more plausible with {pick.candidate.label} ({pick.judgement.words}) than with "
-            f"your setting ({cur.judgement.words}): {metric} {pick.score:.3f} vs {cur.score:.3f}, higher on {conf:.0%} "
-            f"of {RESAMPLES} resamplings of your {n} images.")
+    return (f"The model's outputs are {far} more plausible with {pick.candidate.label} than with your setting (score "
+            f"{pick.score:.3f} vs {cur.score:.3f}, higher on {conf:.0%} of {RESAMPLES} resamplings of your {n} images). "
+            f"With {pick.candidate.label}: {pick.judgement.words}. With yours: {cur.judgement.words}.")
 
 
 def check_normalization(
@@ -336,7 +337,7 @@ def check_normalization(
     metric = ranking[0].judgement.metric
     if y is None and labels is not None:
         notes.append("None of the checked images has a class label: the check judged without labels.")
-    return NormCheck(task.kind, metric, tuple(ranking), kind, conf, _message(ranking, kind, conf, len(paths), metric, pick),
+    return NormCheck(task.kind, metric, tuple(ranking), kind, conf, _message(ranking, kind, conf, len(paths), pick),
                      len(paths), tuple(log.skipped), time.perf_counter() - t0, tuple(notes), pick)
 
 
