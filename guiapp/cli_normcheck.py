@@ -45,11 +45,16 @@ def add_parser(sub, preprocess_flags) -> None:
 
 def _flags(candidate, spec) -> str:
     """The quantize flags that select ``candidate``."""
-    if candidate.preset is not None and candidate.key == f"{candidate.preset}-{candidate.color}":
+    from .core.preprocess import preset
+
+    if candidate.preset is not None and candidate.same_as(replace(candidate, **_values(preset(candidate.preset, spec.channels)))):
         return f"--preset {candidate.preset}"
     f = lambda vals: ",".join(f"{v:.6g}" for v in vals)  # noqa: E731
-    color = f" --color {candidate.color}" if candidate.color != spec.color or candidate.color == "bgr" else ""
-    return f"--mean {f(candidate.mean)} --std {f(candidate.std)}{color}"
+    return f"--mean {f(candidate.mean)} --std {f(candidate.std)} --color {candidate.color}"
+
+
+def _values(spec) -> dict:
+    return {"mean": spec.mean, "std": spec.std, "color": spec.color}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -155,7 +155,7 @@ def graph_normalization(model: onnx.ModelProto, name: str, layout: str, channels
             gamma, beta, mu, var = (consts[i] for i in n.input[1:5])
             eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
             k = gamma / np.sqrt(var + eps)
-            vals = [_per_channel(v, 1, channels) for v in (k, beta - mu * k)]
+            vals = [v.reshape(-1) if v.size == channels else None for v in (k, beta - mu * k)]
             steps.append(("BatchNormalization", f"mean {_words(mu)}, variance {_words(var)}"))
             if axis != 1 or any(v is None for v in vals):
                 folds = False

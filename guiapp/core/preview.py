@@ -66,7 +66,8 @@ def build_preview(img: Image.Image, spec: PreprocessSpec, cache: ResizeCache | N
     stats = []
     for name, ch in zip(channel_names(spec), channels):
         lo, hi = float(ch.min()), float(ch.max())
-        counts, edges = np.histogram(ch, bins=HIST_BINS, range=(lo, hi if hi > lo else lo + 1e-6))
+        # A flat channel (a solid colour) still gets a range float32 can split into bins.
+        counts, edges = np.histogram(ch, bins=HIST_BINS, range=(lo, hi if hi > lo else lo + max(1e-6, abs(lo) * 1e-4)))
         stats.append(ChannelStats(name, lo, hi, float(ch.mean()), float(ch.std()), counts, edges))
     return Preview(pixels, channels, tuple(stats), tensor)
 
