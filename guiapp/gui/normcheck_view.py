@@ -206,11 +206,12 @@ class NormCheckPanel(QWidget):
                 if col in (0, 1):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(row, col, item)
-            if pick is not None and c.key == pick.key:
+            if (pick is not None and c.key == pick.key) or (pick is None and c.current):
                 select = row
         self.table.show()
         self.apply_button.show()
         self.table.selectRow(select)
+        self._selection_changed()  # the same row index may stay selected: no signal
 
     def mark_stale(self) -> None:
         """The setting changed after the check: its '▶' row is no longer the
