@@ -52,6 +52,16 @@ def check(assets, name, spec):
                                list_images([folder(assets, name)]))
 
 
+_RIGHT: dict = {}
+
+
+def right_check(assets, name):
+    """The check with the specs' setting (the same images as every other run)."""
+    if name not in _RIGHT:
+        _RIGHT[name] = check(assets, name, right_spec(assets, name))
+    return _RIGHT[name]
+
+
 def right_spec(assets, name):
     return spec_of(json.loads((assets / "models" / "specs.json").read_text())[name])
 
@@ -62,7 +72,7 @@ def is_right(c: Candidate, spec: PreprocessSpec) -> bool:
 
 @pytest.mark.parametrize("name", CLASSIFIERS + ("mnist",))
 def test_the_specs_preprocessing_is_in_the_top_group(assets, name):
-    c = check(assets, name, right_spec(assets, name))
+    c = right_check(assets, name)
     assert c.images == 32 and c.verdict == "ok" and c.current_in_best_group
 
 
@@ -73,8 +83,8 @@ def test_classifier_mistakes_are_flagged_with_the_right_setting_named(assets, na
     right = right_spec(assets, name)
     c = check(assets, name, mistakes(right)[mistake])
     assert c.verdict == "worse", c.message
-    right_row = next(s for s in c.ranking if is_right(s.candidate, right))
-    assert c.suggested.group == right_row.group  # the right setting, or one with its top-1 on >= 95 % of the images
+    # the right setting, or one with its top-1 on >= 95 % of the images
+    assert c.suggested.judgement.signature.agreement(right_check(assets, name).current.judgement.signature) >= 0.95
     if mistake != "mean left out":  # the mistake undone gives the specs' values exactly
         assert is_right(c.suggestion, right), c.suggestion
 
