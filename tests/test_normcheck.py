@@ -296,3 +296,23 @@ def test_the_check_notes_a_model_that_normalizes_its_input(tmp_path):
     check = run(model, IMAGENET, tmp_path / "img")
     assert any("normalizes its input itself" in n and "raw preset" in n for n in check.notes)
     assert isinstance(check, NormCheck) and all(math.isfinite(s.score) for s in check.ranking)
+
+
+def test_a_time_budget_takes_as_many_images_as_fit(tmp_path, colours, monkeypatch):
+    from guiapp.core import normcheck
+
+    class Clock:  # every reading one second later: one batch run "takes" 1 s
+        t = 0.0
+
+        def perf_counter(self):
+            self.t += 1.0
+            return self.t
+
+    model = tmp_path / "m.onnx"
+    colour_classifier(model, IMAGENET)
+    n = len(candidates(resolve_spec(IMAGENET, inspect_model(model))))
+    monkeypatch.setattr(normcheck, "time", Clock())
+    check = run(model, IMAGENET, colours / "images", budget_s=n * 10 / 16)  # 10 of a 16-image batch per candidate
+    assert check.images == 10 and any("Checked on 10 images" in note for note in check.notes)
+    with pytest.raises(normcheck.TooSlow):
+        run(model, IMAGENET, colours / "images", budget_s=n * 7 / 16)

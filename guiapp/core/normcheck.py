@@ -29,18 +29,20 @@ import numpy as np
 import onnx
 
 from .dataset import ReadLog, iter_tensors, nothing_readable, seeded_order
+from .errors import Cancelled
 from .feeds import Feeds
 from .imagefile import open_rgb
 from .modelinfo import ModelInfo, load_proto
 from .normcandidates import Candidate, candidates
 from .preprocess import PreprocessSpec, model_pixels, normalize
-from .progress import CancelToken, ProgressEvent, ProgressFn, no_progress
+from .progress import PREPARE, CancelToken, ProgressEvent, ProgressFn, no_progress
 from .sessions import make_session
 from .tasks import TASKS, TaskGuess, TaskSettings
 from .tasks.base import Judgement, PlausibilityInput
 
 STAGE = "check"
 IMAGES = 32
+MIN_IMAGES = 8  # under a time budget, fewer images than this are not worth a verdict
 AGREE = 0.95  # candidates whose outputs agree this much form one group
 CONFIDENT = 0.95  # share of resamplings in which the best must beat the current
 RESAMPLES = 500
@@ -183,6 +185,16 @@ def _run(session, names: list[str], feeds: Feeds, spec: PreprocessSpec, chunks: 
     return {n: np.concatenate(v) for n, v in parts.items()}
 
 
+def _images_in_budget(session, names, feeds, spec, chunk, batch, fixed, cancel, seconds: float) -> int:
+    """How many images one candidate can run in ``seconds``, timed on the
+    second run of one batch (the first pays the session's warm-up)."""
+    for _ in range(2):
+        t = time.perf_counter()
+        _run(session, names, feeds, spec, [chunk], batch, fixed, cancel)
+        took = time.perf_counter() - t
+    return int(seconds * len(chunk) / max(took, 1e-9))
+
+
 def _finite(outputs: dict[str, np.ndarray]) -> bool:
     """Make float outputs finite in place (inputs far too large overflow some
     models to inf or NaN); False when any was not."""
@@ -286,8 +298,9 @@ def check_normalization(
 ) -> NormCheck:
     """Rank the candidate preprocessings of ``spec`` (resolved for ``info``)
     by how plausible ``model``'s outputs are on up to ``images`` of ``files``.
-    Raises DatasetError when no image is readable, Cancelled, or TooSlow
-    when the first candidate shows the whole check would exceed ``budget_s``."""
+    Raises DatasetError when no image is readable, or Cancelled. With
+    ``budget_s``, a timed first batch decides how many images fit in the
+    budget; TooSlow when fewer than MIN_IMAGES do."""
     t0 = time.perf_counter()
     cancel = cancel or CancelToken()
     settings = settings or TaskSettings()
@@ -316,11 +329,20 @@ def check_normalization(
     fixed = info.image_input.fixed_batch
     batch = fixed or BATCH
     chunks = [np.stack(pixels[i:i + batch]) for i in range(0, len(pixels), batch)]
+    if budget_s is not None:
+        fit = _images_in_budget(session, names, feeds, cands[0].apply(spec), chunks[0], batch, fixed is not None, cancel,
+                                budget_s / len(cands))
+        if fit < min(MIN_IMAGES, len(paths)):
+            raise TooSlow(f"over {budget_s:.0f} s for {len(cands)} candidates")
+        if fit < len(paths):
+            paths, pixels = paths[:fit], pixels[:fit]
+            chunks = [np.stack(pixels[i:i + batch]) for i in range(0, len(pixels), batch)]
+            y = y[:fit] if y is not None else None
+            notes.append(f"Checked on {fit} images to stay within {budget_s:.0f} s.")
     declared = {o.name for o in info.outputs}
     scored = []
     for i, c in enumerate(cands):
         progress(ProgressEvent(STAGE, i + 1, total, f"running the model with {c.label}"))
-        t = time.perf_counter()
         out = _run(session, names, feeds, c.apply(spec), chunks, batch, fixed is not None, cancel)
         finite = _finite(out)
         logits = {o: out[t_] for o, t_ in taps.items()}
@@ -329,8 +351,6 @@ def check_normalization(
             judgement = replace(judgement, words=judgement.words + "; the outputs overflowed (inf or NaN)",
                                 evidence={**judgement.evidence, "non_finite_outputs": True})
         scored.append((c, judgement))
-        if i == 0 and budget_s is not None and (time.perf_counter() - t) * len(cands) > budget_s:
-            raise TooSlow(f"about {(time.perf_counter() - t) * len(cands):.0f} s for {len(cands)} candidates")
     progress(ProgressEvent(STAGE, total, total, "comparing"))
     ranking = rank(scored)
     kind, conf, pick = verdict(ranking, len(paths))
@@ -343,7 +363,7 @@ def check_normalization(
 
 # ---------------------------------------------------------------- before every quantization
 
-QUIET_BUDGET_S = 20.0  # the check before a quantization is skipped when it would take longer
+QUIET_BUDGET_S = 15.0  # the check before a quantization uses fewer images, or none, to stay within this
 
 
 @dataclass(frozen=True)
@@ -358,9 +378,6 @@ def quiet_check(job, info: ModelInfo, task: TaskGuess, feeds: Feeds, spec: Prepr
     when the job's preprocessing is clearly worse than another candidate.
     It never stops the run: when it cannot run (too slow, unreadable images,
     a model the task cannot judge), the summary says why."""
-    from .errors import Cancelled
-    from .progress import PREPARE
-
     def forward(e: ProgressEvent) -> None:
         progress(ProgressEvent(PREPARE, 0, 3, f"checking the preprocessing against the model: {e.message}"))
 
