@@ -127,7 +127,9 @@ def main() -> int:
         pp._start_check()
         wait_until(lambda: not pp.check_panel.running and pp.check_panel.check is not None)
         shoot("2c-normalization-check")
-        pp.check_panel.apply_selected()
+        first = pp.check_panel.check
+        pp.check_panel.apply_selected()  # applies the suggestion and checks again
+        wait_until(lambda: not pp.check_panel.running and pp.check_panel.check is not first)
         shoot("2d-normalization-check-applied")
         pp.right_tabs.setCurrentIndex(0)
     win.wizard.next()
