@@ -3,7 +3,7 @@
     QT_QPA_PLATFORM=offscreen python tools/screenshots.py --out docs/screenshots/demo
     QT_QPA_PLATFORM=offscreen python tools/screenshots.py --model ../shared/assets/models/squeezenet1.1.onnx \\
         --calib ../shared/assets/imagenet/images --labels-csv ../shared/assets/imagenet/labels.csv \\
-        --eval ../shared/assets/imagenet/images --out docs/screenshots/squeezenet
+        --eval ../shared/assets/imagenet/images --out docs/screenshots/squeezenet --raw-too --check-norm bgr
 
 Without --model it uses the bundled demo job. The window is 1280x800 unless
 --size is given.
@@ -27,6 +27,7 @@ def main() -> int:
     ap.add_argument("--eval", type=Path)
     ap.add_argument("--labels-csv", type=Path)
     ap.add_argument("--preset", default="imagenet")
+    ap.add_argument("--resize", default="shorter", help="resize policy for --model (default: shorter)")
     ap.add_argument("--max-images", type=int, default=200)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", default="1280x800")
@@ -103,7 +104,7 @@ def main() -> int:
         from guiapp.core.preprocess import preset
 
         state.preset_name = args.preset
-        state.preprocess = preset(args.preset, state.info.image_input.channels, resize="shorter")
+        state.preprocess = preset(args.preset, state.info.image_input.channels, resize=args.resize)
         state.calibration = CalibrationSettings(folders=(args.calib,), max_images=args.max_images)
         if args.eval:
             state.evaluation = EvalSettings(
@@ -128,9 +129,10 @@ def main() -> int:
         wait_until(lambda: not pp.check_panel.running and pp.check_panel.check is not None)
         shoot("2c-normalization-check")
         first = pp.check_panel.check
-        pp.check_panel.apply_selected()  # applies the suggestion and checks again
-        wait_until(lambda: not pp.check_panel.running and pp.check_panel.check is not first)
-        shoot("2d-normalization-check-applied")
+        if first.verdict == "worse":
+            pp.check_panel.apply_selected()  # applies the suggestion and checks again
+            wait_until(lambda: not pp.check_panel.running and pp.check_panel.check is not first)
+            shoot("2d-normalization-check-applied")
         pp.right_tabs.setCurrentIndex(0)
     win.wizard.next()
     cp = win.pages[PageId.CALIBRATION]

@@ -79,9 +79,9 @@ def candidates(current: PreprocessSpec) -> list[Candidate]:
         add(Candidate("current-swapped", f"your setting in {_other(c).upper()} order", m[::-1], s[::-1], _other(c), undo=True))
         add(Candidate("current-swapped-same", f"your numbers as typed, {_other(c).upper()} order", m, s, _other(c),
                       undo=True))
-    add(Candidate("current-x255", "your mean/std × 255 (as if typed in 0..1 units)", tuple(v * 255 for v in m),
+    add(Candidate("current-x255", "your mean/std × 255 (typed in 0..1 units?)", tuple(v * 255 for v in m),
                   tuple(v * 255 for v in s), c, undo=True))
-    add(Candidate("current-div255", "your mean/std ÷ 255 (as if meant for a 0..1 image)", tuple(v / 255 for v in m),
+    add(Candidate("current-div255", "your mean/std ÷ 255 (meant for 0..1 images?)", tuple(v / 255 for v in m),
                   tuple(v / 255 for v in s), c, undo=True))
     if all(abs(v) < 1e-6 for v in m) and not any(same_values(s, (k,) * len(s)) for k in (1.0, 255.0)):
         # Scaled but not centred: the mean was probably left out.

@@ -11,7 +11,7 @@ a classifier, the same top-1 class on 95 % of the images). It complains only
 when the user's setting is not in the best group and is clearly worse: a
 candidate scores higher by at least the task's clear gap (3 % for
 classifiers; half for detectors, whose score separates only inputs far off
-the training range) and higher on at least 95 % of 500 resamplings of the
+the training range; a quarter for dense maps) and higher on at least 95 % of 500 resamplings of the
 images (so that a difference made by one or two images does not count).
 The suggestion is the user's own values with one usual mistake undone when
 that does as well as the best (same group, or within the clear gap), else
