@@ -155,7 +155,7 @@ def test_classifier_score_rewards_decided_varied_predictions_and_not_a_collapse(
     undecided = rng.normal(0, 0.05, (n, k))
     good, same, flat = classify(decided), classify(collapsed), classify(undecided)
     assert good.score > 0.3 and same.score < 0.05 and flat.score < 0.05
-    assert same.evidence["distinct_classes"] == 1 and "class 3 for 32" in same.words
+    assert same.evidence["distinct_classes"] == 1 and "the same class (3) for all 32 images" in same.words
     # probabilities are read through their logarithm: the same judgement
     e = np.exp(decided - decided.max(1, keepdims=True))
     assert classify(e / e.sum(1, keepdims=True)).score == pytest.approx(good.score, rel=1e-6)

@@ -147,9 +147,12 @@ def plausibility(guess: TaskGuess, inp: PlausibilityInput) -> Judgement:
     evidence["information_own"] = float(information(own, h_own, ones)[0])
     evidence["information_standardized"] = float(information(scaled, h_scaled, ones)[0])
     k = len(values)
-    words = f"mean top probability {top.mean():.2f}, {k} different class{'es' if k != 1 else ''} in {n} images"
-    if common_n > max(2, n // 3):
-        words += f" (class {common} for {common_n})"
+    if k == 1:
+        words = f"mean top probability {top.mean():.2f}, the same class ({common}) for all {n} images"
+    else:
+        words = f"mean top probability {top.mean():.2f}, {k} different classes in {n} images"
+        if common_n > max(2, n // 3):
+            words += f" (class {common} for {common_n})"
     if evidence["saturated_images"] > n // 2:
         words += f"; top probability over 0.999 on {evidence['saturated_images']}"
     labeled = inp.labels is not None and int(np.sum(inp.labels >= 0)) >= MIN_LABELED
