@@ -270,8 +270,10 @@ def _message(ranking: list[Scored], kind: str, conf: float | None, n: int, pick:
         return text
     assert pick is not None
     if kind == "close":
-        return (f"{pick.candidate.label} scores a little higher than your setting ({pick.score:.3f} vs {cur.score:.3f}), "
-                "not by enough to say yours is wrong: keep it unless you know the model was trained otherwise. "
+        clear = pick.judgement.clear_gap
+        return (f"{pick.candidate.label} scores higher than your setting ({pick.score:.3f} vs {cur.score:.3f}, higher on "
+                f"{conf:.0%} of {RESAMPLES} resamplings), but not clearly (at least {clear:.0%} higher on 95 % of them): "
+                "keep yours unless you know the model was trained otherwise. "
                 f"With {pick.candidate.label}: {pick.judgement.words}. With yours: {cur.judgement.words}.")
     far = "far" if cur.score <= 0 or pick.score >= 1.5 * cur.score else "clearly"
     return (f"The model's outputs are {far} more plausible with {pick.candidate.label} than with your setting (score "
