@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .modelinfo import ModelInfo
-from .preprocess import PRESETS, PreprocessSpec, model_pixels, normalize, preset
+from .preprocess import PRESETS, PreprocessSpec, model_pixels, normalize, preset, same_values
 
 ZERO_CENTRED = tuple(name for name, (mean, *_) in PRESETS.items() if any(mean))  # presets that subtract a mean
 HIST_BINS = 64
@@ -112,8 +112,10 @@ def warnings_for(preview: Preview, spec: PreprocessSpec, preset_name: str | None
     if len(stds) > 1 and min(stds) > 0 and max(stds) / min(stds) > 20:
         out.append("One channel's values are spread 20x more than another's: check the per-channel mean/std for a typo.")
     gn = info.graph_normalization if info is not None else None
-    if gn is not None and (spec.mean, spec.std) != (preset(gn.preset, spec.channels).mean, preset(gn.preset, spec.channels).std):
-        out.append(f"The model normalizes its input itself: {gn.describe()}. {gn.advice()}")
+    if gn is not None:
+        fits = preset(gn.preset, spec.channels)  # what the graph expects: say nothing once it is chosen
+        if not (same_values(spec.mean, fits.mean) and same_values(spec.std, fits.std)):
+            out.append(f"The model normalizes its input itself: {gn.describe()}. {gn.advice()}")
     return out
 
 
