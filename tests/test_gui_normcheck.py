@@ -56,16 +56,30 @@ def test_check_ranks_names_the_better_setting_and_applies_it(qtbot, window, prep
     assert not panel.apply_button.isEnabled()  # the selected row is the setting in use
 
 
-def test_cancel_and_a_stale_result(qtbot, window, preprocessing):  # noqa: F811
+def test_cancel_and_a_stale_result(qtbot, window, preprocessing, monkeypatch):  # noqa: F811
+    import threading
+
+    from guiapp.gui import normcheck_view
+
+    real = normcheck_view.check_normalization
+    started = threading.Event()
+
+    def waits_for_cancel(*args, progress, cancel, **kw):  # a check that only ends by Cancel
+        started.set()
+        while True:
+            cancel.check()
+            threading.Event().wait(0.01)
+
     pp = preprocessing
     panel = pp.check_panel
+    monkeypatch.setattr(normcheck_view, "check_normalization", waits_for_cancel)
     pp._start_check()
+    qtbot.waitUntil(started.is_set)
     assert panel.running and panel.run_button.text() == "Cancel the check"
     qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not panel.running, timeout=60_000)
-    assert not window.runner.busy
-    if panel.check is None:  # the cancel arrived in time
-        assert panel.ok_text.text() == "Check cancelled."
+    qtbot.waitUntil(lambda: not panel.running, timeout=10_000)
+    assert not window.runner.busy and panel.ok_text.text() == "Check cancelled." and panel.check is None
+    monkeypatch.setattr(normcheck_view, "check_normalization", real)
     pp._start_check()
     qtbot.waitUntil(lambda: not panel.running and panel.check is not None, timeout=60_000)
     pp.color_combo.setCurrentIndex(pp.color_combo.findData("rgb"))  # an edit after the check

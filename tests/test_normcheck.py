@@ -7,6 +7,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import onnx
 import pytest
 
 from builders import convnet, image_folder
@@ -27,7 +28,6 @@ from guiapp.core.tasks.classification import plausibility as classification_plau
 from guiapp.core.tasks.dense import plausibility as dense_plausibility
 from guiapp.core.tasks.detection import plausibility as detection_plausibility
 from guiapp.core.tasks.detection_layout import DetectionLayout
-import onnx
 
 IMAGENET = preset("imagenet", resize="stretch")
 PM1_BGR = PreprocessSpec(mean=(127.5,) * 3, std=(127.5,) * 3, color="bgr", resize="stretch")
