@@ -1,7 +1,8 @@
 """Command line: the same engine as the wizard, over argparse.
 
 Exit codes: 0 success; 2 bad input or usage (one line naming the problem and
-the fix); 1 internal error; 130 cancelled (Ctrl-C), with nothing written.
+the fix); 1 internal error; 130 cancelled (Ctrl-C), with nothing written;
+3 (check-norm only) a clearly better preprocessing exists.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
-from . import APP_NAME, __version__
+from . import APP_NAME, __version__, cli_normcheck
 from .core.calibcache import default_path
 from .core.errors import Cancelled, JobError, StudioError, UserError
 from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings, TuningSettings
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_flags(p, prefix=False)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", type=Path, metavar="R.json")
+
+    cli_normcheck.add_parser(sub, _preprocess_flags)
 
     p = sub.add_parser("demo", help="quantize the bundled demo model end to end")
     p.add_argument("--out-dir", type=Path, metavar="DIR", help="where to write the demo's outputs (default: a new temp folder)")
@@ -480,7 +483,8 @@ class _sigint_cancels:
             signal.signal(signal.SIGINT, self.previous)
 
 
-COMMANDS = {"inspect": cmd_inspect, "quantize": cmd_quantize, "evaluate": cmd_evaluate, "demo": cmd_demo}
+COMMANDS = {"inspect": cmd_inspect, "quantize": cmd_quantize, "evaluate": cmd_evaluate, "demo": cmd_demo,
+            "check-norm": cli_normcheck.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,8 +143,9 @@ def test_ten_thousand_images_list_without_decoding_and_with_flat_memory(tmp_path
     code, _, err = run_cli(capsys, "quantize", model, "--calib", root, "--out", tmp_path / "o.onnx", "--max-images", "16",
                            "--latency-runs", "3", "--eval-max-images", "16")
     assert code == 0, err
-    # 16 calibration images, 16 evaluation images, and the per-layer ones (among those): far from 10,000.
-    assert 32 <= len(opened) <= 64, len(opened)
+    # 16 calibration images, 16 evaluation images, the per-layer ones (among those) and
+    # the normalization check's 32 (images can be opened twice: size, then pixels): far from 10,000.
+    assert 32 <= len(opened) <= 128, len(opened)
 
 
 def test_nested_folders_with_symlink_loops(tmp_path, model, capsys):

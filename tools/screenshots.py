@@ -3,7 +3,7 @@
     QT_QPA_PLATFORM=offscreen python tools/screenshots.py --out docs/screenshots/demo
     QT_QPA_PLATFORM=offscreen python tools/screenshots.py --model ../shared/assets/models/squeezenet1.1.onnx \\
         --calib ../shared/assets/imagenet/images --labels-csv ../shared/assets/imagenet/labels.csv \\
-        --eval ../shared/assets/imagenet/images --out docs/screenshots/squeezenet
+        --eval ../shared/assets/imagenet/images --out docs/screenshots/squeezenet --raw-too --check-norm bgr
 
     QT_QPA_PLATFORM=offscreen python tools/screenshots.py --job resources/detector/detector.job.json \
         --out docs/screenshots/detector
@@ -35,6 +35,7 @@ def main() -> int:
     ap.add_argument("--eval", type=Path)
     ap.add_argument("--labels-csv", type=Path)
     ap.add_argument("--preset", default="imagenet")
+    ap.add_argument("--resize", default="shorter", help="resize policy for --model (default: shorter)")
     ap.add_argument("--max-images", type=int, default=200)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", default="1280x800")
@@ -53,6 +54,8 @@ def main() -> int:
     ap.add_argument("--tune-minutes", type=float, default=10.0)
     ap.add_argument("--target", default="onnxruntime", help="deployment target (rknn: chosen on the Calibration page)")
     ap.add_argument("--rknn-platform", default="rk3588")
+    ap.add_argument("--check-norm", metavar="COLOR", help="also run the normalization check with this channel order "
+                    "(rgb or bgr) and shoot its result; the preset is then restored")
     args = ap.parse_args()
 
     import onnxruntime  # noqa: F401 - before PySide6
@@ -159,6 +162,17 @@ def main() -> int:
         pp.preset_combo.setCurrentIndex(pp.preset_combo.findData("raw"))
         shoot("2b-preprocessing-raw-warning")
         pp.preset_combo.setCurrentIndex(pp.preset_combo.findData(args.preset))
+    if args.check_norm:
+        pp.color_combo.setCurrentIndex(pp.color_combo.findData(args.check_norm))
+        pp._start_check()
+        wait_until(lambda: not pp.check_panel.running and pp.check_panel.check is not None)
+        shoot("2c-normalization-check")
+        first = pp.check_panel.check
+        if first.verdict == "worse":
+            pp.check_panel.apply_selected()  # applies the suggestion and checks again
+            wait_until(lambda: not pp.check_panel.running and pp.check_panel.check is not first)
+            shoot("2d-normalization-check-applied")
+        pp.right_tabs.setCurrentIndex(0)
     win.wizard.next()
     cp = win.pages[PageId.CALIBRATION]
     wait_until(lambda: not win.runner.busy)

@@ -15,6 +15,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from .errors import ModelError
+from .graphnorm import GraphNormalization, graph_normalization
 from .quantizable import QUANTIZABLE_OP_TYPES, STRUCTURAL_OP_TYPES, is_quantized_op
 
 Dim = int | str | None  # fixed size, symbolic name, or unknown
@@ -82,6 +83,7 @@ class ModelInfo:
     float16: bool = False
     notes: tuple[str, ...] = field(default=())
     input_normalization: tuple[str, ...] = ()  # arithmetic with constants right after the image input
+    graph_normalization: GraphNormalization | None = None  # the same, with its values
     nodes: tuple[tuple[str, str], ...] = ()  # (name, op type) of named nodes ONNX Runtime can quantize
     computed_outputs: tuple[TensorInfo, ...] = ()  # outputs with sizes from shape inference, when declared symbolic
 
@@ -184,6 +186,7 @@ class ModelInfo:
             "external_data_files": list(self.external_data_files),
             "blockers": list(self.blockers),
             "notes": list(self.notes),
+            "input_normalization": self.graph_normalization.to_dict() if self.graph_normalization else None,
         }
 
 
@@ -341,34 +344,11 @@ def _feeds_nhwc_transpose(model: onnx.ModelProto, name: str) -> bool:
     return False
 
 
-_ARITHMETIC = {"Sub", "Div", "Mul", "Add", "BatchNormalization"}
-_PASS_THROUGH = {"Transpose", "Cast", "Identity", "Reshape", "Unsqueeze"}
-
-
-def input_normalization_ops(model: onnx.ModelProto, name: str) -> tuple[str, ...]:
-    """Arithmetic with constants applied to the image before anything else
-    (Sub/Div/Mul/Add/BatchNormalization, possibly after a Transpose or Cast):
-    the model normalizes its input itself."""
-    consts = {t.name for t in model.graph.initializer}
-    consts |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    found: list[str] = []
-    frontier = [name]
-    for _ in range(4):  # the first few steps only
-        nxt = []
-        for t in frontier:
-            for n in consumers.get(t, []):
-                others = [i for i in n.input if i and i != t]
-                if n.op_type in _ARITHMETIC and others and all(i in consts for i in others):
-                    found.append(n.op_type)
-                    nxt.extend(n.output)
-                elif n.op_type in _PASS_THROUGH:
-                    nxt.extend(n.output)
-        frontier = nxt
-    return tuple(found)
+def input_normalization_ops(model: onnx.ModelProto, name: str, layout: str = "nchw", channels: int = 3) -> tuple[str, ...]:
+    """The op types of the normalization the model applies to its input
+    itself (see :mod:`guiapp.core.graphnorm` for the values)."""
+    gn = graph_normalization(model, name, layout, channels)
+    return gn.ops if gn else ()
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -424,12 +404,10 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
     if any(n.op_type in ("If", "Loop", "Scan") for n in g.node):
         notes.append("The model has control flow (If/Loop/Scan); nodes inside its subgraphs are not quantized.")
     image = find_image_input(model, inputs, layout)
-    normalization = input_normalization_ops(model, image.name) if image else ()
-    if normalization:
-        notes.append(
-            "The model's first operations (" + ", ".join(normalization) + ") already scale or shift the image: "
-            "normalizing here as well would do it twice."
-        )
+    gnorm = graph_normalization(model, image.name, image.layout, image.channels) if image else None
+    normalization = gnorm.ops if gnorm else ()
+    if gnorm:
+        notes.append(f"The model normalizes its input itself: {gnorm.describe()}. {gnorm.advice()}")
     if image is not None and image.fixed_batch is not None:
         notes.append(f"The batch size is fixed to {image.fixed_batch}; images are fed {image.fixed_batch} at a time.")
     computed = _computed_outputs(model, image, outputs)
@@ -452,6 +430,7 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
         float16=float16,
         notes=tuple(notes),
         input_normalization=normalization,
+        graph_normalization=gnorm,
         nodes=tuple((n.name, n.op_type) for n in g.node if n.name and n.op_type in QUANTIZABLE_OP_TYPES),
         computed_outputs=computed,
     )

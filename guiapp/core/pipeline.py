@@ -26,6 +26,7 @@ from .feeds import make_feeds
 from .graphprep import constants_to_initializers, flatten_gemm_biases, name_nodes, pre_process, upgrade_opset
 from .job import Job, QuantSettings
 from .modelinfo import ModelInfo, inspect_model, load_proto
+from .normcheck import quiet_check
 from .ortquant import quantize_with_ranges, settings_warnings
 from .perlayer import per_layer_error
 from .preprocess import PreprocessSpec
@@ -153,6 +154,8 @@ def quantize(
     calib_files = list_images(job.calibration.folders, "calibration")
     q = job.quantization
     warnings = settings_warnings(q)
+    norm_check = quiet_check(job, info, task, feeds, spec, calib_files, progress, cancel)
+    warnings += norm_check.warnings
     calib_files, held_back = hold_back_for_evaluation(job, calib_files)
     if held_back:
         warnings.append(
@@ -307,6 +310,7 @@ def quantize(
             },
             "preparation": list(used.steps),
             "preprocess": spec.to_dict(),
+            "normalization_check": norm_check.summary,
             "warnings": warnings + ev["warnings"] + broken_warning(ev["fidelity"]["headline"]),
             "timings_s": timings,
             "environment": environment(default_threads()),

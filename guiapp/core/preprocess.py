@@ -284,12 +284,13 @@ def prepare(img: Image.Image, spec: PreprocessSpec) -> PreparedImage:
 
 
 def normalize(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """(H, W, C) pixels in model channel order -> float32 tensor in the model's layout."""
+    """(H, W, C) pixels in model channel order -> float32 tensor in the model's
+    layout; a stack (N, H, W, C) gives a batch."""
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
     out = (pixels.astype(np.float32) - mean) / std
     if spec.layout == "nchw":
-        out = out.transpose(2, 0, 1)
+        out = np.moveaxis(out, -1, -3)
     return np.ascontiguousarray(out)
 
 

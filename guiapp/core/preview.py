@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .modelinfo import ModelInfo
-from .preprocess import PRESETS, PreprocessSpec, model_pixels, normalize, preset
+from .preprocess import PRESETS, PreprocessSpec, model_pixels, normalize, preset, same_values
 
 ZERO_CENTRED = tuple(name for name, (mean, *_) in PRESETS.items() if any(mean))  # presets that subtract a mean
 HIST_BINS = 64
@@ -66,7 +66,8 @@ def build_preview(img: Image.Image, spec: PreprocessSpec, cache: ResizeCache | N
     stats = []
     for name, ch in zip(channel_names(spec), channels):
         lo, hi = float(ch.min()), float(ch.max())
-        counts, edges = np.histogram(ch, bins=HIST_BINS, range=(lo, hi if hi > lo else lo + 1e-6))
+        # A flat channel (a solid colour) still gets a range float32 can split into bins.
+        counts, edges = np.histogram(ch, bins=HIST_BINS, range=(lo, hi if hi > lo else lo + max(1e-6, abs(lo) * 1e-4)))
         stats.append(ChannelStats(name, lo, hi, float(ch.mean()), float(ch.std()), counts, edges))
     return Preview(pixels, channels, tuple(stats), tensor)
 
@@ -110,11 +111,11 @@ def warnings_for(preview: Preview, spec: PreprocessSpec, preset_name: str | None
     stds = [s.std for s in preview.stats]
     if len(stds) > 1 and min(stds) > 0 and max(stds) / min(stds) > 20:
         out.append("One channel's values are spread 20x more than another's: check the per-channel mean/std for a typo.")
-    if info is not None and info.input_normalization:
-        out.append(
-            "The model normalizes its input itself (its first operations: " + ", ".join(info.input_normalization) + "). "
-            "Normalizing here too would do it twice: use the raw preset unless you know these nodes do only part of it."
-        )
+    gn = info.graph_normalization if info is not None else None
+    if gn is not None:
+        fits = preset(gn.preset, spec.channels)  # what the graph expects: say nothing once it is chosen
+        if not (same_values(spec.mean, fits.mean) and same_values(spec.std, fits.std)):
+            out.append(f"The model normalizes its input itself: {gn.describe()}. {gn.advice()}")
     return out
 
 

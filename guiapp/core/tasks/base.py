@@ -109,12 +109,50 @@ class Fidelity(Protocol):
 
 
 @dataclass(frozen=True)
+class PlausibilityInput:
+    """One candidate preprocessing's outputs on the check's images."""
+
+    outputs: dict[str, np.ndarray]  # every model output, images along the first axis
+    logits: dict[str, np.ndarray]  # output name -> the tensor its final Softmax reads (the true logits)
+    settings: TaskSettings
+    labels: np.ndarray | None = None  # classification: class index per image (-1: unlabeled)
+    class_offset: int = 0
+
+
+class Signature(Protocol):
+    """What two candidates' outputs are compared by (top-1 classes, boxes, maps)."""
+
+    def agreement(self, other: "Signature") -> float:
+        """0..1: how far the two candidates' outputs lead to the same result."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """How plausible a model's outputs are for its task, under one preprocessing.
+
+    ``score_of(weights)`` gives the score under each row of image weights
+    ``[R, n]`` (the check's bootstrap: how often each image is drawn); a row
+    of ones gives ``score``. Higher is more plausible, comparable between the
+    candidates of one model only."""
+
+    score: float
+    score_of: Callable[[np.ndarray], np.ndarray]
+    metric: str  # what the score is, in words
+    evidence: dict  # the numbers behind it
+    words: str  # the evidence in plain words
+    signature: Signature
+    clear_gap: float = 0.03  # a candidate is clearly better only by this share of its score, or more
+
+
+@dataclass(frozen=True)
 class Task:
     kind: str
     guess: Callable[[ModelInfo], TaskGuess | None]
     fidelity: Callable[[TaskGuess, EvalContext], Fidelity]
     groups: Callable[[TaskGuess, str, tuple], list[tuple[str, int, slice]]] = field(default=lambda g, n, s: [])
     default_resize: str = "letterbox"
+    # How plausible outputs are for this task (the normalization check); None: no way to judge.
+    plausibility: Callable[[TaskGuess, PlausibilityInput], Judgement] | None = None
 
 
 def headline(metric: str, label: str, value: float | None, broken_below: float, advice: str, **extra) -> dict:
@@ -135,3 +173,44 @@ def channel_groups(shape: tuple, axis: int = 1, limit: int = 64) -> list[tuple[s
     if len(shape) <= axis or not isinstance(shape[axis], int) or not 2 <= shape[axis] <= limit:
         return []
     return [(f"channel {c}", axis, slice(c, c + 1)) for c in range(shape[axis])]
+
+
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Shannon entropy in nats along ``axis``."""
+    return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=axis)
+
+
+def standardized(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``z`` shifted and scaled to mean 0, std 1 along ``axis``: what is left
+    of scores once their overall scale (which grows with the input's) is
+    taken out."""
+    return (z - z.mean(axis=axis, keepdims=True)) / np.maximum(z.std(axis=axis, keepdims=True), 1e-12)
+
+
+def looks_like_probabilities(a: np.ndarray, axis: int = -1) -> bool:
+    """Rows that are non-negative and sum to 1: a softmax was applied."""
+    return bool(a.size and a.min() >= 0 and np.allclose(a.sum(axis=axis), 1.0, atol=1e-3))
+
+
+def weighted_mean(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per row of ``weights`` [R, n]: the weighted mean of ``values`` [n] (or
+    [n, k], giving [R, k]), leaving out NaN values; 0 where nothing is left."""
+    ok = ~np.isnan(values)
+    if values.ndim > 1:
+        ok = ok.all(axis=tuple(range(1, values.ndim)))
+    w = weights * ok
+    total = w.sum(axis=1)
+    v = np.where(ok.reshape(-1, *([1] * (values.ndim - 1))), values, 0.0)
+    mean = (w @ v.reshape(len(v), -1)).reshape(len(w), *values.shape[1:])
+    scale = np.where(total > 0, total, 1.0).reshape(-1, *([1] * (values.ndim - 1)))
+    return np.where((total > 0).reshape(scale.shape), mean / scale, 0.0)
+
+
+def one_score(score_of: Callable[[np.ndarray], np.ndarray], n: int) -> float:
+    return float(score_of(np.ones((1, n)))[0])

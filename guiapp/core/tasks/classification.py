@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from ..modelinfo import ModelInfo
-from .base import EvalContext, Task, TaskGuess, headline
+from .base import (
+    EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, entropy, headline, looks_like_probabilities, one_score,
+    softmax, standardized, weighted_mean,
+)
 
 
 def guess(info: ModelInfo) -> TaskGuess | None:
@@ -83,4 +86,87 @@ class ClassificationFidelity:
         return {"headline": head, "classification": {"agreement_top1": agreement, "accuracy": acc, "images": self.seen}}
 
 
-TASK = Task("classification", guess, ClassificationFidelity, default_resize="shorter")
+# ---------------------------------------------------------------- plausibility
+
+MIN_LABELED = 8  # fewer labeled images than this: judge without the labels
+
+
+class TopClasses:
+    """Candidates agree on an image when they pick the same top-1 class."""
+
+    def __init__(self, classes: np.ndarray) -> None:
+        self.classes = classes
+
+    def agreement(self, other: "TopClasses") -> float:
+        return float(np.mean(self.classes == other.classes)) if len(self.classes) else 1.0
+
+
+def _logits(inp: PlausibilityInput) -> np.ndarray:
+    name = next(iter(inp.outputs))  # like the fidelity: the first output holds the class scores
+    n = len(inp.outputs[name])
+    if name in inp.logits:
+        return np.asarray(inp.logits[name], np.float64).reshape(n, -1)
+    z = np.asarray(inp.outputs[name], np.float64).reshape(n, -1)
+    return np.log(np.maximum(z, 1e-30)) if looks_like_probabilities(z) else z
+
+
+def plausibility(guess: TaskGuess, inp: PlausibilityInput) -> Judgement:
+    """Unlabeled: how decided and how varied the predictions are: the mutual
+    information between image and class (high when each image gets a
+    confident prediction and the images get different ones), normalized to
+    0..1, computed twice and multiplied: at the model's own temperature, and
+    on logits standardized per image. The second takes the logits' scale out:
+    an input that is merely too large inflates the logits and the top
+    probability of a network without normalization layers, which the first
+    would reward. With labels: top-1 accuracy."""
+    z = _logits(inp)
+    n, classes = z.shape
+    norm = np.log(max(2, min(n, classes)))
+    own, scaled = softmax(z), softmax(standardized(z))
+    h_own, h_scaled = entropy(own), entropy(scaled)
+
+    def information(q: np.ndarray, h: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return np.maximum((entropy(weighted_mean(w, q)) - weighted_mean(w, h)) / norm, 0.0)
+
+    def decided(w: np.ndarray) -> np.ndarray:
+        return information(own, h_own, w) * information(scaled, h_scaled, w)
+
+    top = own.max(1)
+    picks = z.argmax(1)
+    values, counts = np.unique(picks, return_counts=True)
+    common, common_n = int(values[counts.argmax()]), int(counts.max())
+    evidence = {
+        "mean_top_probability": float(top.mean()),
+        "distinct_classes": int(len(values)),
+        "most_common_class": common,
+        "most_common_count": common_n,
+        "saturated_images": int(np.sum(top > 0.999)),
+        "images": n,
+    }
+    ones = np.ones((1, n))
+    evidence["information_own"] = float(information(own, h_own, ones)[0])
+    evidence["information_standardized"] = float(information(scaled, h_scaled, ones)[0])
+    k = len(values)
+    if k == 1:
+        words = f"mean top probability {top.mean():.2f}, the same class ({common}) for all {n} images"
+    else:
+        words = f"mean top probability {top.mean():.2f}, {k} different classes in {n} images"
+        if common_n > max(2, n // 3):
+            words += f" (class {common} for {common_n})"
+    if evidence["saturated_images"] > n // 2:
+        words += f"; top probability over 0.999 on {evidence['saturated_images']}"
+    labeled = inp.labels is not None and int(np.sum(inp.labels >= 0)) >= MIN_LABELED
+    if labeled:
+        has = inp.labels >= 0
+        hit = np.where(has, (picks == inp.labels + inp.class_offset).astype(np.float64), np.nan)
+
+        def accuracy(w: np.ndarray) -> np.ndarray:
+            return weighted_mean(w, hit)
+
+        evidence.update(top1=one_score(accuracy, n), labeled_images=int(has.sum()), decided=one_score(decided, n))
+        words = f"top-1 accuracy {evidence['top1']:.2f} on {int(has.sum())} labeled images; " + words
+        return Judgement(evidence["top1"], accuracy, "top-1 accuracy", evidence, words, TopClasses(picks))
+    return Judgement(one_score(decided, n), decided, "decided, varied predictions", evidence, words, TopClasses(picks))
+
+
+TASK = Task("classification", guess, ClassificationFidelity, default_resize="shorter", plausibility=plausibility)

@@ -11,7 +11,10 @@ import numpy as np
 
 from ..errorstats import ErrorStats
 from ..modelinfo import ModelInfo
-from .base import EvalContext, Task, TaskGuess, channel_groups, headline
+from .base import (
+    EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, channel_groups, entropy, headline, one_score, softmax,
+    standardized, weighted_mean,
+)
 
 MAX_CLASSES = 256  # more channels than this are features, not classes
 MAX_STRIDE = 8  # a map coarser than 1/8 of the input is not a mask
@@ -111,4 +114,56 @@ class DenseFidelity:
         }
 
 
-TASK = Task("dense", guess, DenseFidelity, groups=groups, default_resize="letterbox")
+# ---------------------------------------------------------------- plausibility
+
+MAX_SIDE = 64  # maps are judged on at most 64x64 points per image
+# Not calibrated on a real segmenter or text detector yet (the assets have
+# none): only a large gap counts, so that the check rather stays quiet.
+CLEAR_GAP = 0.25
+
+
+class PixelLabels:
+    """Candidates agree by the share of map points given the same label
+    (argmax, or over/under 0.5 for a one-channel map)."""
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels = labels
+
+    def agreement(self, other: "PixelLabels") -> float:
+        return float(np.mean(self.labels == other.labels)) if self.labels.size else 1.0
+
+
+def plausibility(guess: TaskGuess, inp: PlausibilityInput) -> Judgement:
+    """How decided the map is and how much it varies over the picture, per
+    image: the mutual information between position and label (one channel:
+    the probability, after a sigmoid for logits; several: class scores
+    standardized per point). A map that is undecided everywhere, or decided
+    the same way everywhere, scores 0."""
+    m = np.asarray(inp.outputs[guess.dense_output], np.float64)
+    n, c, h, w = m.shape
+    m = m[:, :, :: max(1, h // MAX_SIDE), :: max(1, w // MAX_SIDE)]
+    if c == 1:
+        p = m[:, 0]
+        if p.min() < -1e-3 or p.max() > 1 + 1e-3:
+            p = 1.0 / (1.0 + np.exp(-np.clip(p, -60, 60)))
+        q = np.stack([1 - p, p], axis=-1).reshape(n, -1, 2)
+        labels = (p > 0.5).reshape(n, -1)
+    else:
+        z = m.transpose(0, 2, 3, 1).reshape(n, -1, c)
+        q = softmax(standardized(z))
+        labels = z.argmax(-1)
+    norm = np.log(max(2, min(q.shape[1], q.shape[2])))
+    values = (entropy(q.mean(1)) - entropy(q).mean(1)) / norm
+    decided = float(np.mean(np.abs(q.max(-1) * 2 - 1))) if c == 1 else float(q.max(-1).mean())
+    coverage = float(np.mean(labels != 0))
+    evidence = {"images": n, "points_per_image": int(q.shape[1]), "mean_decidedness": decided, "share_not_background": coverage}
+    words = f"map decided to {decided:.2f} on average, {coverage:.0%} of points not label 0"
+
+    def score_of(w: np.ndarray) -> np.ndarray:
+        return weighted_mean(w, values)
+
+    return Judgement(one_score(score_of, n), score_of, "decided, varied maps", evidence, words, PixelLabels(labels),
+                     clear_gap=CLEAR_GAP)
+
+
+TASK = Task("dense", guess, DenseFidelity, groups=groups, default_resize="letterbox", plausibility=plausibility)

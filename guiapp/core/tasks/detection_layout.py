@@ -272,6 +272,12 @@ def boxes_look_normalized(layout: DetectionLayout, outputs: dict[str, np.ndarray
     return bool(coords.size and np.abs(coords).max() <= 1.5)
 
 
+def anchor_predictions(layout: DetectionLayout, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray]:
+    """Every anchor's box [N, A, 4] (xyxy; None when boxes cannot be decoded)
+    and class scores [N, A, C], before thresholding and NMS."""
+    return _boxes_scores(layout, outputs)
+
+
 def _boxes_scores(layout: DetectionLayout, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray]:
     if layout.kind == "yolo":
         a = np.asarray(outputs[layout.scores[0]], dtype=np.float64)

@@ -22,9 +22,10 @@ from ...core.errors import JobError
 from ...core.imagefile import IMAGE_EXTENSIONS, open_rgb
 from ...core.modelinfo import inspect_model
 from ...core.pipeline import resolve_spec
-from ...core.preprocess import INTERPOLATIONS, PRESETS, PreprocessSpec, preset, same_values, with_preset
+from ...core.preprocess import INTERPOLATIONS, PRESETS, PreprocessSpec, matching_preset, preset, same_values, with_preset
 from ...core.preview import ResizeCache, build_preview, channel_names, equivalents, target_range, warnings_for
 from .. import dialogs
+from ..normcheck_view import NormCheckPanel, check_job
 from ..preview_view import PreviewView
 from .page import Page
 from ..widgets import ChannelEdits, add_items, button, message_label, sentence
@@ -50,6 +51,8 @@ class PreprocessPage(Page):
 
         self._refresh_queued = False
         self._complete = False
+        self.check_panel = NormCheckPanel(self.runner, lambda: check_job(self.state, self.resolved_spec(), self._images),
+                                          self._apply_candidate)
 
         form_box = QGroupBox("Normalization: out = (pixel − mean) / std")
         form = QFormLayout(form_box)
@@ -93,6 +96,8 @@ class PreprocessPage(Page):
         self.layout_combo.setToolTip("Where the channel axis is in the model's input; detected from its shape")
         self.layout_combo.currentIndexChanged.connect(self._layout_changed)
         form.addRow("&Layout", self.layout_combo)
+        form.addRow("", button("Chec&k against the model…", "Run the model under every preset and channel order and "
+                                "rank them (the Normalization check tab)", self._start_check))
 
         resize_box = QGroupBox("Resize")
         rform = QFormLayout(resize_box)
@@ -175,12 +180,15 @@ class PreprocessPage(Page):
         nav.addWidget(open_folder)
         self.view = PreviewView()
         self.warnings = message_label("warn")
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
-        rl.addLayout(nav)
-        rl.addWidget(self.view, 1)
-        rl.addWidget(self.warnings)
+        preview = QWidget()
+        pl = QVBoxLayout(preview)
+        pl.addLayout(nav)
+        pl.addWidget(self.view, 1)
+        pl.addWidget(self.warnings)
+        self.right_tabs = QTabWidget()
+        self.right_tabs.addTab(preview, "Preview")
+        self.right_tabs.addTab(self.check_panel, "Normalization check")
+        right = self.right_tabs
 
         lay = QHBoxLayout(self)
         lay.addWidget(scroll)
@@ -307,7 +315,21 @@ class PreprocessPage(Page):
             return
         self._update_enabled()
         self._update_complete()
+        self.check_panel.mark_stale()
         self.schedule()
+
+    # ---- normalization check
+
+    def _start_check(self) -> None:
+        self.right_tabs.setCurrentWidget(self.check_panel)
+        if not self.check_panel.running:
+            self.check_panel.toggle()
+
+    def _apply_candidate(self, candidate) -> None:
+        self.state.preprocess = candidate.apply(self.state.preprocess)
+        self.state.preset_name = matching_preset(self.state.preprocess)
+        self.sync_from_state()
+        self._edited()
 
     def _update_complete(self) -> None:
         """completeChanged only when Next's state flips (the wizard re-lays
