@@ -35,7 +35,6 @@ def main() -> int:
     ap.add_argument("--eval", type=Path)
     ap.add_argument("--labels-csv", type=Path)
     ap.add_argument("--preset", default="imagenet")
-    ap.add_argument("--resize", default="shorter", help="resize policy for --model (default: shorter)")
     ap.add_argument("--max-images", type=int, default=200)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", default="1280x800")

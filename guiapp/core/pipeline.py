@@ -30,7 +30,7 @@ from .normcheck import quiet_check
 from .ortquant import quantize_with_ranges, settings_warnings
 from .perlayer import per_layer_error
 from .preprocess import PreprocessSpec
-from .progress import PREPARE, QUANTIZE, CancelToken, ProgressEvent, ProgressFn, no_progress
+from .progress import PREPARE, QUANTIZE, TUNE, CancelToken, ProgressEvent, ProgressFn, no_progress
 from .protect import find_protections
 from .report import broken_warning, environment, now_iso, write_report
 from .sessions import default_threads
@@ -197,8 +197,11 @@ def quantize(
         )
 
         def calibrate_graph(model: onnx.ModelProto) -> dict:
-            """Another graph's statistics (an equalized one), on the same images; not cached."""
-            return calibrate(model, job.model, feeds, spec, cal_settings, calib_files, batch_size, None, progress, cancel).stats
+            """Another graph's statistics (an equalized one, during the search), on the same images; not cached."""
+            def as_search(e: ProgressEvent) -> None:
+                progress(ProgressEvent(TUNE, e.done, max(e.total, 1), f"calibrating the equalized graph: {e.message}"))
+
+            return calibrate(model, job.model, feeds, spec, cal_settings, calib_files, batch_size, None, as_search, cancel).stats
         if cal.images == 0:
             raise nothing_readable(cal.skipped, "the calibration folder(s)", "Add readable JPEG or PNG images.")
         total = min(job.calibration.max_images, len(calib_files))

@@ -92,6 +92,7 @@ class TrialsView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.labelled: set[int] = set()  # trials whose point carries its size (the rest: the index only)
         self.trials: list[dict] = []
         self.goal: dict | None = None
         self.chosen: int | None = None
@@ -104,7 +105,7 @@ class TrialsView(QWidget):
         self.table.setColumnWidth(0, 34)
         self.table.setColumnWidth(1, 70)
         self.table.setColumnWidth(2, 330)
-        self.chart = pg.PlotWidget(title="Trials: metric against latency (green: meets the target)")
+        self.chart = pg.PlotWidget(title="Trials: metric vs latency (green meets the target)")
         self.chart.setBackground("w")
         self.chart.setMenuEnabled(False)
         self.chart.hideButtons()
@@ -149,6 +150,7 @@ class TrialsView(QWidget):
         for t in tuning["trials"]:
             self.add({"trial": t, "goal": tuning["target"]})
         self.chosen = tuning["chosen"]
+        self.labelled = set(tuning.get("pareto") or []) | {self.chosen}
         self._plot()
 
     def _plot(self) -> None:
@@ -161,7 +163,8 @@ class TrialsView(QWidget):
             color = CHOSEN if t["index"] == self.chosen else MEETS if t["meets"] else MISSES
             spots.append({"pos": (t["latency_ms"], t["metric"] * 100), "data": t["index"], "brush": pg.mkBrush(color),
                           "size": 15 if t["index"] == self.chosen else 10})
-            label = pg.TextItem(f"{t['index']}: {t['size_bytes'] / 1e6:.2f} MB", color="#444", anchor=(0, 1))
+            text = f"{t['index']}: {t['size_bytes'] / 1e6:.2f} MB" if t["index"] in self.labelled else str(t["index"])
+            label = pg.TextItem(text, color="#444", anchor=(0, 1))
             label.setPos(t["latency_ms"], t["metric"] * 100)
             self.chart.addItem(label)
             self.labels.append(label)
@@ -177,7 +180,7 @@ class TrialsView(QWidget):
             pad = max(1.0, (max(ys) - min(ys)) * 0.15)
             self.chart.setYRange(min(ys) - pad, max(ys) + pad)
             span = max(xs) - min(xs) or max(xs) * 0.2 or 1.0
-            self.chart.setXRange(min(xs) - span * 0.15, max(xs) + span * 0.6)
+            self.chart.setXRange(min(xs) - span * 0.15, max(xs) + span * 0.9)
 
 
 def _settings_text(t: dict) -> str:
@@ -197,7 +200,7 @@ class ParetoView(TrialsView):
 
     def __init__(self, on_pick: Callable[[int], None], parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.chart.setTitle("Trials: accuracy against latency, size as the label (click one to write it instead)")
+        self.chart.setTitle("Trials: metric vs latency, labels: trial and size (click to write it)")
         self._on_pick = on_pick
         self.scatter.sigClicked.connect(self._clicked)
         self.table.cellDoubleClicked.connect(lambda row, col: self._on_pick(int(self.table.item(row, 0).text())))

@@ -98,11 +98,11 @@ class ResultsPage(Page):
         if tuning:
             t = tuning["target"]
             if tuning["met"]:
-                text = f"Target met ({t['label']} at least {t['required'] * 100:.1f}%). " + text
+                text = f"✓ Target met (at least {t['required'] * 100:.1f}% needed). " + text
             else:
                 broken = True
-                text = (f"Target missed by {tuning['missed_by_points']:.1f} points ({t['label']} needed "
-                        f"{t['required'] * 100:.1f}%); the best model found was written. " + text)
+                text = (f"Target missed by {tuning['missed_by_points']:.1f} points (at least {t['required'] * 100:.1f}% "
+                        "needed); the best model found was written. " + text)
         self.headline.setText(("⚠ INT8 looks broken for this task. " if head.get("broken") else "") + text)
         self.headline.setStyleSheet(f"font-size: 15px; font-weight: bold; color: {'#a01010' if broken else '#1d3d5c'}")
         self.headline.setVisible(bool(text))
