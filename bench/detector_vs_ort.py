@@ -23,6 +23,7 @@ Example (the project's own detector):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from dataclasses import replace
@@ -57,7 +58,10 @@ def plain_ort(model: Path, out: Path, files: list[Path], spec, input_name: str, 
             return None if f is None else {input_name: load_tensor(f, spec)[None].astype(np.float32)}
 
     pre = out.with_suffix(".pre.onnx")
-    quant_pre_process(str(model), str(pre))
+    try:
+        quant_pre_process(str(model), str(pre))
+    except Exception:  # noqa: BLE001 - as a user would: without symbolic shape inference
+        quant_pre_process(str(model), str(pre), skip_symbolic_shape=True)
     quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}[method])
@@ -79,6 +83,7 @@ def main() -> int:
     ap.add_argument("--score-threshold", type=float, default=0.25)
     ap.add_argument("--ort-method", choices=("minmax", "entropy"), default="minmax")
     args = ap.parse_args()
+    args.model, args.calib, args.eval = args.model.absolute(), args.calib.absolute(), args.eval.absolute()
 
     spec = preset(args.preset, 3, resize=args.resize, pad_value=args.pad_value)
     if args.mean is not None:
@@ -105,7 +110,13 @@ def main() -> int:
         files = seeded_order(list_images([args.calib]), 0)[: args.calib_images]
         resolved = resolve_spec(spec, info)
         ort_out = tmp / "ort.onnx"
-        plain_ort(args.model, ort_out, files, resolved, info.image_input.name, args.ort_method)
+        # ONNX Runtime's symbolic shape inference writes into the working directory when it fails.
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            plain_ort(args.model, ort_out, files, resolved, info.image_input.name, args.ort_method)
+        finally:
+            os.chdir(cwd)
         eval_files = list_images([args.eval])
         ev = evaluate_models(args.model, ort_out, {t.name: t.shape for t in info.outputs}, make_feeds(info, {}), resolved,
                              eval_files, resolve_labels(ev_settings, eval_files), ev_settings, info.image_input.fixed_batch,
