@@ -105,7 +105,7 @@ class ResultCharts(QWidget):
                       [FP32, INT8, INT8], "{:.0f}")
                 w.setTitle(f"{what.capitalize()} over score {det['score_threshold']:g}")
         elif dense:
-            _bars(plot, ["IoU %", "pixels agreeing %"], [(dense["iou"] or 0) * 100, (dense["pixel_agreement"] or 0) * 100],
+            _bars(plot, ["IoU %", "same pixels %"], [(dense["iou"] or 0) * 100, (dense["pixel_agreement"] or 0) * 100],
                   [INT8, INT8], "{:.1f}")
             w.setTitle(f"INT8 map vs FP32 (SQNR {_num(dense['map_sqnr_db'], 1)} dB)")
         elif r.get("agreement"):
