@@ -19,7 +19,9 @@ def scratch(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz") / "m.onnx"
 
 
-_settings = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# derandomize: the same cases on every run (CI must not pass or fail by luck); bench/fuzz_loader.py explores.
+_settings = settings(max_examples=250, deadline=None, derandomize=True,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 @_settings

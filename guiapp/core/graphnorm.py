@@ -83,7 +83,8 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
         if t.data_location == onnx.TensorProto.EXTERNAL or len(t.dims) > 4 or np.prod(t.dims, dtype=np.int64) > 4096:
             continue  # only small constants can be a normalization
         try:
-            arrays[name] = numpy_helper.to_array(t).astype(np.float64)
+            with np.errstate(all="ignore"):  # a damaged file can hold anything
+                arrays[name] = numpy_helper.to_array(t).astype(np.float64)
         except (ValueError, TypeError):
             continue
     for n in model.graph.node:
@@ -91,7 +92,8 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
             for a in n.attribute:
                 if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
                     try:
-                        arrays[n.output[0]] = numpy_helper.to_array(a.t).astype(np.float64)
+                        with np.errstate(all="ignore"):
+                            arrays[n.output[0]] = numpy_helper.to_array(a.t).astype(np.float64)
                     except (ValueError, TypeError):
                         pass
                 elif a.name == "value_float":
