@@ -23,7 +23,7 @@ from .core.errors import Cancelled, JobError, StudioError, UserError
 from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings, TuningSettings
 from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset, with_preset
 from .core.progress import CancelToken
-from .core.report import broken_warning, format_table, per_layer_table, run_summary, summary_rows, write_report
+from .core.report import broken_warning, format_table, headline_text, per_layer_table, run_summary, summary_rows, write_report
 from .core.tasks import TASK_KINDS, TaskSettings, default_resize, detect_task
 from .core.tasks.detection_layout import BOX_FORMATS
 from .core.targets.base import RKNN_PLATFORMS, TARGET_KINDS, TargetSettings
@@ -382,10 +382,21 @@ def cmd_quantize(args) -> int:
     report = _run_job(job, overwrite=args.force)
     if args.per_layer:
         print(per_layer_table(report["per_layer"]) + "\n")
-    print(format_table(summary_rows(report)))
+    print(_headline(report) + format_table(summary_rows(report)))
     print("\n" + run_summary(report))
     print(_written(job, report))
     return EXIT_OK
+
+
+def _headline(report: dict) -> str:
+    """The task's headline number (and the target's verdict) above the table."""
+    text = headline_text(report)
+    tuning = report.get("tuning")
+    if tuning:
+        t = tuning["target"]
+        verdict = ("target met" if tuning["met"] else f"target MISSED by {tuning['missed_by_points']:.1f} points")
+        text = f"{verdict} (at least {t['required'] * 100:.1f}% needed, {len(tuning['trials'])} trials); " + text
+    return f"{text}\n\n" if text else ""
 
 
 def _written(job: Job, report: dict) -> str:
@@ -442,7 +453,7 @@ def cmd_evaluate(args) -> int:
     }
     for w in report["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
-    print(format_table(summary_rows(report)))
+    print(_headline(report) + format_table(summary_rows(report)))
     if args.report:
         write_report(report, args.report)
     return EXIT_OK
@@ -455,7 +466,7 @@ def cmd_demo(args) -> int:
     job = demo_job(out_dir)
     print(f"{APP_NAME} demo: quantizing {job.model.name} (a small RGB shape classifier) to INT8", file=sys.stderr)
     report = _run_job(job, overwrite=True)  # the demo's own folder
-    print(format_table(summary_rows(report)))
+    print(_headline(report) + format_table(summary_rows(report)))
     print(f"\nINT8 model: {job.output}\nReport:     {job.report}")
     return EXIT_OK
 
