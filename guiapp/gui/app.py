@@ -56,4 +56,22 @@ def _self_test(window) -> None:
 
     ok = window.isVisible() and window.wizard.currentId() == PageId.MODEL
     print("self-test: first page shown" if ok else "self-test: FAILED", flush=True)
+    ok = ok and _draws_detection_picture()
     QApplication.instance().exit(0 if ok else 1)
+
+
+def _draws_detection_picture() -> bool:
+    """The Results page's labelled boxes render (a frozen bundle once lacked Pillow's font module)."""
+    from ..core.preprocess import PreprocessSpec
+    from ..core.resources import resource_path
+    from ..core.visuals import detection_picture
+
+    image = next(iter(sorted(resource_path("detector", "eval", "images").glob("*.jpg"))), None)
+    box = {"boxes": [[4.0, 4.0, 40.0, 40.0]], "scores": [0.9], "classes": [0]}
+    try:
+        picture = detection_picture({"file": str(image), "fp32": box, "int8": box}, PreprocessSpec(size=(96, 96), resize="letterbox"))
+    except Exception as exc:  # noqa: BLE001 - reported, and the self-test fails
+        print(f"self-test: FAILED to draw a detection picture: {exc!r}", flush=True)
+        return False
+    print(f"self-test: detection picture drawn ({picture.width}x{picture.height})", flush=True)
+    return True
