@@ -22,7 +22,7 @@ from .core.errors import Cancelled, JobError, StudioError, UserError
 from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings
 from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset, with_preset
 from .core.progress import CancelToken
-from .core.report import format_table, per_layer_table, run_summary, summary_rows, write_report
+from .core.report import format_table, latency_line, per_layer_table, run_summary, summary_rows, write_report
 from .terminal import ProgressBar
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -307,6 +307,7 @@ def cmd_quantize(args) -> int:
     if args.per_layer:
         print(per_layer_table(report["per_layer"]) + "\n")
     print(format_table(summary_rows(report)))
+    print(latency_line(report))
     print("\n" + run_summary(report))
     print(f"Wrote {job.output}" + (f" and {job.report}" if job.report else ""))
     return EXIT_OK
@@ -340,10 +341,11 @@ def cmd_evaluate(args) -> int:
     report = {
         "fp32": {"path": str(args.fp32), "size_bytes": info.size_bytes, "latency_ms": ev["latency_ms"]["fp32"]},
         "int8": {"path": str(args.int8), "size_bytes": int8_info.size_bytes, "latency_ms": ev["latency_ms"]["int8"]},
-        **{k: ev[k] for k in ("accuracy", "agreement", "outputs", "eval", "warnings")},
+        **{k: ev[k] for k in ("latency", "accuracy", "agreement", "outputs", "eval", "warnings")},
         "preprocess": spec.to_dict(),
     }
     print(format_table(summary_rows(report)))
+    print(latency_line(report))
     if args.report:
         write_report(report, args.report)
     return EXIT_OK
@@ -357,6 +359,7 @@ def cmd_demo(args) -> int:
     print(f"{APP_NAME} demo: quantizing {job.model.name} (a small RGB shape classifier) to INT8", file=sys.stderr)
     report = _run_job(job, overwrite=True)  # the demo's own folder
     print(format_table(summary_rows(report)))
+    print(latency_line(report))
     print(f"\nINT8 model: {job.output}\nReport:     {job.report}")
     return EXIT_OK
 

@@ -204,6 +204,7 @@ def quantize(
             "fp32": {"path": str(job.model), "size_bytes": info.size_bytes, "latency_ms": ev["latency_ms"]["fp32"]},
             "int8": {"path": str(job.output), "size_bytes": final.stat().st_size, "latency_ms": ev["latency_ms"]["int8"]},
             "accuracy": ev["accuracy"],
+            "latency": ev["latency"],
             "agreement": ev["agreement"],
             "outputs": ev["outputs"],
             "per_layer": per_layer,
