@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=FORMATS, help="QDQ (default) or QOperator")
     g.add_argument("--symmetric-activations", action="store_true", default=None)
     g.add_argument("--reduce-range", action="store_true", default=None, help="7-bit weights, for x86 CPUs without VNNI")
+    g.add_argument("--batch-one", action="store_true", default=None, help="fix the INT8 model's batch size to 1 (you run one image at a time)")
+    form = g.add_mutually_exclusive_group()
+    form.add_argument("--ort-optimized", dest="ort_optimized", action="store_true", default=None,
+                     help="write the graph as ONNX Runtime optimizes it (fused QLinear ops; loads in ONNX Runtime only)")
+    form.add_argument("--portable", dest="ort_optimized", action="store_false", help="write the plain QDQ/QOperator graph")
     g.add_argument("--exclude", action="append", metavar="NODE[,NODE...]", help="nodes to keep in float")
     g.add_argument("--exclude-op-types", metavar="OP[,OP...]", help="operator types to keep in float")
     g.add_argument("--max-images", type=int, metavar="N", help="calibration images to use (default 200)")
@@ -221,6 +226,8 @@ def job_from_args(args) -> Job:
             ("symmetric_activations", args.symmetric_activations),
             ("reduce_range", args.reduce_range),
             ("keep_float", args.keep_float),
+            ("batch_one", args.batch_one),
+            ("ort_optimized", args.ort_optimized),
         )
         if v is not None
     }

@@ -55,6 +55,8 @@ class QuantSettings:
     exclude_nodes: tuple[str, ...] = ()
     exclude_op_types: tuple[str, ...] = ()
     keep_float: int = 0  # re-quantize with the N worst layers (per-layer SQNR) in float
+    batch_one: bool = False  # fix the input's batch dimension to 1 (the user runs one image at a time)
+    ort_optimized: bool = False  # write the graph as ONNX Runtime optimizes it (loads in ONNX Runtime only)
 
 
 LABEL_SOURCES = ("none", "subfolders", "csv")
@@ -121,6 +123,8 @@ class Job:
                 "exclude_nodes": list(q.exclude_nodes),
                 "exclude_op_types": list(q.exclude_op_types),
                 "keep_float": q.keep_float,
+                "batch_one": q.batch_one,
+                "ort_optimized": q.ort_optimized,
             },
             "evaluation": {
                 "folders": [p(f) for f in e.folders],
@@ -203,6 +207,8 @@ class Job:
             exclude_nodes=qf.strings("exclude_nodes"),
             exclude_op_types=qf.strings("exclude_op_types"),
             keep_float=qf.int("keep_float", qd.keep_float, minimum=0),
+            batch_one=qf.bool("batch_one", qd.batch_one),
+            ort_optimized=qf.bool("ort_optimized", qd.ort_optimized),
         )
         qf.finish()
 

@@ -27,6 +27,7 @@ from .graphprep import constants_to_initializers, flatten_gemm_biases, pre_proce
 from .job import Job, QuantSettings
 from .modelinfo import ModelInfo, inspect_model, load_proto
 from .ortquant import quantize_with_ranges, settings_warnings
+from .outputform import apply_output_form, check_batch_one
 from .perlayer import per_layer_error, worst_nodes
 from .preprocess import PreprocessSpec
 from .progress import PREPARE, QUANTIZE, CancelToken, ProgressEvent, ProgressFn, no_progress
@@ -132,6 +133,7 @@ def quantize(
     feeds = make_feeds(info, job.inputs)
     spec = resolve_spec(job.preprocess, info)
     ii = info.image_input
+    check_batch_one(ii.fixed_batch, job.quantization.batch_one)
     calib_files = list_images(job.calibration.folders, "calibration")
     q = job.quantization
     warnings = settings_warnings(q)
@@ -181,8 +183,9 @@ def quantize(
             build(prepared, ranges, q, quantized)
             per_layer = _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel)
         cancel.check()
-        final = tmp / "final.onnx"
-        _carry_over_metadata(prepared.header, quantized, final)
+        final, formed = tmp / "final.onnx", tmp / "formed.onnx"
+        form_notes = apply_output_form(quantized, formed, q.batch_one, q.ort_optimized)
+        _carry_over_metadata(prepared.header, formed, final)
         progress(ProgressEvent(QUANTIZE, 3, 3, "done"))
         timings["quantize"] = time.perf_counter() - t
 
@@ -191,7 +194,7 @@ def quantize(
         t = time.perf_counter()
         labels = resolve_labels(job.evaluation, eval_files)
         ev = evaluate_models(
-            job.model, final, {t.name: t.shape for t in info.outputs}, feeds, spec, eval_files, labels, job.evaluation, ii.fixed_batch, progress, cancel,
+            job.model, final, {t.name: t.shape for t in info.outputs}, feeds, spec, eval_files, labels, job.evaluation, ii.fixed_batch or (1 if q.batch_one else None), progress, cancel,
             seed=job.calibration.seed,
         )
         ev["eval"].update({"source": eval_source, "excluded_calibration_overlap": excluded})
@@ -221,7 +224,7 @@ def quantize(
                 "cache_used": cal.cache_used,
                 "cache": str(job.cache) if job.cache else None,
             },
-            "preparation": list(prepared.steps),
+            "preparation": [*prepared.steps, *form_notes],
             "preprocess": spec.to_dict(),
             "warnings": warnings + ev["warnings"],
             "timings_s": timings,

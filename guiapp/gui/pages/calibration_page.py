@@ -97,6 +97,21 @@ class CalibrationPage(Page):
         arow.addStretch(1)
         qf.addRow(_buddy("&Activations", self.activation_combo), arow)
         qf.addRow(_buddy("F&ormat", self.format_combo), self.format_combo)
+        self.reduce_range = QCheckBox("reduce range (7-bit weights)")
+        self.reduce_range.setToolTip("For x86 CPUs without VNNI, where full 8-bit weights can saturate; costs accuracy elsewhere")
+        qf.addRow("", self.reduce_range)
+        self.ort_optimized = QCheckBox("optimized for ONNX Runtime")
+        self.ort_optimized.setToolTip(
+            "Write the graph as ONNX Runtime optimizes it (fused QLinear operators). Loads in ONNX Runtime only: "
+            "turn it off for OpenVINO, TensorRT or an NPU toolkit"
+        )
+        self.batch_one = QCheckBox("batch of 1 (fixed input shape)")
+        self.batch_one.setToolTip("Fix the input's batch size to 1, if you run one image at a time: every shape is known in advance")
+        orow = QHBoxLayout()
+        orow.addWidget(self.ort_optimized)
+        orow.addWidget(self.batch_one)
+        orow.addStretch(1)
+        qf.addRow("Output", orow)
         self.activation_warning = message_label("warn")
         qf.addRow("", self.activation_warning)
 
@@ -166,7 +181,7 @@ class CalibrationPage(Page):
         self.percentile_box.valueChanged.connect(self._edited)
         for w in (self.method_combo, self.activation_combo, self.format_combo, self.labels_combo):
             w.currentIndexChanged.connect(self._edited)
-        for w in (self.per_channel, self.symmetric):
+        for w in (self.per_channel, self.symmetric, self.reduce_range, self.ort_optimized, self.batch_one):
             w.toggled.connect(self._edited)
         for w in (self.eval_edit, self.csv_edit, self.output_edit):
             w.textChanged.connect(self._edited)
@@ -219,6 +234,9 @@ class CalibrationPage(Page):
             self.activation_combo.setCurrentIndex(self.activation_combo.findData(q.activation_type))
             self.symmetric.setChecked(q.symmetric_activations)
             self.format_combo.setCurrentIndex(self.format_combo.findData(q.format))
+            self.reduce_range.setChecked(q.reduce_range)
+            self.ort_optimized.setChecked(q.ort_optimized)
+            self.batch_one.setChecked(q.batch_one)
             self.eval_edit.setText(str(e.folders[0]) if e.folders else "")
             self.labels_combo.setCurrentIndex(self.labels_combo.findData(e.labels_from))
             self.csv_edit.setText(str(e.labels_csv) if e.labels_csv else "")
@@ -279,6 +297,8 @@ class CalibrationPage(Page):
         s.quantization = replace(
             s.quantization, per_channel=self.per_channel.isChecked(), activation_type=self.activation_combo.currentData(),
             symmetric_activations=self.symmetric.isChecked(), format=self.format_combo.currentData(), exclude_nodes=excluded,
+            reduce_range=self.reduce_range.isChecked(), ort_optimized=self.ort_optimized.isChecked(),
+            batch_one=self.batch_one.isChecked(),
         )
         eval_text, csv_text = self.eval_edit.text().strip(), self.csv_edit.text().strip()
         s.evaluation = replace(
