@@ -8,7 +8,7 @@ import html
 import json
 
 from .. import APP_NAME
-from .report import per_layer_cells, summary_rows
+from .report import latency_line, per_layer_cells, summary_rows
 
 
 def _table(head: tuple[str, ...], rows: list[tuple]) -> str:
@@ -24,6 +24,8 @@ def render_html(report: dict, charts: dict[str, bytes] | None = None, per_layer_
     parts = [f"<h1>{title}</h1>", f"<p class='meta'>{html.escape(report.get('created', ''))} &middot; output "
              f"<code>{html.escape(str(report.get('output', '')))}</code></p>"]
     parts.append("<h2>FP32 vs INT8</h2>" + _table(("", "FP32", "INT8"), summary_rows(report)))
+    if latency_line(report):
+        parts.append(f"<p class='meta'>{html.escape(latency_line(report))}</p>")
     for name, png in (charts or {}).items():
         b64 = base64.b64encode(png).decode("ascii")
         parts.append(f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'><figcaption>{html.escape(name)}</figcaption></figure>")

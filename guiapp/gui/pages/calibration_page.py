@@ -90,16 +90,19 @@ class CalibrationPage(Page):
         self.format_combo.addItem("QDQ", "qdq")
         self.format_combo.addItem("QOperator", "qoperator")
         self.format_combo.setToolTip("QDQ inserts Quantize/Dequantize pairs (recommended); QOperator uses QLinear* operators")
-        qf.addRow("Weights", self.per_channel)
+        self.reduce_range = QCheckBox("reduce range (7-bit, for CPUs without VNNI)")
+        self.reduce_range.setToolTip("For x86 CPUs without VNNI, where full 8-bit weights can saturate; costs accuracy elsewhere")
+        wrow = QHBoxLayout()
+        wrow.addWidget(self.per_channel)
+        wrow.addWidget(self.reduce_range)
+        wrow.addStretch(1)
+        qf.addRow("Weights", wrow)
         arow = QHBoxLayout()
         arow.addWidget(self.activation_combo)
         arow.addWidget(self.symmetric)
         arow.addStretch(1)
         qf.addRow(_buddy("&Activations", self.activation_combo), arow)
         qf.addRow(_buddy("F&ormat", self.format_combo), self.format_combo)
-        self.reduce_range = QCheckBox("reduce range (7-bit weights)")
-        self.reduce_range.setToolTip("For x86 CPUs without VNNI, where full 8-bit weights can saturate; costs accuracy elsewhere")
-        qf.addRow("", self.reduce_range)
         self.ort_optimized = QCheckBox("optimized for ONNX Runtime")
         self.ort_optimized.setToolTip(
             "Write the graph as ONNX Runtime optimizes it (fused QLinear operators). Loads in ONNX Runtime only: "
@@ -314,6 +317,8 @@ class CalibrationPage(Page):
         self.method_text.setText(DESCRIPTIONS.get(method, ""))
         self.percentile_box.setEnabled(method == "percentile")
         self.csv_edit.setEnabled(self.labels_combo.currentData() == "csv")
+        ii = self.state.info.image_input if self.state.info else None
+        self.batch_one.setEnabled(not (ii and ii.fixed_batch))  # a fixed batch stays as the model has it
         warnings = settings_warnings(self.state.quantization)
         self.activation_warning.setText("\n".join(warnings))
         self.activation_warning.setVisible(bool(warnings))

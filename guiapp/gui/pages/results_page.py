@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSpinBox, QVBox
 from ...core.atomic import atomic_write_text
 from ...core.errors import Cancelled, StudioError
 from ...core.pipeline import quantize
-from ...core.report import run_summary, summary_rows, write_report
+from ...core.report import latency_line, run_summary, summary_rows, write_report
 from ...core.report_html import render_html
 from .. import dialogs
 from ..charts import ResultCharts
@@ -71,7 +71,7 @@ class ResultsPage(Page):
         self.charts.show_report(r)
         rows = summary_rows(r)
         text = "  ·  ".join(f"{what}: FP32 {a} → INT8 {b}" if a else f"{what}: {b}" for what, a, b in rows[:4])
-        text += "\n" + run_summary(r)
+        text += "\n" + "\n".join(filter(None, (latency_line(r), run_summary(r))))
         self.summary.setText(text)
         self.warnings.setText("\n".join("⚠ " + w for w in r.get("warnings", [])))
         self.warnings.setVisible(bool(r.get("warnings")))
