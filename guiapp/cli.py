@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=FORMATS, help="QDQ (default) or QOperator")
     g.add_argument("--symmetric-activations", action="store_true", default=None)
     g.add_argument("--reduce-range", action="store_true", default=None, help="7-bit weights, for x86 CPUs without VNNI")
+    share = g.add_mutually_exclusive_group()
+    share.add_argument("--share-concat-ranges", dest="share_concat_ranges", action="store_true", default=None,
+                       help="Concat inputs read only by the Concat take its range: it copies instead of requantizing (default)")
+    share.add_argument("--separate-concat-ranges", dest="share_concat_ranges", action="store_false",
+                       help="every Concat input keeps its own range")
     g.add_argument("--batch-one", action="store_true", default=None, help="fix the INT8 model's batch size to 1 (you run one image at a time)")
     form = g.add_mutually_exclusive_group()
     form.add_argument("--ort-optimized", dest="ort_optimized", action="store_true", default=None,
@@ -226,6 +231,7 @@ def job_from_args(args) -> Job:
             ("symmetric_activations", args.symmetric_activations),
             ("reduce_range", args.reduce_range),
             ("keep_float", args.keep_float),
+            ("share_concat_ranges", args.share_concat_ranges),
             ("batch_one", args.batch_one),
             ("ort_optimized", args.ort_optimized),
         )

@@ -55,6 +55,7 @@ class QuantSettings:
     exclude_nodes: tuple[str, ...] = ()
     exclude_op_types: tuple[str, ...] = ()
     keep_float: int = 0  # re-quantize with the N worst layers (per-layer SQNR) in float
+    share_concat_ranges: bool = True  # Concat inputs read only by it take its range: a copy instead of a requantization
     batch_one: bool = False  # fix the input's batch dimension to 1 (the user runs one image at a time)
     ort_optimized: bool = False  # write the graph as ONNX Runtime optimizes it (loads in ONNX Runtime only)
 
@@ -123,6 +124,7 @@ class Job:
                 "exclude_nodes": list(q.exclude_nodes),
                 "exclude_op_types": list(q.exclude_op_types),
                 "keep_float": q.keep_float,
+                "share_concat_ranges": q.share_concat_ranges,
                 "batch_one": q.batch_one,
                 "ort_optimized": q.ort_optimized,
             },
@@ -207,6 +209,7 @@ class Job:
             exclude_nodes=qf.strings("exclude_nodes"),
             exclude_op_types=qf.strings("exclude_op_types"),
             keep_float=qf.int("keep_float", qd.keep_float, minimum=0),
+            share_concat_ranges=qf.bool("share_concat_ranges", qd.share_concat_ranges),
             batch_one=qf.bool("batch_one", qd.batch_one),
             ort_optimized=qf.bool("ort_optimized", qd.ort_optimized),
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 import onnx
 
 from .errors import JobError, ModelError
+from .rangeshare import share_concat_ranges
 
 
 def fix_batch(model: onnx.ModelProto, batch: int) -> str | None:
@@ -57,6 +58,15 @@ def check_batch_one(fixed_batch: int | None, batch_one: bool) -> None:
     if batch_one and fixed_batch and fixed_batch != 1:
         raise JobError("quantization.batch_one", f"the model's batch is fixed to {fixed_batch}",
                        "Turn off the batch of 1: the model takes that many images per run.")
+
+
+def shared_ranges(model: onnx.ModelProto, ranges: dict, share: bool) -> tuple[dict, list[str]]:
+    """``ranges`` with Concat inputs tied to their Concat (when ``share``);
+    notes for the report."""
+    if not share:
+        return ranges, []
+    ranges, n = share_concat_ranges(model, ranges)
+    return ranges, [f"{n} Concat input(s) quantized with their Concat's range (the Concat copies instead of requantizing)"] if n else []
 
 
 def ort_optimize(src: Path, dst: Path) -> None:

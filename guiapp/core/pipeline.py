@@ -27,7 +27,7 @@ from .graphprep import constants_to_initializers, flatten_gemm_biases, pre_proce
 from .job import Job, QuantSettings
 from .modelinfo import ModelInfo, inspect_model, load_proto
 from .ortquant import quantize_with_ranges, settings_warnings
-from .outputform import apply_output_form, check_batch_one
+from .outputform import apply_output_form, check_batch_one, shared_ranges
 from .perlayer import per_layer_error, worst_nodes
 from .preprocess import PreprocessSpec
 from .progress import PREPARE, QUANTIZE, CancelToken, ProgressEvent, ProgressFn, no_progress
@@ -169,6 +169,7 @@ def quantize(
         progress(ProgressEvent(QUANTIZE, 0, 3, "computing ranges and writing the INT8 graph"))
         target = Target(q.activation_type, q.symmetric_activations)
         ranges = compute_ranges(cal.stats, StrategySettings(job.calibration.method, job.calibration.percentile), target)
+        ranges, form_notes = shared_ranges(prepared.model, ranges, q.share_concat_ranges)
         eval_files, eval_source, excluded = _evaluation_files(job, calib_files, cal)
         quantized = tmp / "quantized.onnx"
         build(prepared, ranges, q, quantized)
@@ -184,7 +185,7 @@ def quantize(
             per_layer = _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel)
         cancel.check()
         final, formed = tmp / "final.onnx", tmp / "formed.onnx"
-        form_notes = apply_output_form(quantized, formed, q.batch_one, q.ort_optimized)
+        form_notes += apply_output_form(quantized, formed, q.batch_one, q.ort_optimized)
         _carry_over_metadata(prepared.header, formed, final)
         progress(ProgressEvent(QUANTIZE, 3, 3, "done"))
         timings["quantize"] = time.perf_counter() - t
