@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Concat inputs read only by the Concat take its range: it copies instead of requantizing (default)")
     share.add_argument("--separate-concat-ranges", dest="share_concat_ranges", action="store_false",
                        help="every Concat input keeps its own range")
+    pad = g.add_mutually_exclusive_group()
+    pad.add_argument("--pad-channels", dest="pad_channels", action="store_true", default=None,
+                     help="pad convolutions' input channels to a multiple of 4: same outputs, ONNX Runtime's fast x86 kernel (default)")
+    pad.add_argument("--no-pad-channels", dest="pad_channels", action="store_false", help="leave channel counts as they are")
     g.add_argument("--batch-one", action="store_true", default=None, help="fix the INT8 model's batch size to 1 (you run one image at a time)")
     form = g.add_mutually_exclusive_group()
     form.add_argument("--ort-optimized", dest="ort_optimized", action="store_true", default=None,
@@ -232,6 +236,7 @@ def job_from_args(args) -> Job:
             ("reduce_range", args.reduce_range),
             ("keep_float", args.keep_float),
             ("share_concat_ranges", args.share_concat_ranges),
+            ("pad_channels", args.pad_channels),
             ("batch_one", args.batch_one),
             ("ort_optimized", args.ort_optimized),
         )

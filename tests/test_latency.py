@@ -233,3 +233,15 @@ def test_real_sessions_report_with_context(model_path):
     assert summaries["fp32"]["runs"] >= 4 and summaries["fp32"]["median"] > 0
     assert ctx["onnxruntime"] == ort.__version__ and ctx["cpu"] and ctx["threads"] >= 1
     assert all("busy" in w or "other programs" in w for w in warnings)
+
+
+def test_rounds_that_disagree_are_a_warning():
+    steady = {"fp32": {"round_medians": [3.5, 3.6, 3.55]}, "int8": {"round_medians": [1.4, 1.42, 1.41]}}
+    assert latency.round_spread(steady) == pytest.approx(3.6 / 3.5, abs=1e-3)
+    assert latency.unsteady_warning(context(round_spread=latency.round_spread(steady)), steady) is None
+    shaken = {"fp32": {"round_medians": [3.5, 5.3, 3.6]}, "int8": {"round_medians": [1.4, 1.41, 1.42]}}
+    spread = latency.round_spread(shaken)
+    assert spread == pytest.approx(5.3 / 3.5, abs=1e-3)
+    text = latency.unsteady_warning(context(round_spread=spread), shaken)
+    assert "51%" in text and "FP32 3.50-5.30 ms" in text
+    assert latency.round_spread({"fp32": {}}) is None

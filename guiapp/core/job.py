@@ -56,6 +56,7 @@ class QuantSettings:
     exclude_op_types: tuple[str, ...] = ()
     keep_float: int = 0  # re-quantize with the N worst layers (per-layer SQNR) in float
     share_concat_ranges: bool = True  # Concat inputs read only by it take its range: a copy instead of a requantization
+    pad_channels: bool = True  # pad conv input channels to a multiple of 4 (same outputs; ORT's fast x86 kernels)
     batch_one: bool = False  # fix the input's batch dimension to 1 (the user runs one image at a time)
     ort_optimized: bool = False  # write the graph as ONNX Runtime optimizes it (loads in ONNX Runtime only)
 
@@ -125,6 +126,7 @@ class Job:
                 "exclude_op_types": list(q.exclude_op_types),
                 "keep_float": q.keep_float,
                 "share_concat_ranges": q.share_concat_ranges,
+                "pad_channels": q.pad_channels,
                 "batch_one": q.batch_one,
                 "ort_optimized": q.ort_optimized,
             },
@@ -210,6 +212,7 @@ class Job:
             exclude_op_types=qf.strings("exclude_op_types"),
             keep_float=qf.int("keep_float", qd.keep_float, minimum=0),
             share_concat_ranges=qf.bool("share_concat_ranges", qd.share_concat_ranges),
+            pad_channels=qf.bool("pad_channels", qd.pad_channels),
             batch_one=qf.bool("batch_one", qd.batch_one),
             ort_optimized=qf.bool("ort_optimized", qd.ort_optimized),
         )

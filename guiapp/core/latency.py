@@ -90,9 +90,31 @@ def time_models(
     load, meter = load_average(), OthersMeter()
     meter.start()
     summaries = measure_latency(models, feed, runs=runs, threads=threads, cancel=cancel, on_step=on_step, batch=batch)
-    context = latency_context(threads, batch, meter.share(), load)
-    busy = busy_warning(context)
-    return summaries, context, [busy] if busy else []
+    context = latency_context(threads, batch, meter.share(), load, round_spread(summaries))
+    warnings = [w for w in (busy_warning(context), unsteady_warning(context, summaries)) if w]
+    return summaries, context, warnings
+
+
+def round_spread(summaries: dict[str, dict]) -> float | None:
+    """The largest ratio, over the models, of the slowest round's median to
+    the fastest's: 1.0 on a steady machine. It also catches interference
+    this machine cannot see (a hypervisor sharing the cores with other
+    machines, clock changes)."""
+    ratios = [max(m) / min(m) for s in summaries.values() if (m := s.get("round_medians")) and min(m) > 0]
+    return round(max(ratios), 3) if ratios else None
+
+
+UNSTEADY_SPREAD = 1.25
+
+
+def unsteady_warning(ctx: dict, summaries: dict[str, dict]) -> str | None:
+    spread = ctx.get("round_spread")
+    if spread is None or spread <= UNSTEADY_SPREAD:
+        return None
+    parts = ", ".join(f"{k.upper()} {min(s['round_medians']):.2f}-{max(s['round_medians']):.2f} ms"
+                      for k, s in summaries.items() if s.get("round_medians"))
+    return (f"the latency changed by up to {(spread - 1) * 100:.0f}% from one round of timing to the next ({parts}): the "
+            "machine was not steady (other programs or virtual machines sharing its cores). Compare figures from a steadier run.")
 
 
 def _time_alone(factory, model, threads, feed, warmup_runs, warmup_s, runs, block_s) -> list[float]:
@@ -199,7 +221,9 @@ def _ticks_per_second() -> float:
         return 100.0
 
 
-def latency_context(threads: int | None, batch: int, others_share: float | None, load_before: float | None) -> dict:
+def latency_context(
+    threads: int | None, batch: int, others_share: float | None, load_before: float | None, spread: float | None = None
+) -> dict:
     """What every latency figure depends on, for the report (``latency``)."""
     import onnxruntime
 
@@ -214,6 +238,7 @@ def latency_context(threads: int | None, batch: int, others_share: float | None,
         "onnxruntime": onnxruntime.__version__,
         "others_cpu_share": others_share,
         "load_average": load_before,
+        "round_spread": spread,
     }
 
 

@@ -1,9 +1,11 @@
 """The form the INT8 model is written in, after ONNX Runtime's quantizer
-wrote its QDQ (or QOperator) graph: a fixed batch size, and the graph as
-ONNX Runtime optimizes it.
+wrote its QDQ (or QOperator) graph: convolution input channels padded for
+the fast kernels (chanpad.py), a fixed batch size, and the graph as ONNX
+Runtime optimizes it; and the Concat ranges tied before (rangeshare.py).
 
-Both are choices of the user (job fields ``quantization.batch_one`` and
-``quantization.ort_optimized``) because both change what the file is:
+Each is a choice of the user (job fields ``quantization.pad_channels``,
+``share_concat_ranges``, ``batch_one`` and ``ort_optimized``) because each
+changes what the file is:
 - a batch of one fixes the input's first dimension to 1 (the model then
   takes exactly one image per run), so every shape is known when ONNX
   Runtime loads it;
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import onnx
 
+from .chanpad import ALIGN, pad_conv_channels
 from .errors import JobError, ModelError
 from .rangeshare import share_concat_ranges
 
@@ -91,11 +94,16 @@ def ort_optimize(src: Path, dst: Path) -> None:
                          "Turn off 'optimized for ONNX Runtime' to write the QDQ model.") from None
 
 
-def apply_output_form(quantized: Path, out: Path, batch_one: bool, ort_optimized: bool) -> list[str]:
+def apply_output_form(quantized: Path, out: Path, pad_channels: bool, batch_one: bool, ort_optimized: bool) -> list[str]:
     """``quantized`` in the chosen form at ``out`` (both in the work folder);
     notes for the report's ``preparation``."""
     notes = []
     model = onnx.load(str(quantized))
+    if pad_channels:
+        padded = pad_conv_channels(model)
+        if padded:
+            notes.append(f"input channels padded to a multiple of {ALIGN} (a zero channel, same outputs) for the fast INT8 "
+                         f"convolution: {', '.join(padded[:5])}" + (f" and {len(padded) - 5} more" if len(padded) > 5 else ""))
     if batch_one:
         note = fix_batch(model, 1)
         if note:

@@ -185,7 +185,7 @@ def quantize(
             per_layer = _per_layer(job, q, prepared, quantized, ranges, spec, ii, feeds, eval_files, tmp, cancel)
         cancel.check()
         final, formed = tmp / "final.onnx", tmp / "formed.onnx"
-        form_notes += apply_output_form(quantized, formed, q.batch_one, q.ort_optimized)
+        form_notes += apply_output_form(quantized, formed, q.pad_channels, q.batch_one, q.ort_optimized)
         _carry_over_metadata(prepared.header, formed, final)
         progress(ProgressEvent(QUANTIZE, 3, 3, "done"))
         timings["quantize"] = time.perf_counter() - t

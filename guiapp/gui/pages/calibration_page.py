@@ -116,7 +116,13 @@ class CalibrationPage(Page):
         )
         self.batch_one = QCheckBox("batch of 1 (fixed input shape)")
         self.batch_one.setToolTip("Fix the input's batch size to 1, if you run one image at a time: every shape is known in advance")
+        self.pad_channels = QCheckBox("pad channels to 4")
+        self.pad_channels.setToolTip(
+            "Give convolutions with 3 input channels (an RGB model's first) a fourth, zero channel: the same outputs, and "
+            "ONNX Runtime's fast INT8 kernel on x86 (squeezenet1.1 7% faster). Arm CPUs gain nothing from it"
+        )
         orow = QHBoxLayout()
+        orow.addWidget(self.pad_channels)
         orow.addWidget(self.ort_optimized)
         orow.addWidget(self.batch_one)
         orow.addStretch(1)
@@ -190,7 +196,8 @@ class CalibrationPage(Page):
         self.percentile_box.valueChanged.connect(self._edited)
         for w in (self.method_combo, self.activation_combo, self.format_combo, self.labels_combo):
             w.currentIndexChanged.connect(self._edited)
-        for w in (self.per_channel, self.symmetric, self.share_concat, self.reduce_range, self.ort_optimized, self.batch_one):
+        for w in (self.per_channel, self.symmetric, self.share_concat, self.reduce_range, self.pad_channels, self.ort_optimized,
+                  self.batch_one):
             w.toggled.connect(self._edited)
         for w in (self.eval_edit, self.csv_edit, self.output_edit):
             w.textChanged.connect(self._edited)
@@ -245,6 +252,7 @@ class CalibrationPage(Page):
             self.format_combo.setCurrentIndex(self.format_combo.findData(q.format))
             self.reduce_range.setChecked(q.reduce_range)
             self.share_concat.setChecked(q.share_concat_ranges)
+            self.pad_channels.setChecked(q.pad_channels)
             self.ort_optimized.setChecked(q.ort_optimized)
             self.batch_one.setChecked(q.batch_one)
             self.eval_edit.setText(str(e.folders[0]) if e.folders else "")
@@ -309,6 +317,7 @@ class CalibrationPage(Page):
             symmetric_activations=self.symmetric.isChecked(), format=self.format_combo.currentData(), exclude_nodes=excluded,
             reduce_range=self.reduce_range.isChecked(), ort_optimized=self.ort_optimized.isChecked(),
             batch_one=self.batch_one.isChecked(), share_concat_ranges=self.share_concat.isChecked(),
+            pad_channels=self.pad_channels.isChecked(),
         )
         eval_text, csv_text = self.eval_edit.text().strip(), self.csv_edit.text().strip()
         s.evaluation = replace(
