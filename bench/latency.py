@@ -63,7 +63,8 @@ while len(times) < runs or time.perf_counter() - start < min_s:
     t = time.perf_counter()
     session.run(None, feed)
     times.append((time.perf_counter() - t) * 1000.0)
-print(json.dumps({"median": float(np.median(times)), "runs": len(times)}))
+chunks = [float(np.median(c)) for c in np.array_split(np.array(times), 5)]  # drift within the measurement
+print(json.dumps({"median": float(np.median(times)), "runs": len(times), "spread": max(chunks) / min(chunks)}))
 """
 
 
@@ -75,7 +76,7 @@ def app_worker(fp32: str, int8: str, feed_file: str, threads: int) -> dict:
 
     feed = dict(np.load(feed_file))
     summaries, context, _ = time_models({"fp32": Path(fp32), "int8": Path(int8)}, feed, runs=50, threads=threads or None)
-    return {k: v["median"] for k, v in summaries.items()} | {"threads": context["threads"]}
+    return {k: v["median"] for k, v in summaries.items()} | {"threads": context["threads"], "spread": context["round_spread"]}
 
 
 def _python(args: list[str]) -> dict:
@@ -85,8 +86,8 @@ def _python(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def standalone(model: Path, feed_file: Path, runs: int, min_s: float, threads: int) -> float:
-    return _python(["-c", STANDALONE, str(model), str(feed_file), str(runs), str(min_s), str(threads)])["median"]
+def standalone(model: Path, feed_file: Path, runs: int, min_s: float, threads: int) -> dict:
+    return _python(["-c", STANDALONE, str(model), str(feed_file), str(runs), str(min_s), str(threads)])
 
 
 def app(fp32: Path, int8: Path, feed_file: Path, threads: int) -> dict:
@@ -176,7 +177,7 @@ def quantize_for_bench(model: Path, job_file: Path | None, out: Path, progress: 
         job = Job(model=model, output=out, preprocess=spec, calibration=CalibrationSettings(folders=(images,), max_images=200),
                   evaluation=EvalSettings(folders=(images,), max_images=20, latency_runs=5, per_layer_images=0))
     if progress:
-        print(f"quantizing {model.name} with the app's settings ({job.quantization}) ...", flush=True)
+        print(f"quantizing {model.name} with the app's default settings ...", flush=True)
     pipeline.quantize(job, overwrite=True)
 
 
@@ -224,7 +225,8 @@ def main() -> int:
     print(f"FP32: {args.model}\nINT8: {int8}\ninput: {shapes} (fixed random values, the same for every measurement)")
     print(f"standalone: fresh process, plain ONNX Runtime, >= {args.n} runs and >= {args.min_seconds:g} s after warm-up; "
           "app: guiapp.core.latency.time_models in a fresh process\n")
-    head = f"{'run':>3}  {'load before':>11}  {'FP32 alone':>10}  {'FP32 app':>8}  {'INT8 alone':>10}  {'INT8 app':>8}  {'load after':>10}  {'others':>6}"
+    head = (f"{'run':>3}  {'load before':>11}  {'FP32 alone':>10}  {'FP32 app':>8}  {'INT8 alone':>10}  {'INT8 app':>8}  "
+            f"{'load after':>10}  {'others':>6}  {'spread':>6}")
     print(head + "\n" + "-" * len(head))
     rows = []
     for r in range(args.runs):
@@ -234,11 +236,12 @@ def main() -> int:
             alone = {k: standalone(args.model if k == "fp32" else int8, feed_file, args.n, args.min_seconds, args.threads) for k in order}
             by_app = app(args.model, int8, feed_file, args.threads)
         share = "?" if others.share is None else f"{others.share * 100:.0f}%"
-        row = {"fp32_alone": alone["fp32"], "int8_alone": alone["int8"], "fp32_app": by_app["fp32"], "int8_app": by_app["int8"],
-               "load_before": before, "load_after": load1()}
+        spread = max(alone["fp32"]["spread"], alone["int8"]["spread"], by_app["spread"] or 1.0)
+        row = {"fp32_alone": alone["fp32"]["median"], "int8_alone": alone["int8"]["median"], "fp32_app": by_app["fp32"],
+               "int8_app": by_app["int8"], "load_before": before, "load_after": load1(), "spread": spread}
         rows.append(row)
         print(f"{r + 1:>3}  {before:>11.2f}  {row['fp32_alone']:>7.3f} ms  {row['fp32_app']:>5.3f} ms  {row['int8_alone']:>7.3f} ms  "
-              f"{row['int8_app']:>5.3f} ms  {row['load_after']:>10.2f}  {share:>6}")
+              f"{row['int8_app']:>5.3f} ms  {row['load_after']:>10.2f}  {share:>6}  {spread:>6.2f}" + ("  unsteady" if spread > 1.15 else ""))
     med = {k: statistics.median(r[k] for r in rows) for k in ("fp32_alone", "fp32_app", "int8_alone", "int8_app")}
     print("-" * len(head))
     print(f"{'median':>16}  {med['fp32_alone']:>7.3f} ms  {med['fp32_app']:>5.3f} ms  {med['int8_alone']:>7.3f} ms  {med['int8_app']:>5.3f} ms\n")
@@ -249,6 +252,10 @@ def main() -> int:
         ok &= within
         print(f"{k.upper()}: app / standalone = {ratio:.3f}  ({'within' if within else 'OUTSIDE'} 10 %)")
     print(f"INT8 / FP32: standalone {med['int8_alone'] / med['fp32_alone']:.3f}, app {med['int8_app'] / med['fp32_app']:.3f}")
+    unsteady = [i + 1 for i, r in enumerate(rows) if r["spread"] > 1.15]
+    print("spread: the slowest over the fastest part of one measurement (1.00 = steady). "
+          + (f"Runs {unsteady} were unsteady (other programs or virtual machines on these cores): re-run when the "
+             "machine is quiet before trusting a comparison." if unsteady else "Every run was steady."))
     print(cpu_line(args.threads))
     return 0 if ok else 1
 
