@@ -23,7 +23,9 @@ from .core.errors import Cancelled, JobError, StudioError, UserError
 from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings, TuningSettings
 from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset, with_preset
 from .core.progress import CancelToken
-from .core.report import broken_warning, format_table, headline_text, per_layer_table, run_summary, summary_rows, write_report
+from .core.report import (
+    broken_warning, format_table, headline_text, latency_line, per_layer_table, run_summary, summary_rows, write_report,
+)
 from .core.tasks import TASK_KINDS, TaskSettings, default_resize, detect_task
 from .core.tasks.detection_layout import BOX_FORMATS
 from .core.targets.base import RKNN_PLATFORMS, TARGET_KINDS, TargetSettings
@@ -77,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=FORMATS, help="QDQ (default) or QOperator")
     g.add_argument("--symmetric-activations", action="store_true", default=None)
     g.add_argument("--reduce-range", action="store_true", default=None, help="7-bit weights, for x86 CPUs without VNNI")
+    share = g.add_mutually_exclusive_group()
+    share.add_argument("--share-concat-ranges", dest="share_concat_ranges", action="store_true", default=None,
+                       help="Concat inputs read only by the Concat take its range: it copies instead of requantizing (default)")
+    share.add_argument("--separate-concat-ranges", dest="share_concat_ranges", action="store_false",
+                       help="every Concat input keeps its own range")
+    pad = g.add_mutually_exclusive_group()
+    pad.add_argument("--pad-channels", dest="pad_channels", action="store_true", default=None,
+                     help="pad convolutions' input channels to a multiple of 4: same outputs, ONNX Runtime's fast x86 kernel (default)")
+    pad.add_argument("--no-pad-channels", dest="pad_channels", action="store_false", help="leave channel counts as they are")
+    g.add_argument("--batch-one", action="store_true", default=None, help="fix the INT8 model's batch size to 1 (you run one image at a time)")
+    form = g.add_mutually_exclusive_group()
+    form.add_argument("--ort-optimized", dest="ort_optimized", action="store_true", default=None,
+                     help="write the graph as ONNX Runtime optimizes it (fused QLinear ops; loads in ONNX Runtime only)")
+    form.add_argument("--portable", dest="ort_optimized", action="store_false", help="write the plain QDQ/QOperator graph")
     g.add_argument("--exclude", action="append", metavar="NODE[,NODE...]", help="nodes to keep in float")
     g.add_argument("--exclude-op-types", metavar="OP[,OP...]", help="operator types to keep in float")
     g.add_argument("--max-images", type=int, metavar="N", help="calibration images to use (default 200)")
@@ -273,6 +289,10 @@ def job_from_args(args) -> Job:
             ("protect_outputs", args.protect_outputs),
             ("equalize", args.equalize),
             ("bias_correction", args.bias_correction),
+            ("share_concat_ranges", args.share_concat_ranges),
+            ("pad_channels", args.pad_channels),
+            ("batch_one", args.batch_one),
+            ("ort_optimized", args.ort_optimized),
         )
         if v is not None
     }
@@ -383,6 +403,7 @@ def cmd_quantize(args) -> int:
     if args.per_layer:
         print(per_layer_table(report["per_layer"]) + "\n")
     print(_headline(report) + format_table(summary_rows(report)))
+    print(latency_line(report))
     print("\n" + run_summary(report))
     print(_written(job, report))
     return EXIT_OK
@@ -447,13 +468,14 @@ def cmd_evaluate(args) -> int:
     report = {
         "fp32": {"path": str(args.fp32), "size_bytes": info.size_bytes, "latency_ms": ev["latency_ms"]["fp32"]},
         "int8": {"path": str(args.int8), "size_bytes": int8_info.size_bytes, "latency_ms": ev["latency_ms"]["int8"]},
-        **{k: ev[k] for k in ("task", "fidelity", "accuracy", "agreement", "outputs", "eval")},
+        **{k: ev[k] for k in ("task", "fidelity", "latency", "accuracy", "agreement", "outputs", "eval")},
         "warnings": ev["warnings"] + broken_warning(ev["fidelity"]["headline"]),
         "preprocess": spec.to_dict(),
     }
     for w in report["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     print(_headline(report) + format_table(summary_rows(report)))
+    print(latency_line(report))
     if args.report:
         write_report(report, args.report)
     return EXIT_OK
@@ -467,6 +489,7 @@ def cmd_demo(args) -> int:
     print(f"{APP_NAME} demo: quantizing {job.model.name} (a small RGB shape classifier) to INT8", file=sys.stderr)
     report = _run_job(job, overwrite=True)  # the demo's own folder
     print(_headline(report) + format_table(summary_rows(report)))
+    print(latency_line(report))
     print(f"\nINT8 model: {job.output}\nReport:     {job.report}")
     return EXIT_OK
 

@@ -3,7 +3,6 @@ in the terms of its task (and with the labels, when there are labels)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -18,7 +17,8 @@ from .errors import ModelError
 from .errorstats import ErrorStats, sqnr_db  # noqa: F401 - re-exported
 from .feeds import Feeds
 from .progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn
-from .sessions import default_threads, make_session
+from .latency import ROUNDS as LATENCY_ROUNDS, time_models
+from .sessions import make_session
 from .tasks import TASKS, EvalContext, TaskGuess, TaskSettings, make_fidelity
 
 
@@ -129,73 +129,6 @@ def _declared_shape_warning(name: str, declared, actual: tuple) -> list[str]:
     ]
 
 
-def measure_latency(
-    sessions: dict[str, ort.InferenceSession],
-    feeds: Feeds,
-    sample: np.ndarray,
-    runs: int = 50,
-    budget_s: float = 3.0,
-    warmup: int = 5,
-    threads: int | None = None,
-    cancel: CancelToken | None = None,
-    block: int = 10,
-    on_block: Callable[[int, int], None] | None = None,
-) -> dict:
-    """Median and p90 latency of the ``fp32`` and ``int8`` sessions on
-    ``sample`` (one batch); ``threads`` is what they were made with.
-
-    The models take turns in blocks of ``block`` runs, so drift (frequency,
-    other load) hits both alike. Not run by run: ONNX Runtime's worker threads
-    spin after each run and would steal the cores from the other session. The
-    first run of each block is discarded. At least ``runs`` timed runs each;
-    more while within ``budget_s`` (up to 4x runs). ``on_block(done, planned)``
-    reports progress in blocks.
-    """
-    feed = feeds(sample)
-    for s in sessions.values():
-        for _ in range(warmup):
-            s.run(None, feed)
-    times: dict[str, list[float]] = {"fp32": [], "int8": []}
-    planned = latency_blocks(runs, block)
-    blocks = 0
-    start = time.perf_counter()
-    while True:
-        for key, s in sessions.items():
-            if cancel is not None:
-                cancel.check()
-            s.run(None, feed)
-            for _ in range(block):
-                t = time.perf_counter()
-                s.run(None, feed)
-                times[key].append((time.perf_counter() - t) * 1000.0)
-            blocks += 1
-            if on_block is not None:
-                on_block(min(blocks, planned), planned)
-        n = len(times["fp32"])
-        if n >= runs and (time.perf_counter() - start > budget_s or n >= 4 * runs):
-            break
-    used = threads or default_threads()
-    return {key: latency_summary(v, used, sample.shape[0]) for key, v in times.items()}
-
-
-def latency_blocks(runs: int, block: int = 10) -> int:
-    """Blocks of timed runs planned for both models (the minimum)."""
-    return 2 * -(-runs // block)
-
-
-def latency_summary(ms: list[float], threads: int, batch: int) -> dict:
-    a = np.asarray(ms)
-    return {
-        "median": float(np.median(a)),
-        "p90": float(np.percentile(a, 90)),
-        "mean": float(a.mean()),
-        "min": float(a.min()),
-        "runs": int(a.size),
-        "threads": threads,
-        "batch": batch,
-    }
-
-
 def resolve_labels(settings, files: list[Path]) -> Labels | BoxLabels | None:
     """The labels an evaluation uses, per its settings (never guessed):
     class labels (csv, subfolders) or box labels (yolo, coco)."""
@@ -255,13 +188,14 @@ def evaluate_models(
             yield p, tensor
 
     # Progress: one unit per image, then one per block of latency runs.
-    lat_units = latency_blocks(settings.latency_runs)
+    lat_units = LATENCY_ROUNDS * 2
     sessions = {"fp32": make_session(fp32, threads), "int8": make_session(int8, threads)}
     names = [o.name for o in sessions["fp32"].get_outputs()]
     result = compare_outputs(
         session_runner(sessions["fp32"], names), session_runner(sessions["int8"], names), names, declared, feeds,
         batches(keep_first(stream), fixed_batch or 16), total, task, ctx, progress, cancel, progress_total=total + lat_units,
     )
+    del sessions  # latency is timed with each model alone (latency.py)
     if not first:
         raise nothing_readable(log.skipped, "the evaluation images", "Add readable JPEG or PNG images to the evaluation folder.")
     warnings = list(result.pop("shape_warnings"))
@@ -269,14 +203,15 @@ def evaluate_models(
         warnings.append("none of the evaluation images has a label that fits this model's task; accuracy not measured.")
     seen = result["images"]
 
-    def on_block(done: int, planned: int) -> None:
-        progress(ProgressEvent(EVALUATE, seen + done, seen + planned, "measuring latency (FP32 and INT8 in turns)"))
+    def on_step(done: int, planned: int) -> None:
+        progress(ProgressEvent(EVALUATE, seen + done, seen + planned, "measuring latency (each model alone, in rounds)"))
 
-    on_block(0, lat_units)
+    on_step(0, lat_units)
     sample = np.stack([first[0]] * (fixed_batch or 1))
-    latency = measure_latency(
-        sessions, feeds, sample, runs=settings.latency_runs, threads=threads, cancel=cancel, on_block=on_block
+    latency, context, busy = time_models(
+        {"fp32": fp32, "int8": int8}, feeds(sample), settings.latency_runs, threads, cancel, on_step, sample.shape[0]
     )
+    warnings.extend(busy)
     if latency["int8"]["median"] > 1.05 * latency["fp32"]["median"]:
         warnings.append(
             f"the INT8 model ran slower than FP32 here ({latency['int8']['median']:.2f} vs {latency['fp32']['median']:.2f} ms). "
@@ -290,6 +225,7 @@ def evaluate_models(
         "labels": None if labels is None else labels.source,
     }
     result["latency_ms"] = latency
+    result["latency"] = context
     result["warnings"] = warnings
     return result
 

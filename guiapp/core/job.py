@@ -65,6 +65,10 @@ class QuantSettings:
     # DequantizeLinear pair each (not int8 initializers) and float biases (not int32). Set by the
     # TensorRT target, not saved.
     tensorrt_form: bool = False
+    share_concat_ranges: bool = True  # Concat inputs read only by it take its range: a copy instead of a requantization
+    pad_channels: bool = True  # pad conv input channels to a multiple of 4 (same outputs; ORT's fast x86 kernels)
+    batch_one: bool = False  # fix the input's batch dimension to 1 (the user runs one image at a time)
+    ort_optimized: bool = False  # write the graph as ONNX Runtime optimizes it (loads in ONNX Runtime only)
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,10 @@ class Job:
                 "protect_outputs": q.protect_outputs,
                 "equalize": q.equalize,
                 "bias_correction": q.bias_correction,
+                "share_concat_ranges": q.share_concat_ranges,
+                "pad_channels": q.pad_channels,
+                "batch_one": q.batch_one,
+                "ort_optimized": q.ort_optimized,
             },
             "tuning": {"max_drop": self.tuning.max_drop, "minutes": self.tuning.minutes},
             "evaluation": {
@@ -264,6 +272,10 @@ class Job:
             protect_outputs=qf.bool("protect_outputs", qd.protect_outputs),
             equalize=qf.bool("equalize", qd.equalize),
             bias_correction=qf.bool("bias_correction", qd.bias_correction),
+            share_concat_ranges=qf.bool("share_concat_ranges", qd.share_concat_ranges),
+            pad_channels=qf.bool("pad_channels", qd.pad_channels),
+            batch_one=qf.bool("batch_one", qd.batch_one),
+            ort_optimized=qf.bool("ort_optimized", qd.ort_optimized),
         )
         qf.finish()
 

@@ -28,6 +28,7 @@ from .job import Job, QuantSettings
 from .modelinfo import ModelInfo, inspect_model, load_proto
 from .normcheck import quiet_check
 from .ortquant import quantize_with_ranges, settings_warnings
+from .outputform import apply_output_form, check_batch_one, concat_note, shared_ranges
 from .perlayer import per_layer_error
 from .preprocess import PreprocessSpec
 from .progress import PREPARE, QUANTIZE, TUNE, CancelToken, ProgressEvent, ProgressFn, no_progress
@@ -113,7 +114,9 @@ def prepare(job: Job, info: ModelInfo, tmp: Path, progress: ProgressFn, cancel: 
 
 
 def build(prepared: Prepared, ranges: dict, settings: QuantSettings, out: Path) -> None:
-    """ONNX Runtime writes the INT8 graph from our ranges."""
+    """ONNX Runtime writes the INT8 graph from our ranges (Concat inputs tied
+    to their Concat's range when the settings say so)."""
+    ranges = shared_ranges(prepared.model, ranges, settings)
     try:
         quantize_with_ranges(prepared.path, out, ranges, settings, out.parent)
     except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything
@@ -151,6 +154,7 @@ def quantize(
     feeds = make_feeds(info, job.inputs)
     spec = resolve_spec(job.preprocess, info)
     ii = info.image_input
+    check_batch_one(ii.fixed_batch, job.quantization.batch_one)
     calib_files = list_images(job.calibration.folders, "calibration")
     q = job.quantization
     warnings = settings_warnings(q)
@@ -268,7 +272,10 @@ def quantize(
         per_layer = _per_layer(job, q, variant, method, quantized, spec, ii, feeds, eval_files, tmp, cancel)
         cancel.check()
         final = tmp / "final.onnx"
-        _carry_over_metadata(used.header, quantized, final)
+        form_notes = concat_note(used.model, variant.stats, q)
+        formed = tmp / "formed.onnx"
+        form_notes += apply_output_form(quantized, formed, q.pad_channels, q.batch_one, q.ort_optimized)
+        _carry_over_metadata(used.header, formed, final)
         progress(ProgressEvent(QUANTIZE, 3, 3, "done"))
         timings["quantize"] = time.perf_counter() - t
 
@@ -276,7 +283,8 @@ def quantize(
         cancel.check()
         t = time.perf_counter()
         ev = evaluate_models(
-            job.model, final, {t.name: t.shape for t in info.outputs}, feeds, spec, eval_files, labels, job.evaluation, ii.fixed_batch, progress, cancel,
+            job.model, final, {t.name: t.shape for t in info.outputs}, feeds, spec, eval_files, labels, job.evaluation,
+            ii.fixed_batch or (1 if q.batch_one else None), progress, cancel,
             seed=job.calibration.seed, task=task, task_settings=job.task,
         )
         ev["eval"].update({"source": eval_source, "excluded_calibration_overlap": excluded})
@@ -291,6 +299,7 @@ def quantize(
             "task": ev["task"],
             "fidelity": ev["fidelity"],
             "accuracy": ev["accuracy"],
+            "latency": ev["latency"],
             "agreement": ev["agreement"],
             "outputs": ev["outputs"],
             "per_layer": per_layer,
@@ -311,7 +320,7 @@ def quantize(
                 "cache_used": cal.cache_used,
                 "cache": str(job.cache) if job.cache else None,
             },
-            "preparation": list(used.steps),
+            "preparation": [*used.steps, *form_notes],
             "preprocess": spec.to_dict(),
             "normalization_check": norm_check.summary,
             "warnings": warnings + ev["warnings"] + broken_warning(ev["fidelity"]["headline"]),

@@ -17,6 +17,9 @@ def environment(threads: int) -> dict:
     import onnx
     import onnxruntime
 
+    from .cpu import current_cpu
+
+    cpu = current_cpu()
     return {
         "app_version": __version__,
         "onnxruntime": onnxruntime.__version__,
@@ -24,20 +27,11 @@ def environment(threads: int) -> dict:
         "numpy": numpy.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "cpu": _cpu_name(),
+        "cpu": cpu.model,
+        "cpu_int8_features": list(cpu.int8_features) if cpu.flags is not None else None,
+        "physical_cores": cpu.physical_cores,
         "threads": threads,
     }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def now_iso() -> str:
@@ -147,6 +141,13 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
             if w and w.get("sqnr_db") is not None:
                 rows.append((f"  worst part: {w['group']}", "", f"{w['sqnr_db']:.1f} dB / {w['cosine']:.4f}"))
     return rows
+
+
+def latency_line(report: dict) -> str:
+    """Where and how the latencies were measured, in one line ("" when not measured)."""
+    from .latency import context_line
+
+    return context_line(report.get("latency"))
 
 
 def format_table(rows: list[tuple[str, str, str]]) -> str:

@@ -8,7 +8,7 @@ import html
 import json
 
 from .. import APP_NAME
-from .report import headline_text, per_layer_cells, summary_rows
+from .report import headline_text, latency_line, per_layer_cells, summary_rows
 
 
 def _table(head: tuple[str, ...], rows: list[tuple]) -> str:
@@ -33,6 +33,8 @@ def render_html(report: dict, charts: dict[str, bytes] | None = None, per_layer_
         style = " style='color:#a01010'" if head.get("broken") else ""
         parts.append(f"<h2{style}>{html.escape(headline_text(report))}</h2>")
     parts.append("<h2>FP32 vs INT8</h2>" + _table(("", "FP32", "INT8"), summary_rows(report)))
+    if latency_line(report):
+        parts.append(f"<p class='meta'>{html.escape(latency_line(report))}</p>")
     for caption, png in pictures or []:
         b64 = base64.b64encode(png).decode("ascii")
         parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'><figcaption>{html.escape(caption)}</figcaption></figure>")

@@ -26,7 +26,10 @@ TARGET_KINDS = ("onnxruntime", "rknn", "openvino", "tensorrt")
 RKNN_PLATFORMS = ("rk3588", "rk3576", "rk3568", "rk3566", "rk3562", "rv1106", "rv1106b", "rv1103", "rv1103b", "rv1126b", "rk2118")
 
 # Which quantization settings a target honours; the wizard greys out the rest.
-QDQ_SETTINGS = frozenset({"per_channel", "activation_type", "symmetric_activations", "format", "exclude_nodes", "keep_float"})
+QDQ_SETTINGS = frozenset({"per_channel", "activation_type", "symmetric_activations", "format", "exclude_nodes", "keep_float",
+                          "equalize", "bias_correction", "share_concat_ranges", "batch_one"})
+# ONNX Runtime alone: its x86 kernels' needs (reduce range, channels padded to 4) and its own fused graph.
+ORT_SETTINGS = QDQ_SETTINGS | {"reduce_range", "pad_channels", "ort_optimized"}
 
 
 class TargetUnavailable(UserError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Target
+from .base import ORT_SETTINGS, Target
 
 TARGET = Target(
     kind="onnxruntime",
@@ -11,4 +11,5 @@ TARGET = Target(
     summary="A QDQ ONNX model for ONNX Runtime (CPU, and the NPUs and GPUs it drives); latency measured here.",
     availability=lambda settings: "",
     run=None,
+    settings=ORT_SETTINGS,
 )

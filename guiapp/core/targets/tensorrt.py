@@ -34,7 +34,7 @@ from .onnxflow import cache_files, place, run_onnx_flow
 def tensorrt_settings(q: QuantSettings) -> QuantSettings:
     """What TensorRT's explicit quantization accepts, whatever was chosen."""
     return replace(q, format="qdq", activation_type="int8", weight_type="int8", symmetric_activations=True,
-                   per_channel=True, reduce_range=False, tensorrt_form=True)
+                   per_channel=True, reduce_range=False, tensorrt_form=True, pad_channels=False, ort_optimized=False)
 
 
 def version_code(version: str) -> int:
@@ -86,7 +86,7 @@ def run(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None
         trt_cache = tmp / "trt.cache"
         trt_cache.write_text(calibration_cache(scales, job.target.tensorrt_version), encoding="utf-8")
         changed = [f"{k} {getattr(job.quantization, k)} -> {getattr(q, k)}" for k in
-                   ("format", "activation_type", "symmetric_activations", "per_channel", "reduce_range")
+                   ("format", "activation_type", "symmetric_activations", "per_channel", "reduce_range", "pad_channels", "ort_optimized")
                    if getattr(job.quantization, k) != getattr(q, k)]
         # ONNX Runtime's speed advice and timings say nothing about TensorRT (no constant folding
         # of the weights' Q/DQ pairs, int8 activations on x86).
@@ -115,6 +115,6 @@ TARGET = Target(
     summary="A QDQ model TensorRT reads as it is (symmetric int8) and a calibration cache; checked in ONNX Runtime (no GPU here).",
     availability=lambda settings: "",
     run=run,
-    settings=frozenset({"exclude_nodes", "keep_float"}),
+    settings=frozenset({"exclude_nodes", "keep_float", "equalize", "bias_correction", "share_concat_ranges", "batch_one"}),
     companions=lambda output: [cache_path(output)],
 )

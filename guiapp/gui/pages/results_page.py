@@ -14,7 +14,7 @@ from ...core.atomic import atomic_write_text
 from ...core.errors import Cancelled, StudioError
 from ...core.pipeline import quantize
 from ...core.pipeline import resolve_spec
-from ...core.report import headline_text, run_summary, summary_rows, write_report
+from ...core.report import headline_text, latency_line, run_summary, summary_rows, write_report
 from ...core.report_html import render_html
 from ...core.visuals import class_names, sample_pngs
 from ...core.targets.registry import TARGETS
@@ -115,7 +115,7 @@ class ResultsPage(Page):
             w.setVisible(rerun)
         rows = summary_rows(r)
         text = "  ·  ".join(f"{what}: FP32 {a} → INT8 {b}" if a else f"{what}: {b}" for what, a, b in rows[:3])
-        text += "\n" + run_summary(r)
+        text += "\n" + "\n".join(filter(None, (latency_line(r), run_summary(r))))
         self.summary.setText(text)
         self._show_pictures(r)
         self.warnings.setText("\n".join("⚠ " + w for w in r.get("warnings", [])))
