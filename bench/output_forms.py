@@ -70,12 +70,15 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=200, help="timed inferences per measurement (at least)")
     ap.add_argument("--min-seconds", type=float, default=2.0, help="timed seconds per measurement (at least)")
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (default: ONNX Runtime's own choice)")
+    ap.add_argument("--work", type=Path, help="folder for the models (kept; a variant already there is timed again, "
+                                              "not quantized again)")
     args = ap.parse_args()
 
     from guiapp.core import pipeline
     from guiapp.core.job import QuantSettings
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-forms-"))
+    tmp = args.work or Path(tempfile.mkdtemp(prefix="bench-forms-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     print(cpu_line(args.threads) + "\n")
     for name in args.models:
         files: dict[str, Path] = {}
@@ -85,8 +88,13 @@ def main() -> int:
             out = tmp / f"{name}.{len(files)}.onnx"
             job = job_for(name, out, tmp / f"{name}.calib.npz", args.evaluate)
             job = replace(job, quantization=replace(QuantSettings(), **changes))
-            print(f"{name}: quantizing, {label} ...", flush=True)
-            acc = pipeline.quantize(job, overwrite=True).report["accuracy"]
+            done = out.with_suffix(".accuracy.json")
+            if out.is_file() and done.is_file():
+                acc = json.loads(done.read_text())
+            else:
+                print(f"{name}: quantizing, {label} ...", flush=True)
+                acc = pipeline.quantize(job, overwrite=True).report["accuracy"]
+                done.write_text(json.dumps(acc))
             files[label], top1[label], fp32_top1 = out, acc["int8"]["top1"], acc["fp32"]["top1"]
         fp32 = job.model
         feed = tmp / f"{name}.feed.npz"
