@@ -52,14 +52,14 @@ ORT_HISTOGRAM = {"entropy", "percentile"}
 
 
 def worker_ours(cfg: dict) -> dict:
-    from guiapp.core.calibration import calibrate
-    from guiapp.core.feeds import Feeds
+    from guiapp.core.calibrate.calibration import calibrate
+    from guiapp.core.model.feeds import Feeds
     from guiapp.core.job import CalibrationSettings, Job, QuantSettings
-    from guiapp.core.modelinfo import inspect_model
+    from guiapp.core.model.modelinfo import inspect_model
     from guiapp.core.pipeline import build, prepare
-    from guiapp.core.preprocess import PreprocessSpec
+    from guiapp.core.data.preprocess import PreprocessSpec
     from guiapp.core.progress import CancelToken, no_progress
-    from guiapp.core.strategies import StrategySettings, Target, compute_ranges
+    from guiapp.core.calibrate.strategies import StrategySettings, Target, compute_ranges
 
     t0 = time.perf_counter()
     spec = PreprocessSpec(**_spec_kwargs(cfg["spec"]))
@@ -84,7 +84,7 @@ def worker_ort(cfg: dict) -> dict:
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from guiapp.core.preprocess import PreprocessSpec, load_tensor
+    from guiapp.core.data.preprocess import PreprocessSpec, load_tensor
 
     t0 = time.perf_counter()
     spec = PreprocessSpec(**_spec_kwargs(cfg["spec"]))
@@ -163,7 +163,7 @@ def evaluate(models: dict[str, Path], input_name: str, spec, files, labels, offs
     import numpy as np
     import onnxruntime as ort
 
-    from guiapp.core.preprocess import load_tensor
+    from guiapp.core.data.preprocess import load_tensor
 
     sessions = {k: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for k, p in models.items()}
     hits = {k: 0 for k in models}
@@ -196,10 +196,10 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    from guiapp.core.dataset import ReadLog, iter_tensors, labels_from_csv, list_images, seeded_order
-    from guiapp.core.modelinfo import inspect_model
-    from guiapp.core.preprocess import preset
-    from guiapp.core.strategies import METHODS
+    from guiapp.core.data.dataset import ReadLog, iter_tensors, labels_from_csv, list_images, seeded_order
+    from guiapp.core.model.modelinfo import inspect_model
+    from guiapp.core.data.preprocess import preset
+    from guiapp.core.calibrate.strategies import METHODS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", type=Path)

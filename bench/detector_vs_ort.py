@@ -32,13 +32,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[1]))
 
-from guiapp.core.dataset import list_images, seeded_order  # noqa: E402
-from guiapp.core.evaluate import evaluate_models, resolve_labels  # noqa: E402
-from guiapp.core.feeds import make_feeds  # noqa: E402
+from guiapp.core.data.dataset import list_images, seeded_order  # noqa: E402
+from guiapp.core.evaluate.compare import evaluate_models, resolve_labels  # noqa: E402
+from guiapp.core.model.feeds import make_feeds  # noqa: E402
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings  # noqa: E402
-from guiapp.core.modelinfo import inspect_model  # noqa: E402
+from guiapp.core.model.modelinfo import inspect_model  # noqa: E402
 from guiapp.core.pipeline import quantize, resolve_spec  # noqa: E402
-from guiapp.core.preprocess import load_tensor, preset  # noqa: E402
+from guiapp.core.data.preprocess import load_tensor, preset  # noqa: E402
 from guiapp.core.progress import CancelToken, no_progress  # noqa: E402
 from guiapp.core.tasks import TaskSettings, detect_task  # noqa: E402
 

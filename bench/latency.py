@@ -7,7 +7,7 @@ For an FP32 model and its INT8 model, each run of this script measures
               script, as a user times a model: one session with default
               options, warm-up, then a loop of timed runs; the median;
   app         both models with the app's own latency function
-              (guiapp.core.latency.time_models, what a quantization run
+              (guiapp.core.evaluate.latency.time_models, what a quantization run
               reports), in a fresh process;
 
 and prints per-run figures, the medians over runs, the ratio app/standalone
@@ -72,7 +72,7 @@ def app_worker(fp32: str, int8: str, feed_file: str, threads: int) -> dict:
     """The app's latency function on both models (runs in a fresh process)."""
     import numpy as np
 
-    from guiapp.core.latency import time_models
+    from guiapp.core.evaluate.latency import time_models
 
     feed = dict(np.load(feed_file))
     summaries, context, _ = time_models({"fp32": Path(fp32), "int8": Path(int8)}, feed, runs=50, threads=threads or None)
@@ -114,7 +114,7 @@ class Others:
     CPU time subtracted from the machine's busy time)."""
 
     def __enter__(self):
-        from guiapp.core.latency import OthersMeter
+        from guiapp.core.evaluate.latency import OthersMeter
 
         self.meter = OthersMeter(own_cpu=lambda: _children_cpu())
         self.meter.start()
@@ -159,7 +159,7 @@ def quantize_for_bench(model: Path, job_file: Path | None, out: Path, progress: 
 
     from guiapp.core import pipeline
     from guiapp.core.job import CalibrationSettings, EvalSettings, Job
-    from guiapp.core.preprocess import PreprocessSpec
+    from guiapp.core.data.preprocess import PreprocessSpec
 
     if job_file is not None:
         job = replace(Job.load(job_file), model=model, output=out, report=None, cache=None)
@@ -187,7 +187,7 @@ def quantize_for_bench(model: Path, job_file: Path | None, out: Path, progress: 
 def cpu_line(threads: int) -> str:
     import onnxruntime
 
-    from guiapp.core.cpu import current_cpu
+    from guiapp.core.evaluate.cpu import current_cpu
 
     cpu = current_cpu()
     return (f"CPU: {cpu.model}; INT8 instruction sets: {cpu.features_text()}; {os.cpu_count()} logical CPUs, "
@@ -224,7 +224,7 @@ def main() -> int:
     print(cpu_line(args.threads))
     print(f"FP32: {args.model}\nINT8: {int8}\ninput: {shapes} (fixed random values, the same for every measurement)")
     print(f"standalone: fresh process, plain ONNX Runtime, >= {args.n} runs and >= {args.min_seconds:g} s after warm-up; "
-          "app: guiapp.core.latency.time_models in a fresh process\n")
+          "app: guiapp.core.evaluate.latency.time_models in a fresh process\n")
     head = (f"{'run':>3}  {'load before':>11}  {'FP32 alone':>10}  {'FP32 app':>8}  {'INT8 alone':>10}  {'INT8 app':>8}  "
             f"{'load after':>10}  {'others':>6}  {'spread':>6}")
     print(head + "\n" + "-" * len(head))

@@ -22,13 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from guiapp.core.dataset import list_images, seeded_order  # noqa: E402
-from guiapp.core.feeds import make_feeds  # noqa: E402
-from guiapp.core.modelinfo import inspect_model  # noqa: E402
-from guiapp.core.normcandidates import candidates  # noqa: E402
-from guiapp.core.normcheck import _session, check_normalization  # noqa: E402
+from guiapp.core.data.dataset import list_images, seeded_order  # noqa: E402
+from guiapp.core.model.feeds import make_feeds  # noqa: E402
+from guiapp.core.model.modelinfo import inspect_model  # noqa: E402
+from guiapp.core.data.normcandidates import candidates  # noqa: E402
+from guiapp.core.data.normcheck import _session, check_normalization  # noqa: E402
 from guiapp.core.pipeline import resolve_spec  # noqa: E402
-from guiapp.core.preprocess import PreprocessSpec, load_tensor  # noqa: E402
+from guiapp.core.data.preprocess import PreprocessSpec, load_tensor  # noqa: E402
 from guiapp.core.tasks import detect_task  # noqa: E402
 
 MODELS = ("squeezenet1.1", "mobilenetv2_1.0_224", "squeezenet1.0_nhwc", "mnist", "ultraface_rfb320")

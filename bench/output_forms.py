@@ -45,7 +45,7 @@ VARIANTS = {  # name -> QuantSettings changes from the defaults
 
 def job_for(name: str, out: Path, cache: Path, evaluate: int):
     from guiapp.core.job import CalibrationSettings, EvalSettings, Job
-    from guiapp.core.preprocess import PreprocessSpec
+    from guiapp.core.data.preprocess import PreprocessSpec
 
     assets = assets_dir()
     entry = json.loads((assets / "models" / "specs.json").read_text())[name]

@@ -30,16 +30,16 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 import numpy as np  # noqa: E402
 
-from guiapp.core.calibration import calibrate  # noqa: E402
-from guiapp.core.dataset import ReadLog, batches, iter_tensors, list_images, seeded_order  # noqa: E402
-from guiapp.core.feeds import make_feeds  # noqa: E402
+from guiapp.core.calibrate.calibration import calibrate  # noqa: E402
+from guiapp.core.data.dataset import ReadLog, batches, iter_tensors, list_images, seeded_order  # noqa: E402
+from guiapp.core.model.feeds import make_feeds  # noqa: E402
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings  # noqa: E402
-from guiapp.core.modelinfo import inspect_model  # noqa: E402
+from guiapp.core.model.modelinfo import inspect_model  # noqa: E402
 from guiapp.core.pipeline import Prepared, build, prepare, resolve_spec  # noqa: E402
-from guiapp.core.preprocess import preset  # noqa: E402
+from guiapp.core.data.preprocess import preset  # noqa: E402
 from guiapp.core.progress import CancelToken, no_progress  # noqa: E402
-from guiapp.core.report import environment  # noqa: E402
-from guiapp.core.sessions import make_session  # noqa: E402
+from guiapp.core.report.summary import environment  # noqa: E402
+from guiapp.core.evaluate.sessions import make_session  # noqa: E402
 from guiapp.core.tasks import EvalContext, TaskSettings, detect_task  # noqa: E402
 from guiapp.core.tuning.evalset import build_evalset  # noqa: E402
 from guiapp.core.tuning.trials import Goal, TrialSettings  # noqa: E402

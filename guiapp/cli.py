@@ -18,12 +18,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import APP_NAME, __version__, cli_normcheck
-from .core.calibcache import default_path
+from .core.calibrate.calibcache import default_path
 from .core.errors import Cancelled, JobError, StudioError, UserError
 from .core.job import ACTIVATION_TYPES, FORMATS, METHODS, CalibrationSettings, EvalSettings, Job, QuantSettings, TuningSettings
-from .core.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset, with_preset
+from .core.data.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES, PreprocessSpec, preset, with_preset
 from .core.progress import CancelToken
-from .core.report import (
+from .core.report.summary import (
     broken_warning, format_table, headline_text, latency_line, per_layer_table, run_summary, summary_rows, write_report,
 )
 from .core.tasks import TASK_KINDS, TaskSettings, default_resize, detect_task
@@ -241,7 +241,7 @@ def task_from_flags(args, base: TaskSettings | None = None) -> TaskSettings:
 
 
 def job_from_args(args) -> Job:
-    from .core.modelinfo import inspect_model
+    from .core.model.modelinfo import inspect_model
 
     base = Job.load(args.job) if args.job else None
     model = args.model or (base.model if base else None)
@@ -364,7 +364,7 @@ def _cache_path(args, out: Path, base: Job | None) -> Path | None:
 
 
 def cmd_inspect(args) -> int:
-    from .core.modelinfo import inspect_model
+    from .core.model.modelinfo import inspect_model
 
     info = inspect_model(args.model, layout=args.layout)
     task = detect_task(info)
@@ -377,7 +377,7 @@ def cmd_inspect(args) -> int:
 
 
 def _run_job(job: Job, overwrite: bool) -> dict:
-    from .core.ortquant import settings_warnings
+    from .core.quantize.ortquant import settings_warnings
     from .core.pipeline import quantize
 
     early = settings_warnings(job.quantization) if job.target.kind == "onnxruntime" else []
@@ -435,10 +435,10 @@ def _written(job: Job, report: dict) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from .core.dataset import list_images
-    from .core.evaluate import evaluate_models, resolve_labels
-    from .core.modelinfo import inspect_model
-    from .core.feeds import make_feeds
+    from .core.data.dataset import list_images
+    from .core.evaluate.compare import evaluate_models, resolve_labels
+    from .core.model.modelinfo import inspect_model
+    from .core.model.feeds import make_feeds
     from .core.pipeline import resolve_spec
 
     info = inspect_model(args.fp32, layout=args.layout or "auto")

@@ -48,7 +48,7 @@ def add_parser(sub, preprocess_flags) -> None:
 
 def _flags(candidate, spec) -> str:
     """The quantize flags that select ``candidate``."""
-    from .core.preprocess import preset
+    from .core.data.preprocess import preset
 
     if candidate.preset is not None and candidate.same_as(replace(candidate, **_values(preset(candidate.preset, spec.channels)))):
         return f"--preset {candidate.preset}"
@@ -62,13 +62,13 @@ def _values(spec) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from .cli import EXIT_OK, _input_values, _labels, _sigint_cancels, spec_from_flags, task_from_flags
-    from .core.dataset import list_images
+    from .core.data.dataset import list_images
     from .core.errors import JobError
-    from .core.evaluate import resolve_labels
-    from .core.feeds import make_feeds
+    from .core.evaluate.compare import resolve_labels
+    from .core.model.feeds import make_feeds
     from .core.job import EvalSettings
-    from .core.modelinfo import inspect_model
-    from .core.normcheck import check_normalization
+    from .core.model.modelinfo import inspect_model
+    from .core.data.normcheck import check_normalization
     from .core.pipeline import check_model, resolve_spec
     from .core.tasks import default_resize, detect_task
     from .terminal import ProgressBar

@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from builders import IR_VERSION, OPSET
-from guiapp.core.preprocess import PreprocessSpec, normalize
+from guiapp.core.data.preprocess import PreprocessSpec, normalize
 
 COLOURS = {
     "orange": (255, 140, 0),

@@ -49,7 +49,7 @@ def quantized(d: Path, fmt: str, calib: Path) -> Path:
     """QDQ or QOperator, made by our own pipeline."""
     from guiapp.core import pipeline
     from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
-    from guiapp.core.preprocess import preset
+    from guiapp.core.data.preprocess import preset
 
     src = d / f"fp32_{fmt}.onnx"
     convnet(src)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto
 
 from guiapp.core.errors import ModelError, StudioError
-from guiapp.core.modelinfo import inspect_model
+from guiapp.core.model.modelinfo import inspect_model
 
 OK, REFUSED = "loaded", "refused"
 

@@ -7,14 +7,15 @@ import onnx
 import pytest
 
 from builders import convnet, deepnet, image_folder
-from guiapp.core import calibcache, pipeline
-from guiapp.core.calibration import collect, tensors_to_calibrate
-from guiapp.core.feeds import Feeds
+from guiapp.core.calibrate import calibcache
+from guiapp.core import pipeline
+from guiapp.core.calibrate.calibration import collect, tensors_to_calibrate
+from guiapp.core.model.feeds import Feeds
 from guiapp.core.errors import Cancelled
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
-from guiapp.core.preprocess import preset
+from guiapp.core.data.preprocess import preset
 from guiapp.core.progress import CALIBRATE, CancelToken, no_progress
-from guiapp.core.strategies import METHODS
+from guiapp.core.calibrate.strategies import METHODS
 
 
 def test_memory_stays_flat_as_batches_grow(tmp_path):
@@ -69,7 +70,7 @@ def test_a_minmax_cache_has_no_histograms_for_histogram_methods(tmp_path, model_
 
 
 def test_cache_entries_round_trip_exactly(tmp_path, model_path):
-    from guiapp.core.histogram import TensorStats
+    from guiapp.core.calibrate.histogram import TensorStats
 
     s = TensorStats()
     s.fold(np.random.default_rng(0).standard_normal((4, 100)).astype(np.float32))

@@ -9,9 +9,9 @@ from onnx import numpy_helper
 
 from builders import convnet
 from guiapp.core import pipeline
-from guiapp.core.chanpad import pad_conv_channels
+from guiapp.core.quantize.chanpad import pad_conv_channels
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
-from guiapp.core.preprocess import preset
+from guiapp.core.data.preprocess import preset
 
 
 def quantize(model, calib, out, tmp_path, channels=3, **q):

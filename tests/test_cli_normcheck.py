@@ -8,9 +8,10 @@ import pytest
 
 from colour_model import colour_classifier, colour_images
 from guiapp.cli import main
-from guiapp.core import normcheck, pipeline
+from guiapp.core.data import normcheck
+from guiapp.core import pipeline
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job
-from guiapp.core.preprocess import preset
+from guiapp.core.data.preprocess import preset
 
 
 @pytest.fixture(scope="module")

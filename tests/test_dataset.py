@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from builders import image_folder
-from guiapp.core.dataset import (
+from guiapp.core.data.dataset import (
     ReadLog,
     batches,
     iter_tensors,
@@ -17,7 +17,7 @@ from guiapp.core.dataset import (
     seeded_order,
 )
 from guiapp.core.errors import DatasetError
-from guiapp.core.preprocess import preset
+from guiapp.core.data.preprocess import preset
 from guiapp.core.progress import CancelToken
 from guiapp.core.errors import Cancelled
 

@@ -4,7 +4,7 @@ import json
 
 from guiapp.cli import main
 from guiapp.core.demo import demo_folder
-from guiapp.core.modelinfo import inspect_model
+from guiapp.core.model.modelinfo import inspect_model
 
 
 def test_demo_bundle_is_small_and_complete():

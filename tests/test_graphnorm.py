@@ -11,10 +11,10 @@ from onnx import helper, numpy_helper
 
 from builders import convnet, save
 from guiapp.cli import main
-from guiapp.core.graphnorm import graph_normalization
-from guiapp.core.modelinfo import inspect_model
-from guiapp.core.preprocess import preset
-from guiapp.core.preview import build_preview, warnings_for
+from guiapp.core.model.graphnorm import graph_normalization
+from guiapp.core.model.modelinfo import inspect_model
+from guiapp.core.data.preprocess import preset
+from guiapp.core.data.preview import build_preview, warnings_for
 from PIL import Image
 
 

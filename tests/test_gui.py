@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication, QWizard  # noqa: E402
 from builders import convnet, image_folder, save  # noqa: E402
 from guiapp.core.demo import demo_folder  # noqa: E402
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job  # noqa: E402
-from guiapp.core.preprocess import load_tensor  # noqa: E402
+from guiapp.core.data.preprocess import load_tensor  # noqa: E402
 
 RUN_TIMEOUT = 180_000
 

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from colour_model import colour_classifier, colour_images  # noqa: E402
 from guiapp.core.job import CalibrationSettings  # noqa: E402
-from guiapp.core.preprocess import preset  # noqa: E402
+from guiapp.core.data.preprocess import preset  # noqa: E402
 from test_gui import dialogs, next_button, open_model, page, window  # noqa: E402,F401 - fixtures
 
 

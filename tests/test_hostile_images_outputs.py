@@ -21,9 +21,9 @@ from builders import convnet, image_folder
 from conftest import sha256
 from guiapp.cli import main
 from guiapp.core import pipeline
-from guiapp.core.dataset import list_images
+from guiapp.core.data.dataset import list_images
 from guiapp.core.errors import ImageReadError
-from guiapp.core.imagefile import open_rgb
+from guiapp.core.data.imagefile import open_rgb
 
 REASONS = {
     "0-byte": "empty file",

@@ -16,7 +16,7 @@ from builders import image_folder
 from conftest import sha256
 from guiapp.cli import main
 from guiapp.core.errors import ModelError
-from guiapp.core.modelinfo import inspect_model
+from guiapp.core.model.modelinfo import inspect_model
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_already_quantized_models_are_refused_by_name(tmp_path, calib, capsys, f
 def test_weights_in_constants_end_up_int8(tmp_path, calib):
     from guiapp.core import pipeline
     from guiapp.core.job import CalibrationSettings, EvalSettings, Job
-    from guiapp.core.preprocess import preset
+    from guiapp.core.data.preprocess import preset
 
     model = corpus.constant_weights(tmp_path)
     job = Job(model, tmp_path / "o.onnx", preset("imagenet", resize="stretch"), CalibrationSettings(folders=(calib,), max_images=4),

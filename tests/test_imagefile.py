@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from guiapp.core.errors import ImageReadError
-from guiapp.core.imagefile import open_rgb
+from guiapp.core.data.imagefile import open_rgb
 
 
 def test_exif_rotated_jpeg_comes_out_upright(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from guiapp.core.errors import JobError
 from guiapp.core.job import JOB_VERSION, CalibrationSettings, EvalSettings, Job, QuantSettings
-from guiapp.core.preprocess import preset
+from guiapp.core.data.preprocess import preset
 
 
 def full_job(tmp_path):

@@ -5,8 +5,8 @@ checked with stand-in sessions and sample /proc texts."""
 import numpy as np
 import pytest
 
-from guiapp.core import latency
-from guiapp.core.cpu import parse_cpuinfo
+from guiapp.core.evaluate import latency
+from guiapp.core.evaluate.cpu import parse_cpuinfo
 from guiapp.core.errors import Cancelled
 from guiapp.core.progress import CancelToken
 

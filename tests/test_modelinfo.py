@@ -7,7 +7,7 @@ import numpy as np
 
 from builders import IR_VERSION, convnet, save
 from guiapp.core.errors import ModelError
-from guiapp.core.modelinfo import inspect_model
+from guiapp.core.model.modelinfo import inspect_model
 
 
 def test_nchw_model_summary(tmp_path):

@@ -12,14 +12,14 @@ import pytest
 
 from builders import convnet, image_folder
 from colour_model import colour_classifier, colour_images
-from guiapp.core.dataset import labels_from_subfolders, list_images
+from guiapp.core.data.dataset import labels_from_subfolders, list_images
 from guiapp.core.errors import Cancelled, DatasetError
-from guiapp.core.feeds import make_feeds
-from guiapp.core.modelinfo import inspect_model
-from guiapp.core.normcandidates import Candidate, candidates
-from guiapp.core.normcheck import NormCheck, check_normalization, logit_taps, rank, verdict
+from guiapp.core.model.feeds import make_feeds
+from guiapp.core.model.modelinfo import inspect_model
+from guiapp.core.data.normcandidates import Candidate, candidates
+from guiapp.core.data.normcheck import NormCheck, check_normalization, logit_taps, rank, verdict
 from guiapp.core.pipeline import resolve_spec
-from guiapp.core.preprocess import PreprocessSpec, preset
+from guiapp.core.data.preprocess import PreprocessSpec, preset
 from guiapp.core.progress import CancelToken
 from guiapp.core.tasks import TaskGuess, TaskSettings, detect_task
 from guiapp.core.tasks.base import Judgement, PlausibilityInput, one_score, weighted_mean
@@ -299,7 +299,7 @@ def test_the_check_notes_a_model_that_normalizes_its_input(tmp_path):
 
 
 def test_a_time_budget_takes_as_many_images_as_fit(tmp_path, colours, monkeypatch):
-    from guiapp.core import normcheck
+    from guiapp.core.data import normcheck
 
     class Clock:  # every reading one second later: one batch run "takes" 1 s
         t = 0.0

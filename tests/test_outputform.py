@@ -10,12 +10,13 @@ import pytest
 
 from builders import convnet
 from guiapp.cli import build_parser, job_from_args
-from guiapp.core import ortquant, pipeline
-from guiapp.core.cpu import CpuInfo
+from guiapp.core.quantize import ortquant
+from guiapp.core import pipeline
+from guiapp.core.evaluate.cpu import CpuInfo
 from guiapp.core.errors import JobError
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
-from guiapp.core.outputform import fix_batch
-from guiapp.core.preprocess import preset
+from guiapp.core.quantize.outputform import fix_batch
+from guiapp.core.data.preprocess import preset
 
 
 def run(model, calib, out, tmp_path, **q):

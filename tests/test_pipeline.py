@@ -12,8 +12,8 @@ from conftest import sha256
 from guiapp.core import pipeline
 from guiapp.core.errors import Cancelled, DatasetError, ModelError, OutputError
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
-from guiapp.core.modelinfo import inspect_model
-from guiapp.core.preprocess import load_tensor, preset
+from guiapp.core.model.modelinfo import inspect_model
+from guiapp.core.data.preprocess import load_tensor, preset
 
 
 def make_job(model, calib, out, **kw):

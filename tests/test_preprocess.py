@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from guiapp.core.errors import JobError
-from guiapp.core.preprocess import PreprocessSpec, load_tensor, matching_preset, prepare, preset
+from guiapp.core.data.preprocess import PreprocessSpec, load_tensor, matching_preset, prepare, preset
 
 PIXEL = (200, 100, 50)  # R, G, B
 

@@ -6,10 +6,10 @@ from onnx import helper, numpy_helper
 from PIL import Image
 
 from builders import convnet, save
-from guiapp.core.modelinfo import inspect_model
-from guiapp.core.preprocess import PreprocessSpec, prepare, preset
-from guiapp.core.preview import ResizeCache, build_preview, equivalents, target_range, warnings_for
-from guiapp.core.report_html import render_html
+from guiapp.core.model.modelinfo import inspect_model
+from guiapp.core.data.preprocess import PreprocessSpec, prepare, preset
+from guiapp.core.data.preview import ResizeCache, build_preview, equivalents, target_range, warnings_for
+from guiapp.core.report.html import render_html
 
 
 def photo(seed=0, size=(64, 48)):
@@ -100,7 +100,7 @@ def test_html_report_is_self_contained_and_escaped():
 
 
 def test_run_summary_counts_only_the_images_calibration_used():
-    from guiapp.core.report import run_summary
+    from guiapp.core.report.summary import run_summary
 
     cal = {"method": "minmax", "images_used": 12, "images_skipped": 2, "cache_used": False, "cache": None, "seconds": 1.0}
     ev = {"images_used": 10, "source": "calibration folders, images not used for calibration", "excluded_calibration_overlap": 14}

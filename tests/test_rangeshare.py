@@ -8,8 +8,8 @@ from onnx import TensorProto, helper, numpy_helper
 from builders import IR_VERSION, OPSET, image_folder
 from guiapp.core import pipeline
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
-from guiapp.core.preprocess import preset
-from guiapp.core.rangeshare import share_concat_ranges
+from guiapp.core.data.preprocess import preset
+from guiapp.core.quantize.rangeshare import share_concat_ranges
 
 
 def graph(nodes, outputs=("y",)):

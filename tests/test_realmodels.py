@@ -14,9 +14,9 @@ import onnxruntime as ort
 import pytest
 
 from guiapp.core import pipeline
-from guiapp.core.dataset import labels_from_csv, list_images
+from guiapp.core.data.dataset import labels_from_csv, list_images
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job
-from guiapp.core.preprocess import PreprocessSpec, load_tensor
+from guiapp.core.data.preprocess import PreprocessSpec, load_tensor
 from guiapp.core.tasks import TaskSettings
 
 pytestmark = pytest.mark.realmodels

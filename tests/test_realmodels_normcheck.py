@@ -9,13 +9,13 @@ from dataclasses import replace
 
 import pytest
 
-from guiapp.core.dataset import list_images
-from guiapp.core.feeds import make_feeds
-from guiapp.core.modelinfo import inspect_model
-from guiapp.core.normcandidates import Candidate
-from guiapp.core.normcheck import check_normalization
+from guiapp.core.data.dataset import list_images
+from guiapp.core.model.feeds import make_feeds
+from guiapp.core.model.modelinfo import inspect_model
+from guiapp.core.data.normcandidates import Candidate
+from guiapp.core.data.normcheck import check_normalization
 from guiapp.core.pipeline import resolve_spec
-from guiapp.core.preprocess import PreprocessSpec
+from guiapp.core.data.preprocess import PreprocessSpec
 from guiapp.core.tasks import detect_task
 
 pytestmark = pytest.mark.realmodels

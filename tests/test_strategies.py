@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from guiapp.core.histogram import HALF, TensorStats
-from guiapp.core.strategies import StrategySettings, Target, entropy_threshold, mse_range, percentile_range, tensor_range
+from guiapp.core.calibrate.histogram import HALF, TensorStats
+from guiapp.core.calibrate.strategies import StrategySettings, Target, entropy_threshold, mse_range, percentile_range, tensor_range
 
 
 def heavy_tailed(seed=0, relu=False, shape=(32, 20000)):
@@ -161,7 +161,7 @@ def test_mse_range_minimizes_the_quantization_error_among_nearby_ranges(relu):
 
 
 def _derive_vs_direct(op, a, b, bounds=None, histograms=True):
-    from guiapp.core.histogram import derived_extremes, derived_hist
+    from guiapp.core.calibrate.histogram import derived_extremes, derived_hist
 
     sa, sb, derived, direct = TensorStats(), TensorStats(), TensorStats(), TensorStats()
     for xa, xb in zip(a, b):

@@ -18,10 +18,10 @@ from PIL import Image
 from builders import image_folder
 from guiapp.core.demo import demo_folder
 from guiapp.core.errors import Cancelled
-from guiapp.core.imagefile import open_rgb
+from guiapp.core.data.imagefile import open_rgb
 from guiapp.core.job import Job
 from guiapp.core.pipeline import quantize
-from guiapp.core.preprocess import PreprocessSpec, model_pixels
+from guiapp.core.data.preprocess import PreprocessSpec, model_pixels
 from guiapp.core.progress import QUANTIZE, CancelToken
 from guiapp.core.targets import rknn
 from guiapp.core.targets.base import TargetSettings
@@ -225,7 +225,7 @@ def test_an_nhwc_model_gets_an_nchw_input_for_the_toolkit(tmp_path):
 
     from builders import convnet
     from conftest import sha256
-    from guiapp.core.modelinfo import inspect_model
+    from guiapp.core.model.modelinfo import inspect_model
 
     src = tmp_path / "nhwc.onnx"
     convnet(src, layout="nhwc", hw=(24, 20))

@@ -12,14 +12,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from guiapp.core.calibration import calibrate
-from guiapp.core.dataset import list_images
-from guiapp.core.feeds import make_feeds
+from guiapp.core.calibrate.calibration import calibrate
+from guiapp.core.data.dataset import list_images
+from guiapp.core.model.feeds import make_feeds
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job
-from guiapp.core.modelinfo import inspect_model
+from guiapp.core.model.modelinfo import inspect_model
 from guiapp.core.pipeline import prepare, quantize, resolve_spec
 from guiapp.core.progress import CancelToken, no_progress
-from guiapp.core.strategies import StrategySettings, Target, compute_ranges
+from guiapp.core.calibrate.strategies import StrategySettings, Target, compute_ranges
 from guiapp.core.targets.base import TargetSettings
 from guiapp.core.targets.tensorrt import cache_path, calibration_cache, parse_calibration_cache, version_code
 

@@ -104,7 +104,7 @@ def test_an_rknn_output_must_be_named_rknn(tmp_path, model_path, calib_dir, caps
 
 
 def test_methods_without_an_rknn_counterpart_are_refused(model_path):
-    from guiapp.core.preprocess import PreprocessSpec
+    from guiapp.core.data.preprocess import PreprocessSpec
 
     spec = PreprocessSpec(layout="nchw", size=(32, 32))
     job = Job(model_path, target=TargetSettings(kind="rknn"))
@@ -218,7 +218,7 @@ def _alive(pid: int) -> bool:
 
 def test_rknn_refuses_a_search_and_per_tensor_aids_up_front(model_path):
     from guiapp.core.job import TuningSettings
-    from guiapp.core.preprocess import PreprocessSpec
+    from guiapp.core.data.preprocess import PreprocessSpec
 
     spec = PreprocessSpec(layout="nchw", size=(32, 32))
     job = Job(model_path, target=TargetSettings(kind="rknn"))

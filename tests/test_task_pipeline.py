@@ -17,10 +17,10 @@ from builders import convnet, image_folder, save
 from task_models import mask_net, ssd_pair_net, yolo_head_net
 from guiapp.core.errors import DatasetError
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
-from guiapp.core.modelinfo import inspect_model
+from guiapp.core.model.modelinfo import inspect_model
 from guiapp.core.pipeline import quantize
-from guiapp.core.preprocess import placement, preset
-from guiapp.core.report import summary_rows
+from guiapp.core.data.preprocess import placement, preset
+from guiapp.core.report.summary import summary_rows
 
 
 def job_for(model: Path, calib: Path, eval_dir: Path | None, **quant) -> Job:

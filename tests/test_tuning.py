@@ -21,7 +21,7 @@ from guiapp.cli import main
 from guiapp.core.errors import JobError
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings, TuningSettings
 from guiapp.core.pipeline import quantize
-from guiapp.core.preprocess import preset
+from guiapp.core.data.preprocess import preset
 from guiapp.core.progress import CancelToken
 from guiapp.core.tasks import TaskSettings
 from guiapp.core.tuning.equalize import equalize, find_pairs

@@ -12,7 +12,7 @@ small CNN classifier on it with PyTorch, exports it to ONNX and writes:
 - ``demo.job.json``   the quantization job ``guiapp demo`` runs
 
 Training tensors go through the app's own preprocessing
-(:func:`guiapp.core.preprocess.prepare`) after a JPEG round trip, so the model
+(:func:`guiapp.core.data.preprocess.prepare`) after a JPEG round trip, so the model
 learns on exactly what the app feeds it at inference. Every random choice comes
 from fixed seeds: a rerun writes byte-identical images.
 
@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # import guiapp from this checkout
 
 from guiapp.core.job import Job  # noqa: E402
-from guiapp.core.preprocess import load_tensor, prepare, preset  # noqa: E402
+from guiapp.core.data.preprocess import load_tensor, prepare, preset  # noqa: E402
 
 CLASSES = sorted(["circle", "square", "triangle", "cross", "ring", "star"])  # index = position
 IMAGE_SIZE = 110
@@ -231,7 +231,7 @@ def to_tensors(jpegs: list[bytes]) -> torch.Tensor:
     """The app's input tensors for in-memory JPEG files.
 
     ``Image.open(...).convert("RGB")`` decodes a plain RGB JPEG exactly as
-    :func:`guiapp.core.imagefile.open_rgb` does for a file on disk.
+    :func:`guiapp.core.data.imagefile.open_rgb` does for a file on disk.
     """
     arrays = [prepare(Image.open(io.BytesIO(j)).convert("RGB"), SPEC).tensor for j in jpegs]
     return torch.from_numpy(np.stack(arrays))

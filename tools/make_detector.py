@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from guiapp.core.preprocess import placement, prepare, preset  # noqa: E402
+from guiapp.core.data.preprocess import placement, prepare, preset  # noqa: E402
 from scenes import CLASSES, jpeg, scene, yolo_lines  # noqa: E402
 
 SIZE = 160

@@ -123,7 +123,7 @@ def main() -> int:
         wait_until(lambda: state.info is not None and not win.runner.busy)
     else:
         from guiapp.core.job import CalibrationSettings, EvalSettings
-        from guiapp.core.preprocess import preset
+        from guiapp.core.data.preprocess import preset
 
         state.preset_name = args.preset
         state.preprocess = preset(args.preset, state.info.image_input.channels, resize=args.resize or state.preprocess.resize)

@@ -14,8 +14,8 @@ from pathlib import Path
 from .atomic import atomic_write_text
 from .errors import JobError
 from .jobfields import Fields
-from .preprocess import COLORS, INTERPOLATIONS, LAYOUTS, RESIZES, PreprocessSpec
-from .strategies import METHODS
+from .data.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, RESIZES, PreprocessSpec
+from .calibrate.strategies import METHODS
 from .targets.base import RKNN_PLATFORMS, TARGET_KINDS, TargetSettings
 from .tasks.base import TASK_KINDS, TaskSettings
 from .tasks.detection_layout import BOX_FORMATS
@@ -58,7 +58,7 @@ class QuantSettings:
     exclude_nodes: tuple[str, ...] = ()
     exclude_op_types: tuple[str, ...] = ()
     keep_float: int = 0  # re-quantize with the N worst layers (per-layer SQNR) in float
-    protect_outputs: bool = True  # keep output tails that INT8 would crush in float (guiapp.core.protect)
+    protect_outputs: bool = True  # keep output tails that INT8 would crush in float (guiapp.core.quantize.protect)
     equalize: bool = False  # cross-layer equalization before calibrating (for per-tensor weights)
     bias_correction: bool = False  # absorb the weights' quantization shift into the biases
     # The form TensorRT's explicit quantization reads: float weights with a QuantizeLinear/

@@ -18,25 +18,25 @@ from pathlib import Path
 import onnx
 
 from .atomic import atomic_path, check_output_path
-from .calibration import Calibration, calibrate
-from .dataset import ReadLog, batches, iter_tensors, list_images, nothing_readable, seeded_order
+from .calibrate.calibration import Calibration, calibrate
+from .data.dataset import ReadLog, batches, iter_tensors, list_images, nothing_readable, seeded_order
 from .errors import DatasetError, JobError, ModelError, OutputError
-from .evaluate import evaluate_models, resolve_labels
-from .feeds import make_feeds
-from .graphprep import constants_to_initializers, flatten_gemm_biases, name_nodes, pre_process, upgrade_opset
+from .evaluate.compare import evaluate_models, resolve_labels
+from .model.feeds import make_feeds
+from .model.graphprep import constants_to_initializers, flatten_gemm_biases, name_nodes, pre_process, upgrade_opset
 from .job import Job, QuantSettings
-from .modelinfo import ModelInfo, inspect_model, load_proto
-from .normcheck import quiet_check
-from .ortquant import quantize_with_ranges, settings_warnings
-from .outputform import apply_output_form, check_batch_one, concat_note, shared_ranges
-from .perlayer import per_layer_error
-from .preprocess import PreprocessSpec
+from .model.modelinfo import ModelInfo, inspect_model, load_proto
+from .data.normcheck import quiet_check
+from .quantize.ortquant import quantize_with_ranges, settings_warnings
+from .quantize.outputform import apply_output_form, check_batch_one, concat_note, shared_ranges
+from .evaluate.perlayer import per_layer_error
+from .data.preprocess import PreprocessSpec
 from .progress import PREPARE, QUANTIZE, TUNE, CancelToken, ProgressEvent, ProgressFn, no_progress
-from .protect import find_protections
-from .report import broken_warning, environment, now_iso, write_report
-from .sessions import default_threads
+from .quantize.protect import find_protections
+from .report.summary import broken_warning, environment, now_iso, write_report
+from .evaluate.sessions import default_threads
 from .tasks import detect_task
-from .strategies import StrategySettings, Target, compute_ranges
+from .calibrate.strategies import StrategySettings, Target, compute_ranges
 from .tuning.equalize import equalized
 from .tuning.sensitivity import rank
 from .tuning.trials import TrialSettings

@@ -13,11 +13,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from ..core.dataset import list_images
+from ..core.data.dataset import list_images
 from ..core.errors import Cancelled, DatasetError, UserError
-from ..core.feeds import make_feeds
-from ..core.normcandidates import Candidate
-from ..core.normcheck import NormCheck, check_normalization
+from ..core.model.feeds import make_feeds
+from ..core.data.normcandidates import Candidate
+from ..core.data.normcheck import NormCheck, check_normalization
 from ..core.tasks import detect_task
 from . import dialogs
 from .widgets import message_label, sentence

@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from ..core.visuals import LEGEND, dense_picture, detection_picture
+from ..core.evaluate.visuals import LEGEND, dense_picture, detection_picture
 from .widgets import button
 
 Render = Callable[[Callable, Callable], None]  # (work, on_done): runs work off the GUI thread

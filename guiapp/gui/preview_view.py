@@ -11,7 +11,7 @@ import pyqtgraph as pg
 from PIL import Image
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsView, QVBoxLayout, QWidget
 
-from ..core.preview import Preview
+from ..core.data.preview import Preview
 
 MAX_CHANNELS = 3
 CHANNEL_PENS = {"R": "#d62728", "G": "#2ca02c", "B": "#1f77b4", "Y": "#555555"}

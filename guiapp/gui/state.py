@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..core.calibcache import default_path
+from ..core.calibrate.calibcache import default_path
 from ..core.job import CalibrationSettings, EvalSettings, Job, QuantSettings, TuningSettings
-from ..core.modelinfo import ModelInfo
-from ..core.preprocess import PreprocessSpec, matching_preset, preset
+from ..core.model.modelinfo import ModelInfo
+from ..core.data.preprocess import PreprocessSpec, matching_preset, preset
 from ..core.tasks import TaskGuess, TaskSettings, default_resize, detect_task
 from ..core.targets.base import TargetSettings
 

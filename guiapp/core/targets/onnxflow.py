@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path, check_output_path
-from ..dataset import ReadLog, batches, iter_tensors, nothing_readable, seeded_order
+from ..data.dataset import ReadLog, batches, iter_tensors, nothing_readable, seeded_order
 from ..errors import OutputError
-from ..evaluate import Runner, compare_outputs, resolve_labels
+from ..evaluate.compare import Runner, compare_outputs, resolve_labels
 from ..job import Job, QuantSettings
 from ..pipeline import QuantResult, quantize
 from ..progress import CancelToken, ProgressFn
-from ..report import write_report
+from ..report.summary import write_report
 from ..tasks import EvalContext
 from .base import TargetSettings
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..feeds import make_feeds
+from ..model.feeds import make_feeds
 from ..job import Job
-from ..latency import ROUNDS, time_models
-from ..modelinfo import inspect_model
+from ..evaluate.latency import ROUNDS, time_models
+from ..model.modelinfo import inspect_model
 from ..pipeline import QuantResult, resolve_spec
 from ..progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn, no_progress
-from ..sessions import default_threads, make_session
+from ..evaluate.sessions import default_threads, make_session
 from ..tasks import detect_task
 from .base import Target, TargetSettings, require
 from .onnxflow import cache_files, compare_on_files, place, run_onnx_flow

@@ -21,18 +21,18 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_path, atomic_write_text, check_output_path
-from ..dataset import ReadLog, iter_tensors, list_images, nothing_readable, seeded_order
+from ..data.dataset import ReadLog, iter_tensors, list_images, nothing_readable, seeded_order
 from ..errors import JobError, ModelError, OutputError
-from ..evaluate import compare_outputs, resolve_labels
-from ..feeds import make_feeds
-from ..imagefile import open_rgb
+from ..evaluate.compare import compare_outputs, resolve_labels
+from ..model.feeds import make_feeds
+from ..data.imagefile import open_rgb
 from ..job import Job
-from ..modelinfo import inspect_model
+from ..model.modelinfo import inspect_model
 from ..pipeline import QuantResult, _evaluation_files, check_model, hold_back_for_evaluation, resolve_spec
-from ..preprocess import PreprocessSpec, model_pixels, normalize
+from ..data.preprocess import PreprocessSpec, model_pixels, normalize
 from ..progress import CALIBRATE, EVALUATE, PREPARE, QUANTIZE, CancelToken, ProgressEvent, ProgressFn, no_progress
-from ..report import broken_warning, environment, now_iso, write_report
-from ..sessions import default_threads, make_session
+from ..report.summary import broken_warning, environment, now_iso, write_report
+from ..evaluate.sessions import default_threads, make_session
 from ..tasks import EvalContext, detect_task
 from .base import Target, TargetUnavailable
 from .rknn_board import board_snippet

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 
 from ... import __version__
-from ..preprocess import PreprocessSpec
+from ..data.preprocess import PreprocessSpec
 
 _TEMPLATE = '''#!/usr/bin/env python3
 """Run {model} on a Rockchip {platform_upper} board with RKNN-Toolkit-Lite2, fed exactly

@@ -18,14 +18,14 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from .. import calibcache
+from ..calibrate import calibcache
 from ..errors import StudioError
 from ..job import Job, QuantSettings
-from ..ortquant import settings_warnings
+from ..quantize.ortquant import settings_warnings
 from ..pipeline import QuantResult
-from ..strategies import StrategySettings
-from ..strategies import Target as QuantTarget
-from ..strategies import compute_ranges
+from ..calibrate.strategies import StrategySettings
+from ..calibrate.strategies import Target as QuantTarget
+from ..calibrate.strategies import compute_ranges
 from ..progress import CancelToken, ProgressFn, no_progress
 from .base import Target
 from .onnxflow import cache_files, place, run_onnx_flow

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import JobError
-from ..modelinfo import ModelInfo
+from ..model.modelinfo import ModelInfo
 from . import classification, dense, detection, generic
 from .base import TASK_KINDS, EvalContext, Fidelity, Task, TaskGuess, TaskSettings
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from ..errors import JobError
-from ..modelinfo import ModelInfo
+from ..model.modelinfo import ModelInfo
 from .detection_layout import BOX_FORMATS, DetectionLayout
 
 TASK_KINDS = ("auto", "classification", "detection", "dense", "generic")

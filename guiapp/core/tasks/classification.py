@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..modelinfo import ModelInfo
+from ..model.modelinfo import ModelInfo
 from .base import (
     EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, entropy, headline, looks_like_probabilities, one_score,
     softmax, standardized, weighted_mean,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errorstats import ErrorStats
-from ..modelinfo import ModelInfo
+from ..evaluate.errorstats import ErrorStats
+from ..model.modelinfo import ModelInfo
 from .base import (
     EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, channel_groups, entropy, headline, one_score, softmax,
     standardized, weighted_mean,

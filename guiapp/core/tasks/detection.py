@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..imagefile import upright_size
-from ..modelinfo import ModelInfo
-from ..preprocess import placement
+from ..data.imagefile import upright_size
+from ..model.modelinfo import ModelInfo
+from ..data.preprocess import placement
 from .base import EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, headline, one_score, weighted_mean
 from .boxes import Detections, average_precision, iou_matrix, match
 from .detection_layout import DetectionLayout, anchor_predictions, boxes_look_normalized, decode, guess as guess_layout, resolve

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errorstats import ErrorStats
-from ..modelinfo import ModelInfo
+from ..evaluate.errorstats import ErrorStats
+from ..model.modelinfo import ModelInfo
 from .base import EvalContext, Task, TaskGuess, channel_groups, headline
 
 BROKEN_DB = 10.0  # noise amplitude a third of the signal's

@@ -16,11 +16,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..feeds import Feeds
-from ..graphprep import with_outputs
-from ..perlayer import dequantized_weights
+from ..model.feeds import Feeds
+from ..model.graphprep import with_outputs
+from ..evaluate.perlayer import dequantized_weights
 from ..progress import CancelToken
-from ..sessions import make_session
+from ..evaluate.sessions import make_session
 
 
 def channel_means(model: onnx.ModelProto, tensors: list[str], feeds: Feeds,

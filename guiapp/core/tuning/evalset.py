@@ -17,13 +17,13 @@ from typing import Iterator
 import numpy as np
 import onnxruntime as ort
 
-from ..dataset import ReadLog, iter_tensors, nothing_readable, seeded_order
-from ..evaluate import compare_outputs
-from ..feeds import Feeds
-from ..imagefile import open_rgb
-from ..preprocess import PreprocessSpec, model_pixels, normalize
+from ..data.dataset import ReadLog, iter_tensors, nothing_readable, seeded_order
+from ..evaluate.compare import compare_outputs
+from ..model.feeds import Feeds
+from ..data.imagefile import open_rgb
+from ..data.preprocess import PreprocessSpec, model_pixels, normalize
 from ..progress import CancelToken, ProgressFn, no_progress
-from ..sessions import make_session
+from ..evaluate.sessions import make_session
 from ..tasks import EvalContext, TaskGuess
 
 IN_MEMORY_LIMIT = 256 * 2**20

@@ -19,15 +19,15 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from ..dataset import batches as make_batches
-from ..dataset import iter_tensors, seeded_order
+from ..data.dataset import batches as make_batches
+from ..data.dataset import iter_tensors, seeded_order
 from ..errors import StudioError
-from ..feeds import Feeds
-from ..histogram import TensorStats
+from ..model.feeds import Feeds
+from ..calibrate.histogram import TensorStats
 from ..job import QuantSettings
-from ..perlayer import per_layer_error
+from ..evaluate.perlayer import per_layer_error
 from ..progress import CancelToken, no_progress
-from ..strategies import StrategySettings, Target, compute_ranges
+from ..calibrate.strategies import StrategySettings, Target, compute_ranges
 from ..tasks import EvalContext, TaskGuess
 from .biascorr import apply_shifts, bias_shifts
 from .equalize import equalized
@@ -166,7 +166,7 @@ class Workspace:
 
 
 def _log():
-    from ..dataset import ReadLog
+    from ..data.dataset import ReadLog
 
     return ReadLog()
 
@@ -176,7 +176,7 @@ def _latency(session, feeds: Feeds, evalset: EvalSet, fixed_batch: int | None) -
     other session is running or spinning): median of a few timed runs."""
     try:
         x = np.stack([evalset.pixels[0]] * (fixed_batch or 1))
-        from ..preprocess import normalize
+        from ..data.preprocess import normalize
 
         feed = feeds(np.stack([normalize(p, evalset.spec) for p in x]))
         for _ in range(3):

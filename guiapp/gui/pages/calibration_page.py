@@ -13,10 +13,10 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.atomic import check_output_path
-from ...core.dataset import scan_folders
+from ...core.data.dataset import scan_folders
 from ...core.errors import OutputError
-from ...core.ortquant import settings_warnings
-from ...core.strategies import DESCRIPTIONS, METHODS
+from ...core.quantize.ortquant import settings_warnings
+from ...core.calibrate.strategies import DESCRIPTIONS, METHODS
 from ...core.targets.registry import TARGETS
 from .. import dialogs
 from ..target_box import TargetBox

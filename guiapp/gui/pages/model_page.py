@@ -13,8 +13,8 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.errors import JobError, StudioError
-from ...core.feeds import input_hint, make_feeds
-from ...core.modelinfo import ModelInfo, inspect_model
+from ...core.model.feeds import input_hint, make_feeds
+from ...core.model.modelinfo import ModelInfo, inspect_model
 from ...core.tasks import TaskGuess, detect_task
 from ...core.tasks.base import TITLES
 from ...core.tasks.detection_layout import BOX_FORMATS

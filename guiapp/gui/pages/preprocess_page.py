@@ -17,13 +17,13 @@ from PySide6.QtWidgets import (
     QScrollArea, QSpinBox, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ...core.dataset import list_images
+from ...core.data.dataset import list_images
 from ...core.errors import JobError
-from ...core.imagefile import IMAGE_EXTENSIONS, open_rgb
-from ...core.modelinfo import inspect_model
+from ...core.data.imagefile import IMAGE_EXTENSIONS, open_rgb
+from ...core.model.modelinfo import inspect_model
 from ...core.pipeline import resolve_spec
-from ...core.preprocess import INTERPOLATIONS, PRESETS, PreprocessSpec, matching_preset, preset, same_values, with_preset
-from ...core.preview import ResizeCache, build_preview, channel_names, equivalents, target_range, warnings_for
+from ...core.data.preprocess import INTERPOLATIONS, PRESETS, PreprocessSpec, matching_preset, preset, same_values, with_preset
+from ...core.data.preview import ResizeCache, build_preview, channel_names, equivalents, target_range, warnings_for
 from .. import dialogs
 from ..normcheck_view import NormCheckPanel, check_job
 from ..preview_view import PreviewView

@@ -14,9 +14,9 @@ from ...core.atomic import atomic_write_text
 from ...core.errors import Cancelled, StudioError
 from ...core.pipeline import quantize
 from ...core.pipeline import resolve_spec
-from ...core.report import headline_text, latency_line, run_summary, summary_rows, write_report
-from ...core.report_html import render_html
-from ...core.visuals import class_names, sample_pngs
+from ...core.report.summary import headline_text, latency_line, run_summary, summary_rows, write_report
+from ...core.report.html import render_html
+from ...core.evaluate.visuals import class_names, sample_pngs
 from ...core.targets.registry import TARGETS
 from .. import dialogs
 from ..charts import ResultCharts

@@ -16,13 +16,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .errors import ModelError
-from .feeds import Feeds
-from .graphprep import with_outputs
-from .progress import CALIBRATE, CancelToken, ProgressEvent, ProgressFn
+from ..errors import ModelError
+from ..model.feeds import Feeds
+from ..model.graphprep import with_outputs
+from ..progress import CALIBRATE, CancelToken, ProgressEvent, ProgressFn
 from .histogram import EXTREMES_DERIVABLE, HISTOGRAM_DERIVABLE, TensorStats, derived_extremes, derived_hist
-from .quantizable import QUANTIZABLE_OP_TYPES
-from .sessions import make_session
+from ..model.quantizable import QUANTIZABLE_OP_TYPES
+from ..evaluate.sessions import make_session
 from .strategies import HISTOGRAM_METHODS
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
@@ -218,7 +218,7 @@ def calibrate(
     them does not serve such a method. ``variant`` tells apart statistics of
     a transformed graph (an equalized one) in the cache."""
     from . import calibcache
-    from .dataset import ReadLog, batches, iter_tensors, seeded_order
+    from ..data.dataset import ReadLog, batches, iter_tensors, seeded_order
 
     histograms = settings.method in HISTOGRAM_METHODS
 

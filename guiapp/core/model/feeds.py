@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import JobError, ModelError
+from ..errors import JobError, ModelError
 from .modelinfo import ModelInfo, TensorInfo
 
 

@@ -9,17 +9,17 @@ from typing import Callable, Iterator
 import numpy as np
 import onnxruntime as ort
 
-from .boxlabels import BoxLabels, labels_from_coco, labels_from_yolo
-from .dataset import (
+from ..data.boxlabels import BoxLabels, labels_from_coco, labels_from_yolo
+from ..data.dataset import (
     Labels, ReadLog, batches, iter_tensors, labels_from_csv, labels_from_subfolders, nothing_readable, seeded_order,
 )
-from .errors import ModelError
+from ..errors import ModelError
 from .errorstats import ErrorStats, sqnr_db  # noqa: F401 - re-exported
-from .feeds import Feeds
-from .progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn
+from ..model.feeds import Feeds
+from ..progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn
 from .latency import ROUNDS as LATENCY_ROUNDS, time_models
 from .sessions import make_session
-from .tasks import TASKS, EvalContext, TaskGuess, TaskSettings, make_fidelity
+from ..tasks import TASKS, EvalContext, TaskGuess, TaskSettings, make_fidelity
 
 
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]  # feed -> outputs in the FP32 model's order

@@ -7,8 +7,8 @@ import base64
 import html
 import json
 
-from .. import APP_NAME
-from .report import headline_text, latency_line, per_layer_cells, summary_rows
+from ... import APP_NAME
+from .summary import headline_text, latency_line, per_layer_cells, summary_rows
 
 
 def _table(head: tuple[str, ...], rows: list[tuple]) -> str:

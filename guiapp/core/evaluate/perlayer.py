@@ -17,9 +17,9 @@ import onnx
 from onnx import numpy_helper
 
 from .errorstats import ChannelErrorStats, ErrorStats, channel_axis
-from .feeds import Feeds
-from .graphprep import with_outputs
-from .progress import CancelToken
+from ..model.feeds import Feeds
+from ..model.graphprep import with_outputs
+from ..progress import CancelToken
 from .sessions import make_session
 
 DQ_SUFFIX = "_DequantizeLinear_Output"

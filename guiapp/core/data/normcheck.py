@@ -3,7 +3,7 @@ channel order it was trained with.
 
 A model is visibly more decided on the input distribution it was trained
 on. The check runs it on about 32 of the user's images under every candidate
-preprocessing (:mod:`guiapp.core.normcandidates`; each image is decoded and
+preprocessing (:mod:`guiapp.core.data.normcandidates`; each image is decoded and
 resized once, the candidates only renormalize the same pixels), asks the
 model's task how plausible the outputs are (``Task.plausibility``), and
 groups candidates whose outputs agree (``Signature.agreement`` >= 95 %: for
@@ -29,16 +29,16 @@ import numpy as np
 import onnx
 
 from .dataset import ReadLog, iter_tensors, nothing_readable, seeded_order
-from .errors import Cancelled
-from .feeds import Feeds
+from ..errors import Cancelled
+from ..model.feeds import Feeds
 from .imagefile import open_rgb
-from .modelinfo import ModelInfo, load_proto
+from ..model.modelinfo import ModelInfo, load_proto
 from .normcandidates import Candidate, candidates
 from .preprocess import PreprocessSpec, model_pixels, normalize
-from .progress import PREPARE, CancelToken, ProgressEvent, ProgressFn, no_progress
-from .sessions import make_session
-from .tasks import TASKS, TaskGuess, TaskSettings
-from .tasks.base import Judgement, PlausibilityInput
+from ..progress import PREPARE, CancelToken, ProgressEvent, ProgressFn, no_progress
+from ..evaluate.sessions import make_session
+from ..tasks import TASKS, TaskGuess, TaskSettings
+from ..tasks.base import Judgement, PlausibilityInput
 
 STAGE = "check"
 IMAGES = 32

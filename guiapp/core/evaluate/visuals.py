@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .imagefile import open_rgb
-from .preprocess import PreprocessSpec, model_pixels
-from .tasks.boxes import Detections, match
+from ..data.imagefile import open_rgb
+from ..data.preprocess import PreprocessSpec, model_pixels
+from ..tasks.boxes import Detections, match
 
 FP32_COLOR, INT8_COLOR = (40, 170, 70), (40, 110, 220)
 MISSED_COLOR, EXTRA_COLOR = (220, 40, 40), (200, 40, 200)

@@ -14,7 +14,7 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from .errors import ModelError
+from ..errors import ModelError
 from .graphnorm import GraphNormalization, graph_normalization
 from .quantizable import QUANTIZABLE_OP_TYPES, STRUCTURAL_OP_TYPES, is_quantized_op
 
@@ -346,7 +346,7 @@ def _feeds_nhwc_transpose(model: onnx.ModelProto, name: str) -> bool:
 
 def input_normalization_ops(model: onnx.ModelProto, name: str, layout: str = "nchw", channels: int = 3) -> tuple[str, ...]:
     """The op types of the normalization the model applies to its input
-    itself (see :mod:`guiapp.core.graphnorm` for the values)."""
+    itself (see :mod:`guiapp.core.model.graphnorm` for the values)."""
     gn = graph_normalization(model, name, layout, channels)
     return gn.ops if gn else ()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 from .histogram import HALF, TensorStats
 
 FORMAT = 3  # bump whenever the statistics change meaning or layout

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .modelinfo import ModelInfo
+from ..model.modelinfo import ModelInfo
 from .preprocess import PRESETS, PreprocessSpec, model_pixels, normalize, preset, same_values
 
 ZERO_CENTRED = tuple(name for name, (mean, *_) in PRESETS.items() if any(mean))  # presets that subtract a mean
@@ -58,7 +58,7 @@ def channel_names(spec: PreprocessSpec) -> tuple[str, ...]:
 
 
 def build_preview(img: Image.Image, spec: PreprocessSpec, cache: ResizeCache | None = None) -> Preview:
-    """The stages of :func:`guiapp.core.preprocess.prepare` (the same
+    """The stages of :func:`guiapp.core.data.preprocess.prepare` (the same
     functions), plus per-channel statistics. ``spec`` must be resolved."""
     pixels = (cache or ResizeCache()).pixels(img, spec)
     tensor = normalize(pixels, spec)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .cpu import CpuInfo, current_cpu
-from .job import QuantSettings
-from .quantizable import QUANTIZABLE_OP_TYPES
+from ..evaluate.cpu import CpuInfo, current_cpu
+from ..job import QuantSettings
+from ..model.quantizable import QUANTIZABLE_OP_TYPES
 
 
 def _quant_type(name: str):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from .errors import ModelError
+from ..errors import ModelError
 
 
 def default_threads() -> int:

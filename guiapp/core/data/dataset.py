@@ -20,10 +20,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import DatasetError, ImageReadError
+from ..errors import DatasetError, ImageReadError
 from .imagefile import IMAGE_EXTENSIONS
 from .preprocess import PreprocessSpec, load_tensor
-from .progress import CancelToken
+from ..progress import CancelToken
 
 
 def list_images(folders: Sequence[str | os.PathLike], what: str = "calibration") -> list[Path]:
@@ -329,7 +329,7 @@ def scan_folders(
     """Image counts per folder, and which files fail to decode (the first
     ``check_limit`` per folder are decoded; the rest are only counted)."""
     from .imagefile import check_readable
-    from .progress import ProgressEvent
+    from ..progress import ProgressEvent
 
     out = []
     for folder in folders:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from PIL import Image
 
-from .errors import JobError
+from ..errors import JobError
 from .imagefile import open_rgb
 
 COLORS = ("rgb", "bgr", "gray")

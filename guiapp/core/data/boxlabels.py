@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 
 @dataclass(frozen=True)

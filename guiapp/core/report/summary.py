@@ -8,8 +8,8 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__
-from .atomic import atomic_write_text
+from ... import __version__
+from ..atomic import atomic_write_text
 
 
 def environment(threads: int) -> dict:
@@ -17,7 +17,7 @@ def environment(threads: int) -> dict:
     import onnx
     import onnxruntime
 
-    from .cpu import current_cpu
+    from ..evaluate.cpu import current_cpu
 
     cpu = current_cpu()
     return {
@@ -145,7 +145,7 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
 
 def latency_line(report: dict) -> str:
     """Where and how the latencies were measured, in one line ("" when not measured)."""
-    from .latency import context_line
+    from ..evaluate.latency import context_line
 
     return context_line(report.get("latency"))
 

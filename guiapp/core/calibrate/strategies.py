@@ -1,6 +1,6 @@
 """Calibration strategies: from collected statistics to one range per tensor.
 
-Every strategy reads the same :class:`~guiapp.core.histogram.TensorStats`, so
+Every strategy reads the same :class:`~guiapp.core.calibrate.histogram.TensorStats`, so
 switching strategy needs no new pass over the images (the calibration cache).
 """
 

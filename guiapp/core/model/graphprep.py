@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .errors import ModelError
+from ..errors import ModelError
 
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis) need 13
 

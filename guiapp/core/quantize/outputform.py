@@ -28,7 +28,7 @@ from pathlib import Path
 import onnx
 
 from .chanpad import ALIGN, pad_conv_channels
-from .errors import JobError, ModelError
+from ..errors import JobError, ModelError
 from .rangeshare import share_concat_ranges
 
 

@@ -27,7 +27,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .cpu import current_cpu
-from .progress import CancelToken
+from ..progress import CancelToken
 from .sessions import make_session
 
 ROUNDS = 5

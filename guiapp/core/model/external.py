@@ -12,7 +12,7 @@ from pathlib import Path
 
 import onnx
 
-from .errors import ModelError
+from ..errors import ModelError
 
 
 def _tensors(model: onnx.ModelProto):

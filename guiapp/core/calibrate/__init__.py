@@ -1,0 +1,1 @@
+"""Calibration: streaming statistics, the cache, the range strategies."""

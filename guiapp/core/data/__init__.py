@@ -1,0 +1,1 @@
+"""Images to tensors: listing, decoding, preprocessing, the preview, labels, the normalization check."""

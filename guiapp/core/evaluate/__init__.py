@@ -1,0 +1,1 @@
+"""FP32 vs INT8: comparisons, per-layer error, latency, pictures."""

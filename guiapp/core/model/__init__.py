@@ -1,0 +1,1 @@
+"""Reading a model: inspection, graph fixes for the quantizer, what it is fed."""

@@ -1,0 +1,1 @@
+"""The run report: the JSON document, its summaries, the HTML page."""
