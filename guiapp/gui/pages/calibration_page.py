@@ -116,7 +116,7 @@ class CalibrationPage(Page):
         qf.addRow(_buddy("&Activations", self.activation_combo), arow)
         self.share_concat = QCheckBox("Concat inputs share its range (a copy instead of a requantization)")
         self.share_concat.setToolTip(
-            "Inputs read only by a Concat are quantized with the Concat's range: faster (squeezenet1.1 10% faster), "
+            "Inputs read only by a Concat are quantized with the Concat's range: faster (squeezenet1.1 INT8 1.58 -> 1.45 ms), "
             "no accuracy cost. Turn off only to compare"
         )
         qf.addRow("", self.share_concat)
@@ -141,7 +141,7 @@ class CalibrationPage(Page):
         self.pad_channels = QCheckBox("pad channels to 4")
         self.pad_channels.setToolTip(
             "Give convolutions with 3 input channels (an RGB model's first) a fourth, zero channel: the same outputs, and "
-            "ONNX Runtime's fast INT8 kernel on x86 (squeezenet1.1 7% faster). Arm CPUs gain nothing from it"
+            "ONNX Runtime's fast INT8 kernel on x86 (squeezenet1.1 INT8 1.44 -> 1.34 ms). Arm CPUs gain nothing from it"
         )
         orow = QHBoxLayout()
         orow.addWidget(self.pad_channels)
@@ -381,7 +381,10 @@ class CalibrationPage(Page):
         honoured = TARGETS[self.state.target.kind].settings
         for name, widgets in (("per_channel", (self.per_channel,)), ("activation_type", (self.activation_combo,)),
                               ("symmetric_activations", (self.symmetric,)), ("format", (self.format_combo,)),
-                              ("exclude_nodes", (self.nodes, self.node_filter))):
+                              ("exclude_nodes", (self.nodes, self.node_filter)), ("reduce_range", (self.reduce_range,)),
+                              ("share_concat_ranges", (self.share_concat,)), ("pad_channels", (self.pad_channels,)),
+                              ("ort_optimized", (self.ort_optimized,)), ("equalize", (self.equalize,)),
+                              ("bias_correction", (self.bias_correction,))):
             for w in widgets:
                 w.setEnabled(name in honoured)
         method = self.method_combo.currentData()
