@@ -61,7 +61,8 @@ def _values(spec) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import EXIT_OK, _input_values, _labels, _sigint_cancels, spec_from_flags, task_from_flags
+    from .cli import EXIT_OK, _sigint_cancels
+    from .cli_flags import _input_values, _labels, spec_from_flags, task_from_flags
     from .core.data.dataset import list_images
     from .core.errors import JobError
     from .core.evaluate.compare import resolve_labels

@@ -14,6 +14,7 @@ import pytest
 
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job
 from guiapp.core.pipeline import quantize
+from guiapp.core.report.summary import latency_line
 from guiapp.core.targets.base import TargetSettings
 from guiapp.core.targets.openvino import compile_config, import_openvino
 
@@ -45,6 +46,8 @@ def test_ir_export_checked_and_timed_in_openvino(tmp_path, model_path, calib_dir
     # Latency is OpenVINO's; ONNX Runtime's stays in the report beside it.
     for key in ("fp32", "int8"):
         assert r[key]["latency_ms"]["runs"] >= 5 and t["onnxruntime"]["latency_ms"][key]["runs"] >= 5
+    assert r["latency"]["runtime"].startswith("OpenVINO") and "OpenVINO" in latency_line(r)
+    assert t["onnxruntime"]["latency"]["how"] == r["latency"]["how"]  # each model alone, in both runtimes
     # The IR agrees with FP32 the way the ONNX Runtime model does.
     assert r["agreement"]["top1"] >= t["onnxruntime"]["agreement"]["top1"] - 0.1
     assert r["outputs"][0]["sqnr_db"] > 15

@@ -14,7 +14,7 @@ from ..data.dataset import (
     Labels, ReadLog, batches, iter_tensors, labels_from_csv, labels_from_subfolders, nothing_readable, seeded_order,
 )
 from ..errors import ModelError
-from .errorstats import ErrorStats, sqnr_db  # noqa: F401 - re-exported
+from .errorstats import ErrorStats
 from ..model.feeds import Feeds
 from ..progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn
 from .latency import ROUNDS as LATENCY_ROUNDS, time_models

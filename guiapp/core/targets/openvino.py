@@ -16,6 +16,7 @@ import importlib.util
 import sys
 import tempfile
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -97,10 +98,9 @@ def run(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None
         session = make_session(job.model)
         names = [o.name for o in session.get_outputs()]
         ir = Compiled(core.compile_model(core.read_model(str(xml)), "CPU", config), names)  # the reloaded IR is what is checked
-        fp32 = Compiled(core.compile_model(core.read_model(str(job.model)), "CPU", config), names)
         ev, first = compare_on_files(job, info, feeds, spec, task, list(result.eval_files), names,
-                                     lambda feed: session.run(names, feed), lambda feed: ir.run(names, feed), progress, cancel)
-        del ir, fp32  # timed below each alone, compiled afresh per round
+                                     partial(session.run, names), partial(ir.run, names), progress, cancel)
+        del ir, session  # the latency below times each model alone, compiled afresh per round
         total = ROUNDS * 2
 
         def on_step(done: int, planned: int) -> None:

@@ -151,7 +151,7 @@ def equalize(model: onnx.ModelProto, channel_max: dict[str, np.ndarray] | None =
         n1 = nodes[p.first]
         if len(n1.input) > 2 and n1.input[2] in inits:
             biases[n1.input[2]] = numpy_helper.to_array(inits[n1.input[2]]).astype(np.float64)
-    dead = _zero_dead_inputs(pairs, nodes, weights, biases)
+    _zero_dead_inputs(pairs, nodes, weights, biases)  # in place; the count is for tests
     total = {p.first: np.ones(weights[nodes[p.first].input[1]].shape[0]) for p in pairs}
     floor, frozen = {}, {}
     channel_over = channel_over or {}

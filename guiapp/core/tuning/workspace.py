@@ -26,7 +26,7 @@ from ..model.feeds import Feeds
 from ..calibrate.histogram import TensorStats
 from ..job import QuantSettings
 from ..evaluate.perlayer import per_layer_error
-from ..progress import CancelToken, no_progress
+from ..progress import CancelToken
 from ..calibrate.strategies import StrategySettings, Target, compute_ranges
 from ..tasks import EvalContext, TaskGuess
 from .biascorr import apply_shifts, bias_shifts
