@@ -40,7 +40,9 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$DEB" > "$WORK/apt.txt" 2
 desktop-file-validate /usr/share/applications/quantization-studio.desktop || fail "desktop entry"
 [ -f /usr/share/icons/hicolor/256x256/apps/quantization-studio.png ] || fail "icon not installed"
 check guiapp /opt/quantization-studio/_internal/resources/demo/model.onnx
-quantization-studio --self-test | grep -q "first page shown" || fail "quantization-studio launcher"
+# (to a file, not a pipe: grep -q would close it at the first match and the app's next line would hit a broken pipe)
+quantization-studio --self-test > "$WORK/launcher.txt" 2>&1 || { cat "$WORK/launcher.txt"; fail "quantization-studio --self-test"; }
+grep -q "first page shown" "$WORK/launcher.txt" || fail "quantization-studio launcher"
 DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq quantization-studio > "$WORK/apt.txt" 2>&1 || fail "apt-get remove"
 for f in /opt/quantization-studio /usr/bin/guiapp /usr/bin/quantization-studio /usr/share/applications/quantization-studio.desktop; do
     [ ! -e "$f" ] || fail "$f left after removal"

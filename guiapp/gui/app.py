@@ -54,10 +54,15 @@ def _self_test(window) -> None:
 
     from .pages.ids import PageId
 
-    ok = window.isVisible() and window.wizard.currentId() == PageId.MODEL
-    print("self-test: first page shown" if ok else "self-test: FAILED", flush=True)
-    ok = ok and _draws_detection_picture()
-    QApplication.instance().exit(0 if ok else 1)
+    ok = False
+    try:  # whatever happens (a closed stdout included), the app exits: a packaging check must never hang
+        ok = window.isVisible() and window.wizard.currentId() == PageId.MODEL
+        print("self-test: first page shown" if ok else "self-test: FAILED", flush=True)
+        ok = ok and _draws_detection_picture()
+    except Exception:  # noqa: BLE001
+        ok = False
+    finally:
+        QApplication.instance().exit(0 if ok else 1)
 
 
 def _draws_detection_picture() -> bool:
