@@ -19,24 +19,24 @@ import onnx
 
 from .atomic import atomic_path, check_output_path
 from .calibrate.calibration import Calibration, calibrate
+from .calibrate.strategies import StrategySettings, Target, compute_ranges
 from .data.dataset import ReadLog, batches, iter_tensors, list_images, nothing_readable, seeded_order
+from .data.normcheck import quiet_check
+from .data.preprocess import PreprocessSpec
 from .errors import DatasetError, JobError, ModelError, OutputError
 from .evaluate.compare import evaluate_models, resolve_labels
+from .evaluate.perlayer import per_layer_error
+from .evaluate.sessions import default_threads
+from .job import Job, QuantSettings
 from .model.feeds import make_feeds
 from .model.graphprep import constants_to_initializers, flatten_gemm_biases, name_nodes, pre_process, upgrade_opset
-from .job import Job, QuantSettings
 from .model.modelinfo import ModelInfo, inspect_model, load_proto
-from .data.normcheck import quiet_check
+from .progress import PREPARE, QUANTIZE, TUNE, CancelToken, ProgressEvent, ProgressFn, no_progress
 from .quantize.ortquant import quantize_with_ranges, settings_warnings
 from .quantize.outputform import apply_output_form, check_batch_one, concat_note, shared_ranges
-from .evaluate.perlayer import per_layer_error
-from .data.preprocess import PreprocessSpec
-from .progress import PREPARE, QUANTIZE, TUNE, CancelToken, ProgressEvent, ProgressFn, no_progress
 from .quantize.protect import find_protections
 from .report.summary import broken_warning, environment, now_iso, write_report
-from .evaluate.sessions import default_threads
 from .tasks import detect_task
-from .calibrate.strategies import StrategySettings, Target, compute_ranges
 from .tuning.equalize import equalized
 from .tuning.sensitivity import rank
 from .tuning.trials import TrialSettings
@@ -272,7 +272,9 @@ def quantize(
         per_layer = _per_layer(job, q, variant, method, quantized, spec, ii, feeds, eval_files, tmp, cancel)
         cancel.check()
         final = tmp / "final.onnx"
-        form_notes = concat_note(used.model, variant.stats, q)
+        built_with = compute_ranges(variant.stats, StrategySettings(method, job.calibration.percentile),
+                                    Target(q.activation_type, q.symmetric_activations))
+        form_notes = concat_note(used.model, built_with, q)
         formed = tmp / "formed.onnx"
         form_notes += apply_output_form(quantized, formed, q.pad_channels, q.batch_one, q.ort_optimized)
         _carry_over_metadata(used.header, formed, final)

@@ -71,12 +71,12 @@ def shared_ranges(model: onnx.ModelProto, ranges: dict, q) -> dict:
     return share_concat_ranges(model, ranges, set(q.exclude_nodes))[0]
 
 
-def concat_note(model: onnx.ModelProto, stats: dict, q) -> list[str]:
-    """The report's note on the Concat inputs :func:`shared_ranges` tied (the
-    calibrated min/max stand in for the ranges: only the count matters)."""
+def concat_note(model: onnx.ModelProto, ranges: dict, q) -> list[str]:
+    """The report's note on the Concat inputs :func:`shared_ranges` tied in
+    ``ranges`` (the ranges the final model was built from)."""
     if not q.share_concat_ranges or "Concat" in q.exclude_op_types:
         return []
-    _, n = share_concat_ranges(model, {k: (st.lo, st.hi) for k, st in stats.items()}, set(q.exclude_nodes))
+    _, n = share_concat_ranges(model, ranges, set(q.exclude_nodes))
     return [f"{n} Concat input(s) quantized with their Concat's range (the Concat copies instead of requantizing)"] if n else []
 
 
