@@ -227,3 +227,5 @@ def test_rknn_refuses_a_search_and_per_tensor_aids_up_front(model_path):
     assert info.value.field == "tuning.max_drop"
     with pytest.raises(JobError, match="equalization"):
         rknn_target.toolkit_config(replace(job, quantization=replace(job.quantization, equalize=True)), spec)
+    with pytest.raises(JobError, match="output form"):
+        rknn_target.toolkit_config(replace(job, quantization=replace(job.quantization, ort_optimized=True)), spec)

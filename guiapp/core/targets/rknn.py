@@ -60,6 +60,9 @@ def refuses(job: Job) -> str:
                 "Search with the onnxruntime target, or quantize for RKNN without a target (no --max-drop).")
     if job.quantization.equalize or job.quantization.bias_correction:
         return "equalization and bias correction are not passed to RKNN-Toolkit2: turn them off for the rknn target."
+    if job.quantization.ort_optimized or job.quantization.batch_one:
+        return ("the ONNX Runtime output form (optimized graph, batch of 1) does not apply to an .rknn file "
+                "(RKNN-Toolkit2 fixes the input shape itself): turn those options off for the rknn target.")
     if method not in ALGORITHMS:
         return f"RKNN-Toolkit2 has no counterpart of the {method} strategy: choose minmax (its normal), entropy (kl_divergence) or mse (mmse)."
     return ""
