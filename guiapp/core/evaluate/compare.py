@@ -129,6 +129,30 @@ def _declared_shape_warning(name: str, declared, actual: tuple) -> list[str]:
     ]
 
 
+def evaluation_order(files: list[Path], labels, seed: int) -> list[Path]:
+    """The evaluation's image order: seeded (not the calibration order), and
+    with labels the labeled images first, so max_images counts images that
+    can score."""
+    order = seeded_order(files, seed + 1)
+    if labels is None:
+        return order
+    has = {p: labels.get(p) is not None for p in order}
+    return [p for p in order if has[p]] + [p for p in order if not has[p]]
+
+
+class FirstTensor:
+    """Passes a (path, tensor) stream through and keeps its first tensor (the
+    latency sample)."""
+
+    tensor: np.ndarray | None = None
+
+    def watch(self, stream):
+        for p, tensor in stream:
+            if self.tensor is None:
+                self.tensor = tensor
+            yield p, tensor
+
+
 def resolve_labels(settings, files: list[Path]) -> Labels | BoxLabels | None:
     """The labels an evaluation uses, per its settings (never guessed):
     class labels (csv, subfolders) or box labels (yolo, coco)."""
@@ -172,20 +196,10 @@ def evaluate_models(
     task = task or TaskGuess("generic", "no task given")
     ctx = EvalContext(task_settings or TaskSettings(), labels, settings.class_offset, spec)
     log = ReadLog()
-    order = seeded_order(files, seed + 1)  # not the calibration order
-    if labels is not None:
-        # Labeled images first, so max_images counts images that can score.
-        has = {p: labels.get(p) is not None for p in order}
-        order = [p for p in order if has[p]] + [p for p in order if not has[p]]
+    order = evaluation_order(files, labels, seed)
     total = min(settings.max_images, len(order))
-    stream = iter_tensors(order, spec, settings.max_images, log, cancel)
-    first: list[np.ndarray] = []
-
-    def keep_first(stream):
-        for p, tensor in stream:
-            if not first:
-                first.append(tensor)
-            yield p, tensor
+    first = FirstTensor()
+    stream = first.watch(iter_tensors(order, spec, settings.max_images, log, cancel))
 
     # Progress: one unit per image, then one per block of latency runs.
     lat_units = LATENCY_ROUNDS * 2
@@ -193,10 +207,10 @@ def evaluate_models(
     names = [o.name for o in sessions["fp32"].get_outputs()]
     result = compare_outputs(
         session_runner(sessions["fp32"], names), session_runner(sessions["int8"], names), names, declared, feeds,
-        batches(keep_first(stream), fixed_batch or 16), total, task, ctx, progress, cancel, progress_total=total + lat_units,
+        batches(stream, fixed_batch or 16), total, task, ctx, progress, cancel, progress_total=total + lat_units,
     )
     del sessions  # latency is timed with each model alone (latency.py)
-    if not first:
+    if first.tensor is None:
         raise nothing_readable(log.skipped, "the evaluation images", "Add readable JPEG or PNG images to the evaluation folder.")
     warnings = list(result.pop("shape_warnings"))
     if labels is not None and result["accuracy"] is None and not (result["fidelity"]["headline"].get("map50")):
@@ -207,7 +221,7 @@ def evaluate_models(
         progress(ProgressEvent(EVALUATE, seen + done, seen + planned, "measuring latency (each model alone, in rounds)"))
 
     on_step(0, lat_units)
-    sample = np.stack([first[0]] * (fixed_batch or 1))
+    sample = np.stack([first.tensor] * (fixed_batch or 1))
     latency, context, busy = time_models(
         {"fp32": fp32, "int8": int8}, feeds(sample), settings.latency_runs, threads, cancel, on_step, sample.shape[0]
     )

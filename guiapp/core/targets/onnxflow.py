@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path, check_output_path
-from ..data.dataset import ReadLog, batches, iter_tensors, nothing_readable, seeded_order
+from ..data.dataset import ReadLog, batches, iter_tensors, nothing_readable
 from ..errors import OutputError
-from ..evaluate.compare import Runner, compare_outputs, resolve_labels
+from ..evaluate.compare import FirstTensor, Runner, compare_outputs, evaluation_order, resolve_labels
 from ..job import Job, QuantSettings
 from ..pipeline import QuantResult, quantize
 from ..progress import CancelToken, ProgressFn
@@ -49,29 +49,19 @@ def compare_on_files(job: Job, info, feeds, spec, task, files: list[Path], names
     evaluation count of ``files``, in evaluate_models' order (seeded, labeled
     first). Returns the comparison and the first input tensor."""
     labels = resolve_labels(job.evaluation, files)
-    order = seeded_order(files, job.calibration.seed + 1)
-    if labels is not None:
-        has = {p: labels.get(p) is not None for p in order}
-        order = [p for p in order if has[p]] + [p for p in order if not has[p]]
+    order = evaluation_order(files, labels, job.calibration.seed)
     total = min(job.evaluation.max_images, len(order))
     log = ReadLog()
-    first: list[np.ndarray] = []
-
-    def keep_first(stream):
-        for p, tensor in stream:
-            if not first:
-                first.append(tensor)
-            yield p, tensor
-
-    stream = keep_first(iter_tensors(order, spec, total, log, cancel))
+    first = FirstTensor()
+    stream = first.watch(iter_tensors(order, spec, total, log, cancel))
     ctx = EvalContext(job.task, labels, job.evaluation.class_offset, spec)
     ev = compare_outputs(run_fp32, run_int8, names, {t.name: t.shape for t in info.outputs}, feeds,
                          batches(stream, info.image_input.fixed_batch or 16), total, task, ctx, progress, cancel)
-    if not first:
+    if first.tensor is None:
         raise nothing_readable(log.skipped, "the evaluation images", "Add readable JPEG or PNG images.")
     ev.pop("shape_warnings", None)
     ev.pop("samples", None)
-    return ev, first[0]
+    return ev, first.tensor
 
 
 def place(files: list[tuple[Path, Path]], report: dict, job: Job) -> None:

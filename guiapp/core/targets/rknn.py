@@ -23,7 +23,7 @@ from PIL import Image
 from ..atomic import atomic_path, atomic_write_text, check_output_path
 from ..data.dataset import ReadLog, iter_tensors, list_images, nothing_readable, seeded_order
 from ..errors import JobError, ModelError, OutputError
-from ..evaluate.compare import compare_outputs, resolve_labels
+from ..evaluate.compare import compare_outputs, evaluation_order, resolve_labels
 from ..model.feeds import make_feeds
 from ..data.imagefile import open_rgb
 from ..job import Job
@@ -126,10 +126,7 @@ def evaluation_pixels(job: Job, spec: PreprocessSpec, files: list[Path], labels,
     """The evaluation images (the order evaluate_models uses: seeded, labeled
     first) as one [N, H, W, C] uint8 array file, and the first few as PNGs
     for accuracy_analysis. Returns (array path, paths used, ReadLog, PNGs)."""
-    order = seeded_order(files, job.calibration.seed + 1)
-    if labels is not None:
-        has = {p: labels.get(p) is not None for p in order}
-        order = [p for p in order if has[p]] + [p for p in order if not has[p]]
+    order = evaluation_order(files, labels, job.calibration.seed)
     capacity = min(job.evaluation.max_images, len(order))
     h, w = spec.size
     path = tmp / "eval_pixels.npy"

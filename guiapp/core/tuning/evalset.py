@@ -17,8 +17,8 @@ from typing import Iterator
 import numpy as np
 import onnxruntime as ort
 
-from ..data.dataset import ReadLog, iter_tensors, nothing_readable, seeded_order
-from ..evaluate.compare import compare_outputs
+from ..data.dataset import ReadLog, iter_tensors, nothing_readable
+from ..evaluate.compare import compare_outputs, evaluation_order
 from ..model.feeds import Feeds
 from ..data.imagefile import open_rgb
 from ..data.preprocess import PreprocessSpec, model_pixels, normalize
@@ -81,10 +81,7 @@ def build_evalset(
 ) -> EvalSet:
     """Decode up to ``limit`` of ``files`` (labeled ones first, in the same
     seeded order as a normal evaluation) and run the FP32 model on them once."""
-    order = seeded_order(files, seed + 1)
-    if labels is not None:
-        has = {p: labels.get(p) is not None for p in order}
-        order = [p for p in order if has[p]] + [p for p in order if not has[p]]
+    order = evaluation_order(files, labels, seed)
     log = ReadLog()
     kept = list(iter_tensors(order, spec, limit, log, cancel, loader=_pixels))
     if not kept:
