@@ -30,7 +30,8 @@ from .evaluate.sessions import default_threads
 from .job import Job, QuantSettings
 from .model.feeds import make_feeds
 from .model.graphprep import constants_to_initializers, flatten_gemm_biases, name_nodes, pre_process, upgrade_opset
-from .model.modelinfo import ModelInfo, inspect_model, load_proto
+from .model.loading import load_proto
+from .model.modelinfo import ModelInfo, inspect_model
 from .progress import PREPARE, QUANTIZE, TUNE, CancelToken, ProgressEvent, ProgressFn, no_progress
 from .quantize.ortquant import quantize_with_ranges, settings_warnings
 from .quantize.outputform import apply_output_form, check_batch_one, concat_note, shared_ranges

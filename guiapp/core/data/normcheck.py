@@ -32,7 +32,8 @@ from .dataset import ReadLog, iter_tensors, nothing_readable, seeded_order
 from ..errors import Cancelled
 from ..model.feeds import Feeds
 from .imagefile import open_rgb
-from ..model.modelinfo import ModelInfo, load_proto
+from ..model.loading import load_proto
+from ..model.modelinfo import ModelInfo
 from .normcandidates import Candidate, candidates
 from .preprocess import PreprocessSpec, model_pixels, normalize
 from ..progress import PREPARE, CancelToken, ProgressEvent, ProgressFn, no_progress
