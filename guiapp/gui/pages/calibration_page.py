@@ -19,6 +19,7 @@ from ...core.quantize.ortquant import settings_warnings
 from ...core.calibrate.strategies import DESCRIPTIONS, METHODS
 from ...core.targets.registry import TARGETS
 from .. import dialogs
+from ..node_picker import NodePicker
 from ..target_box import TargetBox
 from ..tuning_view import AccuracyTargetBox
 from .page import Page
@@ -156,17 +157,9 @@ class CalibrationPage(Page):
         self.target_box.edited.connect(self._target_edited)
 
         # -- keep in float
-        keep = QGroupBox("Keep in float (optional)")
-        kl = QVBoxLayout(keep)
-        self.node_filter = QLineEdit()
-        self.node_filter.setPlaceholderText("Filter nodes by name or operator…")
-        self.node_filter.setToolTip("Type to filter; tick the nodes to keep in float")
-        self.node_filter.textChanged.connect(self._filter_nodes)
-        self.nodes = QListWidget()
-        self.nodes.setMinimumHeight(120)
-        self.nodes.setToolTip("Ticked nodes stay in float32 (sensitive layers, often the first and last)")
-        kl.addWidget(self.node_filter)
-        kl.addWidget(self.nodes)
+        self.keep = keep = NodePicker()
+        self.nodes = keep.nodes  # the list (a target that ignores exclusions greys it out)
+        self.node_filter = keep.filter
 
         # -- evaluation
         ev = QGroupBox("Evaluation (optional: without it, calibration images not used for calibration are compared)")
@@ -228,7 +221,7 @@ class CalibrationPage(Page):
             w.toggled.connect(self._edited)
         for w in (self.eval_edit, self.csv_edit, self.output_edit):
             w.textChanged.connect(self._edited)
-        self.nodes.itemChanged.connect(self._edited)
+        keep.edited.connect(self._edited)
 
     # ---- wizard
 
@@ -298,28 +291,11 @@ class CalibrationPage(Page):
             self.output_edit.setText(str(s.output) if s.output else "")
             self.target_box.set_target(s.target)
             s.target = self.target_box.target()  # the remembered RKNN Python, when the job had none
-            self._fill_nodes()
+            self.keep.fill(self.state.info.nodes if self.state.info else (), self.state.quantization.exclude_nodes)
             self._fill_folders()
         finally:
             self._syncing = False
         self._update_texts()
-
-    def _fill_nodes(self) -> None:
-        self.nodes.clear()
-        excluded = set(self.state.quantization.exclude_nodes)
-        for name, op in (self.state.info.nodes if self.state.info else ()):
-            item = QListWidgetItem(f"{name}  ({op})")
-            item.setData(Qt.ItemDataRole.UserRole, name)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked if name in excluded else Qt.CheckState.Unchecked)
-            self.nodes.addItem(item)
-        self._filter_nodes(self.node_filter.text())
-
-    def _filter_nodes(self, text: str) -> None:
-        text = text.lower()
-        for i in range(self.nodes.count()):
-            item = self.nodes.item(i)
-            item.setHidden(bool(text) and text not in item.text().lower())
 
     def _fill_folders(self) -> None:
         self.folders.clear()
@@ -345,11 +321,7 @@ class CalibrationPage(Page):
             s.calibration, max_images=self.sample_box.value(), seed=self.seed_box.value(),
             method=self.method_combo.currentData(), percentile=self.percentile_box.value(),
         )
-        excluded = tuple(
-            self.nodes.item(i).data(Qt.ItemDataRole.UserRole)
-            for i in range(self.nodes.count())
-            if self.nodes.item(i).checkState() == Qt.CheckState.Checked
-        )
+        excluded = self.keep.checked()
         s.quantization = replace(
             s.quantization, per_channel=self.per_channel.isChecked(), activation_type=self.activation_combo.currentData(),
             symmetric_activations=self.symmetric.isChecked(), format=self.format_combo.currentData(), exclude_nodes=excluded,
