@@ -59,7 +59,7 @@ def worker_ours(cfg: dict) -> dict:
     from guiapp.core.pipeline import build, prepare
     from guiapp.core.data.preprocess import PreprocessSpec
     from guiapp.core.progress import CancelToken, no_progress
-    from guiapp.core.calibrate.strategies import StrategySettings, Target, compute_ranges
+    from guiapp.core.calibrate.strategies import StrategySettings, RangeTarget, compute_ranges
 
     t0 = time.perf_counter()
     spec = PreprocessSpec(**_spec_kwargs(cfg["spec"]))
@@ -73,7 +73,7 @@ def worker_ours(cfg: dict) -> dict:
         # max_images = len(files): every chosen image, in our seeded order
         cal = calibrate(prepared.model, job.model, Feeds(cfg["input"]), spec, settings, files, cfg["batch"], None, no_progress,
                         CancelToken())
-        ranges = compute_ranges(cal.stats, StrategySettings(cfg["method"], cfg["percentile"]), Target())
+        ranges = compute_ranges(cal.stats, StrategySettings(cfg["method"], cfg["percentile"]), RangeTarget())
         build(prepared, ranges, q, Path(cfg["out"]))
     return {"seconds": time.perf_counter() - t0, "images": cal.images}
 

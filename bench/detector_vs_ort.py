@@ -37,7 +37,8 @@ from guiapp.core.evaluate.compare import evaluate_models, resolve_labels  # noqa
 from guiapp.core.model.feeds import make_feeds  # noqa: E402
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings  # noqa: E402
 from guiapp.core.model.modelinfo import inspect_model  # noqa: E402
-from guiapp.core.pipeline import quantize, resolve_spec  # noqa: E402
+from guiapp.core.context import resolve_spec
+from guiapp.core.run import quantize  # noqa: E402
 from guiapp.core.data.preprocess import load_tensor, preset  # noqa: E402
 from guiapp.core.progress import CancelToken, no_progress  # noqa: E402
 from guiapp.core.tasks import TaskSettings, detect_task  # noqa: E402

@@ -77,7 +77,7 @@ def main() -> int:
                 raise SystemExit("timed out")
 
     out_dir = Path(tempfile.mkdtemp(prefix="guiapp-bench-"))
-    job = Job.load(demo_folder() / "demo.job.json")
+    job = load_job(demo_folder() / "demo.job.json")
     job = replace(job, output=out_dir / "demo.int8.onnx", cache=None)
     win.state.load_job(job, None)
     win.pages[PageId.MODEL].open_model(job.model)
@@ -90,8 +90,8 @@ def main() -> int:
     rng = np.random.default_rng(0)
     big = out_dir / "big.jpg"
     Image.fromarray(rng.integers(0, 255, (1080, 1920, 3), dtype=np.uint8)).save(big, quality=90)
-    pp._images, pp._index = [big], 0
-    pp.load_current()
+    pp.browser.images, pp.browser.index = [big], 0
+    pp.browser.load_current()
     pump_until(lambda: not win.runner.busy and pp._image is not None and pp._image.size == (1920, 1080))
     pump_until(lambda: pp.preview is not None and pp.preview.model_view.shape[0] == 96)
     marks = {}

@@ -157,12 +157,12 @@ def quantize_for_bench(model: Path, job_file: Path | None, out: Path, progress: 
     """The INT8 model with the app's default settings."""
     from dataclasses import replace
 
-    from guiapp.core import pipeline
+    from guiapp.core import run as pipeline
     from guiapp.core.job import CalibrationSettings, EvalSettings, Job
     from guiapp.core.data.preprocess import PreprocessSpec
 
     if job_file is not None:
-        job = replace(Job.load(job_file), model=model, output=out, report=None, cache=None)
+        job = replace(load_job(job_file), model=model, output=out, report=None, cache=None)
     else:
         specs = json.loads((assets_dir() / "models" / "specs.json").read_text())
         entry = next((e for e in specs.values() if Path(e["file"]).name == model.name), None)

@@ -26,10 +26,11 @@ from guiapp.core.data.dataset import list_images, seeded_order  # noqa: E402
 from guiapp.core.model.feeds import make_feeds  # noqa: E402
 from guiapp.core.model.modelinfo import inspect_model  # noqa: E402
 from guiapp.core.data.normcandidates import candidates  # noqa: E402
-from guiapp.core.data.normcheck import _session, check_normalization  # noqa: E402
-from guiapp.core.pipeline import resolve_spec  # noqa: E402
+from guiapp.core.evaluate.normcheck import CheckInputs, check_normalization  # noqa: E402
+from guiapp.core.evaluate.sessions import make_session  # noqa: E402
+from guiapp.core.context import resolve_spec  # noqa: E402
 from guiapp.core.data.preprocess import PreprocessSpec, load_tensor  # noqa: E402
-from guiapp.core.tasks import detect_task  # noqa: E402
+from guiapp.core.tasks import TaskSettings, detect_task  # noqa: E402
 
 MODELS = ("squeezenet1.1", "mobilenetv2_1.0_224", "squeezenet1.0_nhwc", "mnist", "ultraface_rfb320")
 
@@ -68,7 +69,8 @@ def mistakes(s: PreprocessSpec) -> dict[str, PreprocessSpec]:
 
 def naive_seconds(model: Path, info, spec: PreprocessSpec, files: list[Path]) -> float:
     """Every candidate decodes and resizes every image again (load_tensor), then runs."""
-    session, _, names = _session(model)
+    session = make_session(model)  # the plain model: the check's extra logit outputs cost next to nothing
+    names = [o.name for o in session.get_outputs()]
     feeds = make_feeds(info, {})
     fixed = info.image_input.fixed_batch
     batch = fixed or 16
@@ -102,7 +104,8 @@ def main() -> int:
         right = spec_of(entry)
         for what, s in mistakes(right).items():
             spec = resolve_spec(s, info)
-            c = check_normalization(model, info, task, make_feeds(info, {}), spec, files)
+            c = check_normalization(CheckInputs(model, info, task, make_feeds(info, {}), spec, files,
+                                                TaskSettings().options_for(task.kind)))
             if what == "specs.json":
                 print(f"### {name} ({task.kind}, {c.images} images; score: {c.metric})\n")
                 print("| group | score | candidate | order | mean | std |\n|---:|---:|---|---|---|---|")

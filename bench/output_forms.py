@@ -74,7 +74,7 @@ def main() -> int:
                                               "not quantized again)")
     args = ap.parse_args()
 
-    from guiapp.core import pipeline
+    from guiapp.core import run as pipeline
     from guiapp.core.job import QuantSettings
 
     tmp = args.work or Path(tempfile.mkdtemp(prefix="bench-forms-"))

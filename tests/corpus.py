@@ -47,7 +47,7 @@ def text_renamed(d: Path) -> Path:
 
 def quantized(d: Path, fmt: str, calib: Path) -> Path:
     """QDQ or QOperator, made by our own pipeline."""
-    from guiapp.core import pipeline
+    from guiapp.core import run as pipeline
     from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
     from guiapp.core.data.preprocess import preset
 

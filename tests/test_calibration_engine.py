@@ -8,7 +8,7 @@ import pytest
 
 from builders import convnet, deepnet, image_folder
 from guiapp.core.calibrate import calibcache
-from guiapp.core import pipeline
+from guiapp.core import run as pipeline
 from guiapp.core.calibrate.calibration import collect, tensors_to_calibrate
 from guiapp.core.model.feeds import Feeds
 from guiapp.core.errors import Cancelled

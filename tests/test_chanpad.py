@@ -8,7 +8,7 @@ import pytest
 from onnx import numpy_helper
 
 from builders import convnet
-from guiapp.core import pipeline
+from guiapp.core import run as pipeline
 from guiapp.core.quantize.chanpad import pad_conv_channels
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
 from guiapp.core.data.preprocess import preset

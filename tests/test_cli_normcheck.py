@@ -7,9 +7,10 @@ import json
 import pytest
 
 from colour_model import colour_classifier, colour_images
+from guiapp.core.notes import texts
 from guiapp.cli import main
-from guiapp.core.data import normcheck
-from guiapp.core import pipeline
+from guiapp.core.evaluate import normcheck
+from guiapp.core import run as pipeline
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job
 from guiapp.core.data.preprocess import preset
 
@@ -72,15 +73,15 @@ def quantize(setup, tmp_path, name):
 def test_the_quiet_check_warns_in_the_report_when_the_setting_is_clearly_worse(setup, tmp_path):
     bad = quantize(setup, tmp_path, "raw")
     assert bad["normalization_check"]["verdict"] == "worse"
-    assert any(w.startswith("preprocessing: The model's outputs are") and "Suggested: imagenet (RGB)" in w for w in bad["warnings"])
+    assert any(w.startswith("preprocessing: The model's outputs are") and "Suggested: imagenet (RGB)" in w for w in texts(bad["warnings"]))
     (tmp_path / "good").mkdir()
     good = quantize(setup, tmp_path / "good", "imagenet")
     assert good["normalization_check"]["verdict"] == "ok"
-    assert not any(w.startswith("preprocessing:") for w in good["warnings"])
+    assert not any(w.startswith("preprocessing:") for w in texts(good["warnings"]))
 
 
 def test_the_quiet_check_steps_aside_when_it_would_be_slow(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(normcheck, "QUIET_BUDGET_S", 0.0)
     r = quantize(setup, tmp_path, "raw")
     assert r["normalization_check"]["verdict"] == "skipped" and "check-norm" in r["normalization_check"]["message"]
-    assert not any(w.startswith("preprocessing:") for w in r["warnings"])
+    assert not any(w.startswith("preprocessing:") for w in texts(r["warnings"]))

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from guiapp.core.job import Job, TuningSettings
-from guiapp.core.pipeline import quantize
+from guiapp.core.run import job_from_dict, load_job
+from guiapp.core.run import quantize
 from guiapp.core.resources import resource_path
 
 pytestmark = pytest.mark.slow
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def job(tmp_path) -> Job:
-    j = Job.load(resource_path("detector") / "detector.job.json")
+    j = load_job(resource_path("detector") / "detector.job.json")
     return replace(j, output=tmp_path / "detector.int8.onnx", cache=None,
                    evaluation=replace(j.evaluation, latency_runs=5, per_layer_images=4))
 

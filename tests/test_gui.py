@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QApplication, QWizard  # noqa: E402
 from builders import convnet, image_folder, save  # noqa: E402
 from guiapp.core.demo import demo_folder  # noqa: E402
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job  # noqa: E402
+from guiapp.core.run import job_from_dict, load_job
 from guiapp.core.data.preprocess import load_tensor  # noqa: E402
 
 RUN_TIMEOUT = 180_000
@@ -93,7 +94,7 @@ def next_button(window):
 
 
 def demo_state(window, tmp_path, qtbot, calib=24, evaluate=30):
-    job = Job.load(demo_folder() / "demo.job.json")
+    job = load_job(demo_folder() / "demo.job.json")
     job = replace(
         job,
         output=tmp_path / "demo.int8.onnx",
@@ -317,7 +318,7 @@ def test_job_save_and_open_round_trip(qtbot, window, tmp_path, dialogs):
     window.state.calibration = replace(window.state.calibration, method="entropy", seed=7)
     dialogs.paths = [str(tmp_path / "saved.job.json")]
     window.save_job()
-    saved = Job.load(tmp_path / "saved.job.json")
+    saved = load_job(tmp_path / "saved.job.json")
     assert saved.calibration.method == "entropy" and saved.calibration.seed == 7 and saved.model == job.model
     window.new_job()
     assert window.state.model_path is None
@@ -548,10 +549,14 @@ def test_the_model_page_shows_the_task_and_detectors_get_boxes_on_results(qtbot,
     job, _ = _yolo_state(window, tmp_path, qtbot)
     mp = page(window, "MODEL")
     assert mp.task_box.isVisible() and "Object detection" in mp.task_reason.text()
-    assert mp.detection_controls.isVisible()
+    assert mp.option_views["detection"].isVisible()
     assert window.state.preprocess.resize == "letterbox"  # a detector sees the whole picture
     mp.task_combo.setCurrentIndex(mp.task_combo.findData("generic"))
-    assert window.state.task.kind == "generic" and not mp.detection_controls.isVisible()
+    assert window.state.task.kind == "generic" and not mp.option_views["detection"].isVisible()
+    mp.task_combo.setCurrentIndex(mp.task_combo.findData("detection"))
+    mp.option_views["detection"].threshold_box.setValue(0.4)  # a task option lands in the job
+    assert window.state.to_job().task.options_for("detection").score_threshold == 0.4
+    mp.option_views["detection"].threshold_box.setValue(0.25)
     mp.task_combo.setCurrentIndex(mp.task_combo.findData("auto"))
     for _ in range(3):
         qtbot.mouseClick(next_button(window), Qt.MouseButton.LeftButton)
@@ -560,7 +565,7 @@ def test_the_model_page_shows_the_task_and_detectors_get_boxes_on_results(qtbot,
     window.wizard.next()
     results = page(window, "RESULTS")
     assert "Detection F1 vs FP32" in results.headline.text()
-    assert results.pictures.isVisible() and results.pictures.kind == "detection"
+    assert results.pictures.isVisible() and "Boxes over score" in results.pictures.title.text()
     qtbot.waitUntil(lambda: results.pictures.picture.pixmap() is not None and not results.pictures.picture.pixmap().isNull())
     first = results.pictures.caption.text()
     results.pictures.step(1)

@@ -12,7 +12,8 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from guiapp.core.targets.base import TargetSettings  # noqa: E402
+from guiapp.core.job import TargetSettings  # noqa: E402
+from guiapp.core.targets.registry import TARGETS  # noqa: E402
 from test_gui import RUN_TIMEOUT, demo_state, dialogs, next_button, page, window  # noqa: E402,F401
 from test_target_rknn import need_toolkit  # noqa: E402
 
@@ -40,22 +41,23 @@ def test_choosing_rknn_follows_through_the_page(qtbot, window, tmp_path):
     assert cp.output_edit.text().endswith(".rknn")
     for w in (cp.activation_combo, cp.format_combo, cp.symmetric, cp.nodes):
         assert not w.isEnabled()  # settings RKNN-Toolkit2 does not take
-    assert cp.per_channel.isEnabled() and box.platform.isVisible() and box.python.isVisible()
+    rknn = box.views["rknn"]
+    assert cp.per_channel.isEnabled() and rknn.platform.isVisible() and rknn.python.isVisible()
     # A Python without the toolkit: said on the page, and Next stays off.
     missing = tmp_path / "no-env" / "bin" / "python"
-    box.python.setText(str(missing))
-    box._changed()
-    assert window.state.target.rknn_python == missing
+    rknn.python.setText(str(missing))
+    rknn.python.editingFinished.emit()
+    assert TARGETS["rknn"].options_of(window.state.target).python == missing
     assert "scripts/rknn-env" in box.problem_label.text() and box.problem_label.isVisible()
     assert not next_button(window).isEnabled() and "cannot run here" in cp.problems.text()
     # Remembered for the next session.
     assert window.settings.value("targets/rknn_python") == str(missing)
     box.set_target(TargetSettings(kind="rknn"))
-    assert box.target().rknn_python == missing
+    assert TARGETS["rknn"].options_of(box.target()).python == missing
     # Back to ONNX Runtime: everything as before.
     choose(box, "onnxruntime")
     assert window.state.output == tmp_path / "demo.int8.onnx"
-    assert cp.activation_combo.isEnabled() and not box.platform.isVisible()
+    assert cp.activation_combo.isEnabled() and not rknn.platform.isVisible()
     assert next_button(window).isEnabled()
 
 
@@ -65,7 +67,7 @@ def test_a_strategy_rknn_lacks_blocks_next(qtbot, window, tmp_path, monkeypatch)
     from guiapp.core.targets.registry import TARGETS
 
     # As if the toolkit were here: the strategy is what this test is about.
-    monkeypatch.setitem(TARGETS, "rknn", replace(TARGETS["rknn"], availability=lambda settings: "", found=lambda s: ""))
+    monkeypatch.setitem(TARGETS, "rknn", replace(TARGETS["rknn"], availability=lambda options: "", found=lambda options: ""))
     cp = to_calibration(qtbot, window, tmp_path)
     cp.method_combo.setCurrentIndex(cp.method_combo.findData("percentile"))
     choose(cp.target_box, "rknn")

@@ -20,7 +20,7 @@ import corpus
 from builders import convnet, image_folder
 from conftest import sha256
 from guiapp.cli import main
-from guiapp.core import pipeline
+from guiapp.core import atomic
 from guiapp.core.data.dataset import list_images
 from guiapp.core.errors import ImageReadError
 from guiapp.core.data.imagefile import open_rgb
@@ -202,7 +202,7 @@ def test_full_disk_leaves_nothing_behind(tmp_path, calib_dir, capsys, monkeypatc
                 Path(dst).write_bytes(b"x" * 1000)
                 raise OSError(errno.ENOSPC, "No space left on device")
 
-            monkeypatch.setattr(pipeline.shutil, "copyfile", full)
+            monkeypatch.setattr(atomic.shutil, "copyfile", full)
         code, _, err = run_cli(capsys, "quantize", model, "--calib", calib_dir, "--out", disk / "o.onnx", "--latency-runs", "3")
         assert code == 2 and "No space left on device" in err, err
         assert list(disk.iterdir()) == []  # no partial file

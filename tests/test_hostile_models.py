@@ -99,7 +99,7 @@ def test_already_quantized_models_are_refused_by_name(tmp_path, calib, capsys, f
 
 
 def test_weights_in_constants_end_up_int8(tmp_path, calib):
-    from guiapp.core import pipeline
+    from guiapp.core import run as pipeline
     from guiapp.core.job import CalibrationSettings, EvalSettings, Job
     from guiapp.core.data.preprocess import preset
 

@@ -6,6 +6,7 @@ import pytest
 
 from guiapp.core.errors import JobError
 from guiapp.core.job import JOB_VERSION, CalibrationSettings, EvalSettings, Job, QuantSettings
+from guiapp.core.run import job_from_dict, load_job
 from guiapp.core.data.preprocess import preset
 
 
@@ -28,7 +29,7 @@ def test_round_trip_through_a_file_with_relative_paths(tmp_path):
     data = json.loads(path.read_text())
     assert data["version"] == JOB_VERSION
     assert data["model"] == "m.onnx" and data["calibration"]["folders"] == ["c1", "c2"]
-    assert Job.load(path) == job
+    assert load_job(path) == job
 
 
 def test_paths_outside_the_job_folder_stay_absolute(tmp_path):
@@ -38,7 +39,7 @@ def test_paths_outside_the_job_folder_stay_absolute(tmp_path):
 
 
 def test_missing_keys_take_defaults():
-    job = Job.from_dict({"version": 1, "model": "/x/m.onnx"})
+    job = job_from_dict({"version": 1, "model": "/x/m.onnx"})
     assert job.calibration == CalibrationSettings() and job.quantization.activation_type == "uint8"
 
 
@@ -65,19 +66,19 @@ def test_bad_fields_are_named(patch, field):
     data = {"version": 1, "model": "m.onnx"}
     data.update(patch)
     with pytest.raises(JobError) as err:
-        Job.from_dict(data)
+        job_from_dict(data)
     assert err.value.field == field
 
 
 def test_future_version_says_to_update():
     with pytest.raises(JobError, match="newer than this"):
-        Job.from_dict({"version": JOB_VERSION + 1, "model": "m.onnx"})
+        job_from_dict({"version": JOB_VERSION + 1, "model": "m.onnx"})
 
 
 def test_unreadable_job_files(tmp_path):
     with pytest.raises(JobError, match="does not exist"):
-        Job.load(tmp_path / "none.json")
+        load_job(tmp_path / "none.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{ not json")
     with pytest.raises(JobError, match="not valid JSON"):
-        Job.load(bad)
+        load_job(bad)

@@ -17,15 +17,17 @@ from guiapp.core.errors import Cancelled, DatasetError
 from guiapp.core.model.feeds import make_feeds
 from guiapp.core.model.modelinfo import inspect_model
 from guiapp.core.data.normcandidates import Candidate, candidates
-from guiapp.core.data.normcheck import NormCheck, check_normalization, logit_taps, rank, verdict
-from guiapp.core.pipeline import resolve_spec
+from guiapp.core.evaluate.normcheck import CheckInputs, NormCheck, check_normalization, logit_taps, rank, verdict
+from guiapp.core.context import resolve_spec
 from guiapp.core.data.preprocess import PreprocessSpec, preset
-from guiapp.core.progress import CancelToken
+from guiapp.core.progress import CancelToken, no_progress
 from guiapp.core.tasks import TaskGuess, TaskSettings, detect_task
 from guiapp.core.tasks.base import Judgement, PlausibilityInput, one_score, weighted_mean
 from guiapp.core.tasks.classification import TopClasses
 from guiapp.core.tasks.classification import plausibility as classification_plausibility
+from guiapp.core.tasks.dense import DenseMap, DenseOptions
 from guiapp.core.tasks.dense import plausibility as dense_plausibility
+from guiapp.core.tasks.detection import DetectionOptions
 from guiapp.core.tasks.detection import plausibility as detection_plausibility
 from guiapp.core.tasks.detection_layout import DetectionLayout
 
@@ -50,10 +52,13 @@ def colours(tmp_path_factory):
     return d
 
 
-def run(model, spec, folder, **kw):
+def run(model, spec, folder, progress=no_progress, cancel=None, budget_s=None, **inputs):
+    """The check of ``model`` under ``spec`` on ``folder``; ``inputs``: CheckInputs fields (labels, images, ...)."""
     info = inspect_model(model)
-    return check_normalization(model, info, detect_task(info), make_feeds(info, {}), resolve_spec(spec, info),
-                               list_images([folder]), **kw)
+    task = detect_task(info)
+    check = CheckInputs(model, info, task, make_feeds(info, {}), resolve_spec(spec, info), list_images([folder]),
+                        TaskSettings().options_for(task.kind), **inputs)
+    return check_normalization(check, progress=progress, cancel=cancel, budget_s=budget_s)
 
 
 def same(c: Candidate, spec: PreprocessSpec) -> bool:
@@ -142,7 +147,7 @@ def test_the_suggestion_prefers_undoing_a_usual_mistake_when_it_does_as_well():
 
 def classify(z, labels=None, logits=None):
     return classification_plausibility(TaskGuess("classification", ""), PlausibilityInput(
-        {"out": np.asarray(z, np.float64)}, logits or {}, TaskSettings(), labels))
+        {"out": np.asarray(z, np.float64)}, logits or {}, None, labels))
 
 
 def test_classifier_score_rewards_decided_varied_predictions_and_not_a_collapse():
@@ -168,7 +173,7 @@ def test_classifier_score_rewards_decided_varied_predictions_and_not_a_collapse(
 
 def test_detector_score_counts_detections_that_neighbouring_anchors_back():
     layout = DetectionLayout("pair", ("scores",), ("boxes",), classes=2, channels_first=False, box_format="xyxy")
-    guess = TaskGuess("detection", "", detection=layout)
+    guess = TaskGuess("detection", "", detail=layout)
     a = 40
     boxes = np.tile(np.array([0.1, 0.1, 0.2, 0.2]), (2, a, 1))
     scores = np.zeros((2, a, 2))
@@ -180,10 +185,10 @@ def test_detector_score_counts_detections_that_neighbouring_anchors_back():
     # image 1: one lone anchor far from the others
     boxes[1, 7] = [0.8, 0.8, 0.9, 0.9]
     scores[1, 7] = [0.05, 0.95]
-    j = detection_plausibility(guess, PlausibilityInput({"scores": scores, "boxes": boxes}, {}, TaskSettings()))
+    j = detection_plausibility(guess, PlausibilityInput({"scores": scores, "boxes": boxes}, {}, DetectionOptions()))
     assert j.evidence["detections"] == 2 and j.evidence["backed_detections"] == 1
     assert j.score == pytest.approx(0.5) and "1 of them (50%) backed" in j.words
-    only_backed = detection_plausibility(guess, PlausibilityInput({"scores": scores[:1], "boxes": boxes[:1]}, {}, TaskSettings()))
+    only_backed = detection_plausibility(guess, PlausibilityInput({"scores": scores[:1], "boxes": boxes[:1]}, {}, DetectionOptions()))
     assert only_backed.score == 1.0
     assert j.signature.agreement(j.signature) == 1.0
 
@@ -194,8 +199,8 @@ def test_dense_score_rewards_decided_varied_maps():
     decided = np.where(rng.random((n, 1, h, w)) < 0.3, 6.0, -6.0)  # logits: some pixels on, most off
     undecided = rng.normal(0, 0.1, (n, 1, h, w))
     everything = np.full((n, 1, h, w), 6.0)
-    guess = TaskGuess("dense", "", dense_output="map")
-    score = lambda m: dense_plausibility(guess, PlausibilityInput({"map": m}, {}, TaskSettings())).score  # noqa: E731
+    guess = TaskGuess("dense", "", detail=DenseMap("map"))
+    score = lambda m: dense_plausibility(guess, PlausibilityInput({"map": m}, {}, DenseOptions())).score  # noqa: E731
     assert score(decided) > 0.5 > 0.05 > max(score(undecided), score(everything))
 
 
@@ -299,7 +304,7 @@ def test_the_check_notes_a_model_that_normalizes_its_input(tmp_path):
 
 
 def test_a_time_budget_takes_as_many_images_as_fit(tmp_path, colours, monkeypatch):
-    from guiapp.core.data import normcheck
+    from guiapp.core.evaluate import normcheck
 
     class Clock:  # every reading one second later: one batch run "takes" 1 s
         t = 0.0

@@ -9,12 +9,14 @@ import onnxruntime as ort
 import pytest
 
 from builders import convnet
+from guiapp.core.notes import codes
 from guiapp.cli import build_parser, job_from_args
 from guiapp.core.quantize import ortquant
-from guiapp.core import pipeline
+from guiapp.core import run as pipeline
 from guiapp.core.evaluate.cpu import CpuInfo
 from guiapp.core.errors import JobError
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
+from guiapp.core.run import job_from_dict, load_job
 from guiapp.core.quantize.outputform import fix_batch
 from guiapp.core.data.preprocess import preset
 
@@ -84,9 +86,9 @@ def test_batch_one_refused_for_a_model_fixed_to_another_batch(tmp_path, calib_di
 
 def test_job_round_trip_and_cli_flags(tmp_path, model_path, calib_dir):
     job = Job(model=model_path, quantization=QuantSettings(batch_one=True, ort_optimized=True, reduce_range=True))
-    assert Job.from_dict(job.to_dict()) == job
+    assert job_from_dict(job.to_dict()) == job
     with pytest.raises(JobError) as err:
-        Job.from_dict({"version": 1, "model": "m.onnx", "quantization": {"ort_optimized": "yes"}})
+        job_from_dict({"version": 1, "model": "m.onnx", "quantization": {"ort_optimized": "yes"}})
     assert err.value.field == "job.quantization.ort_optimized"
     base = ["quantize", str(model_path), "--calib", str(calib_dir), "--out", str(tmp_path / "o.onnx")]
     q = job_from_args(build_parser().parse_args(base + ["--batch-one", "--ort-optimized"])).quantization
@@ -101,15 +103,18 @@ AVX2_ONLY = CpuInfo("Intel(R) Core(TM) i7-6700", frozenset({"avx2", "fma"}), 4)
 VNNI = CpuInfo("AMD EPYC", frozenset({"avx2", "avx512_vnni"}), 2)
 
 
+VNNI_CODES = ("quantize.no_vnni", "quantize.reduce_range")
+
+
 def test_reduce_range_advice_depends_on_vnni(monkeypatch):
     monkeypatch.setattr(ortquant, "is_x86", lambda: True)
-    no_vnni = ortquant.settings_warnings(QuantSettings(), AVX2_ONLY)
-    assert any("no VNNI" in w and "reduce range" in w for w in no_vnni)
-    assert not any("VNNI" in w for w in ortquant.settings_warnings(QuantSettings(reduce_range=True), AVX2_ONLY))
-    assert not any("VNNI" in w for w in ortquant.settings_warnings(QuantSettings(), VNNI))
+    no_vnni = codes(ortquant.settings_warnings(QuantSettings(), AVX2_ONLY))
+    assert "quantize.no_vnni" in no_vnni
+    assert not any(w.code in VNNI_CODES for w in ortquant.settings_warnings(QuantSettings(reduce_range=True), AVX2_ONLY))
+    assert not any(w.code in VNNI_CODES for w in ortquant.settings_warnings(QuantSettings(), VNNI))
     costly = ortquant.settings_warnings(QuantSettings(reduce_range=True), VNNI)
-    assert any("costs accuracy" in w and "no faster" in w for w in costly)
+    assert [w.code for w in costly] == ["quantize.reduce_range"] and "costs accuracy" in costly[0].text
     unknown = CpuInfo("?", None, 1)
-    assert not any("VNNI" in w for w in ortquant.settings_warnings(QuantSettings(), unknown))
+    assert not any(w.code in VNNI_CODES for w in ortquant.settings_warnings(QuantSettings(), unknown))
     monkeypatch.setattr(ortquant, "is_x86", lambda: False)
-    assert not any("VNNI" in w for w in ortquant.settings_warnings(QuantSettings(), AVX2_ONLY))
+    assert not any(w.code in VNNI_CODES for w in ortquant.settings_warnings(QuantSettings(), AVX2_ONLY))

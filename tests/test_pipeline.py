@@ -9,7 +9,9 @@ import pytest
 
 from builders import convnet, image_folder, opset8_convnet
 from conftest import sha256
-from guiapp.core import pipeline
+from guiapp.core.notes import texts
+from guiapp.core import run as pipeline
+from guiapp.core.quantize import prepare as prepare_module
 from guiapp.core.errors import Cancelled, DatasetError, ModelError, OutputError
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
 from guiapp.core.model.modelinfo import inspect_model
@@ -168,7 +170,7 @@ def test_quantizer_failure_leaves_no_output(tmp_path, model_path, calib_dir, mon
     def boom(*a, **k):
         raise RuntimeError("synthetic failure")
 
-    monkeypatch.setattr(pipeline, "quantize_with_ranges", boom)
+    monkeypatch.setattr(prepare_module, "quantize_with_ranges", boom)
     with pytest.raises(ModelError, match="synthetic failure"):
         pipeline.quantize(make_job(model_path, calib_dir, tmp_path / "o.onnx"))
     assert listing(tmp_path) == ["calib", "net.onnx"]
@@ -213,7 +215,7 @@ def test_per_tensor_qoperator_int8(tmp_path, model_path, calib_dir):
     r = pipeline.quantize(make_job(model_path, calib_dir, tmp_path / "o.onnx", quantization=q)).report
     ops = set(inspect_model(tmp_path / "o.onnx").quantized_ops)
     assert "QLinearConv" in ops
-    assert any("int8 activations" in w for w in r["warnings"])
+    assert any("int8 activations" in w for w in texts(r["warnings"]))
 
 
 def test_excluded_node_stays_float(tmp_path, model_path, calib_dir):

@@ -92,7 +92,7 @@ def test_html_report_is_self_contained_and_escaped():
         "per_layer": [{"name": "conv<1>", "kind": "activation", "op_type": "Conv", "sqnr_db": 12.5, "cosine": 0.99}],
         "calibration": {"method": "entropy", "images_used": 10, "images_skipped": 1, "seconds": 1.0, "cache_used": False,
                         "skipped_files": [{"file": "bad.jpg", "reason": "damaged"}]},
-        "eval": {"images_used": 5, "source": "x"}, "warnings": ["careful & <slow>"], "preparation": ["step"], "job": {"a": 1},
+        "eval": {"images_used": 5, "source": "x"}, "warnings": [{"code": "x.y", "text": "careful & <slow>"}], "preparation": ["step"], "job": {"a": 1},
     }
     html = render_html(report, {"Size": b"\x89PNG fake"})
     assert "data:image/png;base64," in html and "conv&lt;1&gt;" in html and "careful &amp; &lt;slow&gt;" in html

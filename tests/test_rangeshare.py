@@ -6,7 +6,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from builders import IR_VERSION, OPSET, image_folder
-from guiapp.core import pipeline
+from guiapp.core import run as pipeline
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
 from guiapp.core.data.preprocess import preset
 from guiapp.core.quantize.rangeshare import share_concat_ranges

@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from guiapp.core import pipeline
+from guiapp.core import run as pipeline
 from guiapp.core.data.dataset import labels_from_csv, list_images
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job
 from guiapp.core.data.preprocess import PreprocessSpec, load_tensor

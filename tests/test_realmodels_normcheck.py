@@ -13,10 +13,10 @@ from guiapp.core.data.dataset import list_images
 from guiapp.core.model.feeds import make_feeds
 from guiapp.core.model.modelinfo import inspect_model
 from guiapp.core.data.normcandidates import Candidate
-from guiapp.core.data.normcheck import check_normalization
-from guiapp.core.pipeline import resolve_spec
+from guiapp.core.evaluate.normcheck import CheckInputs, check_normalization
+from guiapp.core.context import resolve_spec
 from guiapp.core.data.preprocess import PreprocessSpec
-from guiapp.core.tasks import detect_task
+from guiapp.core.tasks import TaskSettings, detect_task
 
 pytestmark = pytest.mark.realmodels
 
@@ -48,8 +48,9 @@ def folder(assets, name):
 def check(assets, name, spec):
     entry = json.loads((assets / "models" / "specs.json").read_text())[name]
     info = inspect_model(assets / entry["file"])
-    return check_normalization(assets / entry["file"], info, detect_task(info), make_feeds(info, {}), resolve_spec(spec, info),
-                               list_images([folder(assets, name)]))
+    task = detect_task(info)
+    return check_normalization(CheckInputs(assets / entry["file"], info, task, make_feeds(info, {}), resolve_spec(spec, info),
+                                           list_images([folder(assets, name)]), TaskSettings().options_for(task.kind)))
 
 
 _RIGHT: dict = {}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from guiapp.core.calibrate.histogram import HALF, TensorStats
-from guiapp.core.calibrate.strategies import StrategySettings, Target, entropy_threshold, mse_range, percentile_range, tensor_range
+from guiapp.core.calibrate.strategies import StrategySettings, RangeTarget, entropy_threshold, mse_range, percentile_range, tensor_range
 
 
 def heavy_tailed(seed=0, relu=False, shape=(32, 20000)):
@@ -32,7 +32,7 @@ def test_rebinning_when_the_range_widens_equals_collecting_at_once():
     assert streamed.exp == at_once.exp
     np.testing.assert_array_equal(streamed.hist, at_once.hist)
     for method in ("percentile", "entropy", "mse"):
-        assert tensor_range(streamed, StrategySettings(method), Target()) == tensor_range(at_once, StrategySettings(method), Target())
+        assert tensor_range(streamed, StrategySettings(method), RangeTarget()) == tensor_range(at_once, StrategySettings(method), RangeTarget())
 
 
 def test_histogram_counts_every_value_in_the_right_bin():
@@ -62,7 +62,7 @@ def test_nan_and_inf_do_not_poison_the_range():
 
 def test_minmax_is_the_observed_range():
     x = heavy_tailed()
-    assert tensor_range(stats_of(x), StrategySettings("minmax"), Target()) == (float(x.min()), float(x.max()))
+    assert tensor_range(stats_of(x), StrategySettings("minmax"), RangeTarget()) == (float(x.min()), float(x.max()))
 
 
 @pytest.mark.parametrize("histogram", [True, False], ids=["with histogram", "extremes only"])
@@ -76,7 +76,7 @@ def test_ema_minmax_follows_the_per_batch_moving_average(histogram):
         s.fold(part, ema_constant=0.1, histogram=histogram)
         blo, bhi = float(part.min()), float(part.max())
         lo, hi = (blo, bhi) if lo is None else (lo + 0.1 * (blo - lo), hi + 0.1 * (bhi - hi))
-    got = tensor_range(s, StrategySettings("ema-minmax"), Target())
+    got = tensor_range(s, StrategySettings("ema-minmax"), RangeTarget())
     assert got == pytest.approx((lo, hi))
     assert got != (float(x.min()), float(x.max()))
 
@@ -98,9 +98,9 @@ def test_heavy_tails_clip_well_inside_the_maximum_for_entropy_and_percentile():
     x = heavy_tailed()
     s = stats_of(x)
     absmax = float(np.abs(x).max())
-    assert max(map(abs, tensor_range(s, StrategySettings("minmax"), Target()))) == absmax
+    assert max(map(abs, tensor_range(s, StrategySettings("minmax"), RangeTarget()))) == absmax
     for method in ("entropy", "percentile"):
-        lo, hi = tensor_range(s, StrategySettings(method), Target())
+        lo, hi = tensor_range(s, StrategySettings(method), RangeTarget())
         assert max(-lo, hi) < 0.5 * absmax, method
 
 
@@ -133,7 +133,7 @@ def test_entropy_matches_the_plain_tensorrt_search(relu):
     h = h[: np.flatnonzero(h)[-1] + 1]
     assert len(h) >= 2048  # the search runs over at least 2048 bins
     nq = 256 if relu else 128
-    assert entropy_threshold(s, Target()) == reference_kl_bins(h, nq) * s.width
+    assert entropy_threshold(s, RangeTarget()) == reference_kl_bins(h, nq) * s.width
 
 
 def reference_mse(x, lo, hi, qmin=0, qmax=255):
@@ -149,7 +149,7 @@ def reference_mse(x, lo, hi, qmin=0, qmax=255):
 def test_mse_range_minimizes_the_quantization_error_among_nearby_ranges(relu):
     x = heavy_tailed(seed=9, relu=relu).astype(np.float64)
     s = stats_of(x.astype(np.float32))
-    lo, hi = mse_range(s, Target())
+    lo, hi = mse_range(s, RangeTarget())
     best = reference_mse(x, lo, hi)
     for f in (0.8, 0.9, 0.95, 1.05, 1.1, 1.25):
         assert best <= reference_mse(x, f * lo, f * hi) * 1.002, f

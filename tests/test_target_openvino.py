@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job
-from guiapp.core.pipeline import quantize
+from guiapp.core.run import quantize
 from guiapp.core.report.summary import latency_line
 from guiapp.core.targets.base import TargetSettings
 from guiapp.core.targets.openvino import compile_config, import_openvino

@@ -16,22 +16,24 @@ import pytest
 from PIL import Image
 
 from builders import image_folder
+from guiapp.core.notes import texts
 from guiapp.core.demo import demo_folder
 from guiapp.core.errors import Cancelled
 from guiapp.core.data.imagefile import open_rgb
-from guiapp.core.job import Job
-from guiapp.core.pipeline import quantize
+from guiapp.core.job import Job, TargetSettings
+from guiapp.core.run import job_from_dict, load_job
+from guiapp.core.run import quantize
 from guiapp.core.data.preprocess import PreprocessSpec, model_pixels
 from guiapp.core.progress import QUANTIZE, CancelToken
-from guiapp.core.targets import rknn
-from guiapp.core.targets.base import TargetSettings
+from guiapp.core.targets import rknn, rknn_files
+from guiapp.core.targets.rknn import RknnOptions
 from guiapp.core.targets.rknn_board import board_snippet
 from guiapp.core.targets.rknn_worker import parse_error_analysis
 from guiapp.core.tasks import TaskGuess
 
 
 def need_toolkit() -> None:
-    problem = rknn.availability(TargetSettings(kind="rknn"))
+    problem = rknn.availability(RknnOptions())
     if problem:
         if os.environ.get("GUIAPP_REQUIRE_RKNN"):
             pytest.fail(problem)
@@ -51,12 +53,12 @@ def private_temp(tmp_path, monkeypatch) -> Path:
 
 
 def demo_rknn_job(out_dir: Path, **calibration) -> Job:
-    job = Job.load(demo_folder() / "demo.job.json")
+    job = load_job(demo_folder() / "demo.job.json")
     return replace(
         job, output=out_dir / "demo.rknn", report=out_dir / "demo.report.json", cache=None,
         calibration=replace(job.calibration, max_images=30, **calibration),
         evaluation=replace(job.evaluation, max_images=60, per_layer_images=1),
-        target=TargetSettings(kind="rknn", platform="rk3588"),
+        target=TargetSettings("rknn", {"rknn": RknnOptions("rk3588")}),
     )
 
 
@@ -84,7 +86,7 @@ def test_the_demo_model_through_the_worker(tmp_path, private_temp):
     assert acc["int8"]["top1"] >= acc["fp32"]["top1"] - 0.05
     assert r["agreement"]["top1"] >= 0.9
     assert r["outputs"][0]["sqnr_db"] > 15
-    assert r["fp32"]["latency_ms"] is None and any("without a board" in w for w in r["warnings"])
+    assert r["fp32"]["latency_ms"] is None and any("without a board" in w for w in texts(r["warnings"]))
     rows = r["per_layer"]
     assert rows and all(x["kind"] == "activation" for x in rows)
     assert any(x["sqnr_db"] is not None and x["cosine"] is not None for x in rows)
@@ -176,7 +178,7 @@ def test_the_board_snippet_feeds_the_pixels_the_app_checked(tmp_path, spec):
     exif[0x0112] = 6  # rotate 90 degrees on display
     Image.open(files[0]).convert("RGB").save(rotated, exif=exif)
     job = Job(Path("m.onnx"), target=TargetSettings(kind="rknn"))
-    text = board_snippet(job, spec, None, TaskGuess("classification", "test"), "m.rknn")
+    text = board_snippet(job, "rk3588", spec, TaskGuess("classification", "test"), "m.rknn")
     namespace: dict = {"__name__": "board", "__file__": str(tmp_path / "m_board.py")}
     exec(compile(text, "m_board.py", "exec"), namespace)  # noqa: S102 - our own generated code
     assert namespace["MODEL"] == str(tmp_path / "m.rknn")
@@ -191,10 +193,10 @@ def test_calibration_pngs_are_rgb_and_the_toolkit_swaps_them_for_bgr(tmp_path):
     image_folder(tmp_path / "img", 1, size=(16, 16))
     src = next((tmp_path / "img").iterdir())
     pixels = model_pixels(open_rgb(src), spec)  # model order: blue first
-    rknn.write_png(pixels, spec, tmp_path / "c.png")
+    rknn_files.write_png(pixels, spec, tmp_path / "c.png")
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c.png")), pixels[:, :, ::-1])
     job = Job(Path("m.onnx"), preprocess=spec, target=TargetSettings(kind="rknn"))
-    cfg = rknn.toolkit_config(job, spec)
+    cfg = rknn.toolkit_config(job, RknnOptions(), spec)
     assert cfg["quant_img_RGB2BGR"] is True and cfg["mean_values"] == [[1.0, 2.0, 3.0]]
 
 
@@ -232,7 +234,7 @@ def test_an_nhwc_model_gets_an_nchw_input_for_the_toolkit(tmp_path):
     before = sha256(src)
     info = inspect_model(src)
     assert info.image_input.layout == "nhwc"
-    front = rknn.nchw_front(src, info, tmp_path)
+    front = rknn_files.nchw_front(src, info, tmp_path)
     assert sha256(src) == before
     x = np.random.default_rng(0).standard_normal((2, 24, 20, 3)).astype(np.float32)
     want = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]

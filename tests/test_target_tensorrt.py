@@ -12,16 +12,19 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from guiapp.core.calibrate.calibration import calibrate
+from guiapp.core.notes import texts
+from guiapp.core.calibrate.calibration import CalibrationInputs, calibrate
 from guiapp.core.data.dataset import list_images
 from guiapp.core.model.feeds import make_feeds
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job
 from guiapp.core.model.modelinfo import inspect_model
-from guiapp.core.pipeline import prepare, quantize, resolve_spec
+from guiapp.core.context import resolve_spec
+from guiapp.core.quantize.prepare import prepare
+from guiapp.core.run import quantize
 from guiapp.core.progress import CancelToken, no_progress
-from guiapp.core.calibrate.strategies import StrategySettings, Target, compute_ranges
-from guiapp.core.targets.base import TargetSettings
-from guiapp.core.targets.tensorrt import cache_path, calibration_cache, parse_calibration_cache, version_code
+from guiapp.core.calibrate.strategies import StrategySettings, RangeTarget, compute_ranges
+from guiapp.core.job import TargetSettings
+from guiapp.core.targets.tensorrt import TensorRTOptions, cache_path, calibration_cache, parse_calibration_cache, version_code
 
 
 def trt_job(model_path: Path, calib_dir: Path, out: Path, method: str = "minmax") -> Job:
@@ -29,7 +32,7 @@ def trt_job(model_path: Path, calib_dir: Path, out: Path, method: str = "minmax"
         model_path, out, report=out.with_suffix(".json"), cache=None,
         calibration=CalibrationSettings(folders=(calib_dir,), max_images=16, method=method),
         evaluation=EvalSettings(max_images=8, latency_runs=3, per_layer_images=2),
-        target=TargetSettings(kind="tensorrt", tensorrt_version="8.6.1"),
+        target=TargetSettings("tensorrt", {"tensorrt": TensorRTOptions("8.6.1")}),
     )
 
 
@@ -38,10 +41,10 @@ def our_ranges(job: Job) -> dict[str, tuple[float, float]]:
     info = inspect_model(job.model)
     spec = resolve_spec(job.preprocess, info)
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = prepare(job, info, Path(tmp), no_progress, CancelToken())
-        cal = calibrate(prepared.model, job.model, make_feeds(info, {}), spec, job.calibration,
-                        list_images(job.calibration.folders), 8, None, no_progress, CancelToken())
-    return compute_ranges(cal.stats, StrategySettings(job.calibration.method), Target("int8", symmetric=True))
+        prepared = prepare(job.model, info.opset, Path(tmp), no_progress, CancelToken())
+        inputs = CalibrationInputs(job.model, make_feeds(info, {}), spec, job.calibration, list_images(job.calibration.folders), 8)
+        cal = calibrate(prepared.model, inputs, no_progress, CancelToken())
+    return compute_ranges(cal.stats, StrategySettings(job.calibration.method), RangeTarget("int8", symmetric=True))
 
 
 def test_the_cache_parses_back_to_the_ranges_we_computed(tmp_path, model_path, calib_dir):
@@ -81,8 +84,8 @@ def test_the_model_is_what_tensorrt_reads(tmp_path, model_path, calib_dir):
     assert all(inits[n.input[1]].size == 1 for n in activations)  # per-tensor activations
     r = result.report
     assert r["target"]["kind"] == "tensorrt" and "not TensorRT" in r["target"]["checked_in"]
-    assert any("not in TensorRT" in w for w in r["warnings"])
-    assert not any("slower on x86" in w for w in r["warnings"])  # ONNX Runtime's speed advice is not TensorRT's
+    assert any("not in TensorRT" in w for w in texts(r["warnings"]))
+    assert not any("slower on x86" in w for w in texts(r["warnings"]))  # ONNX Runtime's speed advice is not TensorRT's
     assert r["job"]["target"]["kind"] == "tensorrt" and r["output"] == str(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib", "m.int8.json", "m.int8.onnx", "m.int8.trt-calibration.cache", "net.onnx"]
 

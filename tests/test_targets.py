@@ -10,58 +10,82 @@ import sys
 import textwrap
 import threading
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 
 from guiapp.cli import build_parser, job_from_args, main
 from guiapp.core.errors import Cancelled, JobError
-from guiapp.core.job import Job
+from guiapp.core.job import Job, QuantOption, QuantSettings, TargetSettings
+from guiapp.core.run import job_from_dict, load_job
 from guiapp.core.progress import CancelToken
 from guiapp.core.targets import openvino as ov_target
 from guiapp.core.targets import rknn as rknn_target
-from guiapp.core.targets.base import TARGET_KINDS, TargetSettings
-from guiapp.core.targets.registry import TARGETS
+from guiapp.core.targets.registry import TARGET_KINDS, TARGETS
 from guiapp.core.targets.worker import WorkerError, run_worker
 
 
 def test_every_target_kind_is_registered_with_its_interface(tmp_path):
     assert tuple(TARGETS) == TARGET_KINDS
     for kind, t in TARGETS.items():
-        assert t.kind == kind and t.title and t.summary
+        assert t.kind == kind and t.title and t.summary and callable(t.run)
         assert t.suffix in (".onnx", ".rknn")
-        assert isinstance(t.availability(TargetSettings(kind=kind)), str)
+        assert isinstance(t.unavailable(TargetSettings(kind=kind)), str)
         assert all(isinstance(p, Path) for p in t.companions(tmp_path / f"m{t.suffix}"))
-    assert TARGETS["onnxruntime"].run is None  # the pipeline itself
-    assert all(TARGETS[k].run is not None for k in ("rknn", "openvino", "tensorrt"))
+        assert t.honours <= set(QuantOption)
+        if t.options is not None:
+            assert t.options_of(TargetSettings(kind=kind)) == t.options()  # defaults when the job has none
 
 
-def test_the_job_document_keeps_the_target(tmp_path, model_path, calib_dir):
-    target = TargetSettings(kind="rknn", platform="rk3566", rknn_python=tmp_path / "env" / "bin" / "python")
+def test_every_quant_option_names_a_setting():
+    names = {f.name for f in fields(QuantSettings)}
+    assert {o.value for o in QuantOption} <= names
+
+
+def test_the_job_document_keeps_the_target_options_under_its_kind(tmp_path, model_path, calib_dir):
+    rknn = rknn_target.RknnOptions("rk3566", tmp_path / "env" / "bin" / "python")
+    target = TargetSettings("rknn", {"rknn": rknn})
     job = Job(model_path, tmp_path / "m.rknn", target=target)
     path = tmp_path / "job.qsjob"
     job.save(path)
     saved = json.loads(path.read_text())
-    assert saved["target"] == {"kind": "rknn", "platform": "rk3566", "rknn_python": "env/bin/python", "tensorrt_version": "10.3.0"}
-    assert Job.load(path).target == target
+    assert saved["target"] == {"kind": "rknn", "rknn": {"platform": "rk3566", "python": "env/bin/python"}}
+    assert load_job(path).target == target
     # An older job without the section gets ONNX Runtime.
     del saved["target"]
     path.write_text(json.dumps(saved))
-    assert Job.load(path).target == TargetSettings()
+    assert load_job(path).target == TargetSettings()
+
+
+def test_a_version_1_job_file_is_read_with_its_flat_target_and_task_options(tmp_path, model_path):
+    doc = {"version": 1, "model": str(model_path),
+           "target": {"kind": "tensorrt", "platform": "rk3566", "rknn_python": None, "tensorrt_version": "8.6.1"},
+           "task": {"kind": "detection", "box_format": "xyxy", "score_threshold": 0.4, "nms_iou": 0.5, "match_iou": 0.5,
+                    "mask_threshold": 0.3}}
+    job = job_from_dict(doc)
+    assert job.target.kind == "tensorrt"
+    assert TARGETS["tensorrt"].options_of(job.target).version == "8.6.1"
+    assert TARGETS["rknn"].options_of(job.target).platform == "rk3566"
+    assert job.task.kind == "detection"
+    assert job.task.options_for("detection").score_threshold == 0.4
+    assert job.task.options_for("detection").box_format == "xyxy"
+    assert job.task.options_for("dense").mask_threshold == 0.3
 
 
 @pytest.mark.parametrize(
     "section, field",
-    [({"kind": "tflite"}, "job.target.kind"), ({"platform": "rk9999"}, "job.target.platform"),
-     ({"tensorrt_version": "ten"}, "job.target.tensorrt_version"), ({"tensorrt_version": 10}, "job.target.tensorrt_version"),
-     ({"chip": "rk3588"}, "job.target.chip")],
+    [({"kind": "tflite"}, "job.target.kind"), ({"rknn": {"platform": "rk9999"}}, "job.target.rknn.platform"),
+     ({"tensorrt": {"version": "ten"}}, "job.target.tensorrt.version"),
+     ({"tensorrt": {"version": 10}}, "job.target.tensorrt.version"),
+     ({"chip": "rk3588"}, "job.target.chip"), ({"onnxruntime": {}}, "job.target.onnxruntime"),
+     ({"rknn": {"chip": "rk3588"}}, "job.target.rknn.chip")],
 )
 def test_a_bad_target_section_names_the_field(tmp_path, model_path, section, field):
     doc = Job(model_path).to_dict()
     doc["target"].update(section)
     with pytest.raises(JobError) as info:
-        Job.from_dict(doc)
+        job_from_dict(doc)
     assert info.value.field == field
 
 
@@ -71,11 +95,16 @@ def test_target_flags_on_the_command_line(tmp_path, model_path, calib_dir):
         "--rknn-platform", "rv1106", "--rknn-python", "/opt/rk/bin/python",
     ])
     job = job_from_args(args)
-    assert job.target == TargetSettings(kind="rknn", platform="rv1106", rknn_python=Path("/opt/rk/bin/python"))
+    assert job.target == TargetSettings("rknn", {"rknn": rknn_target.RknnOptions("rv1106", Path("/opt/rk/bin/python"))})
     assert job.cache is None  # RKNN-Toolkit2 calibrates itself: no statistics to keep
     args = build_parser().parse_args(["quantize", str(model_path), "--calib", str(calib_dir), "--out", str(tmp_path / "m.onnx"),
                                       "--target", "tensorrt", "--tensorrt-version", "8.6.1"])
-    assert job_from_args(args).target.tensorrt_version == "8.6.1"
+    assert TARGETS["tensorrt"].options_of(job_from_args(args).target).version == "8.6.1"
+    args = build_parser().parse_args(["quantize", str(model_path), "--calib", str(calib_dir), "--out", str(tmp_path / "m.onnx"),
+                                      "--target", "tensorrt", "--tensorrt-version", "ten"])
+    with pytest.raises(JobError) as info:
+        job_from_args(args)
+    assert info.value.field == "--tensorrt-version"
 
 
 def test_without_the_toolkit_the_app_says_what_to_install(tmp_path, model_path, calib_dir, capsys, monkeypatch):
@@ -109,12 +138,11 @@ def test_methods_without_an_rknn_counterpart_are_refused(model_path):
     spec = PreprocessSpec(layout="nchw", size=(32, 32))
     job = Job(model_path, target=TargetSettings(kind="rknn"))
     for ours, theirs in (("minmax", "normal"), ("entropy", "kl_divergence"), ("mse", "mmse")):
-        cfg = rknn_target.toolkit_config(replace(job, calibration=replace(job.calibration, method=ours)), spec)
-        assert cfg["quantized_algorithm"] == theirs
+        j = replace(job, calibration=replace(job.calibration, method=ours))
+        assert rknn_target.refuses(j) == ""
+        assert rknn_target.toolkit_config(j, rknn_target.RknnOptions(), spec)["quantized_algorithm"] == theirs
     for method in ("ema-minmax", "percentile"):
-        with pytest.raises(JobError) as info:
-            rknn_target.toolkit_config(replace(job, calibration=replace(job.calibration, method=method)), spec)
-        assert info.value.field == "calibration.method"
+        assert "no counterpart" in rknn_target.refuses(replace(job, calibration=replace(job.calibration, method=method)))
 
 
 # ---------------------------------------------------------------- the worker client
@@ -216,16 +244,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_rknn_refuses_a_search_and_per_tensor_aids_up_front(model_path):
+def test_rknn_refuses_a_search_and_per_tensor_aids_up_front(tmp_path, model_path, calib_dir, capsys):
     from guiapp.core.job import TuningSettings
-    from guiapp.core.data.preprocess import PreprocessSpec
 
-    spec = PreprocessSpec(layout="nchw", size=(32, 32))
     job = Job(model_path, target=TargetSettings(kind="rknn"))
-    with pytest.raises(JobError, match="accuracy-target search") as info:
-        rknn_target.toolkit_config(replace(job, tuning=TuningSettings(max_drop=1.0)), spec)
-    assert info.value.field == "tuning.max_drop"
-    with pytest.raises(JobError, match="equalization"):
-        rknn_target.toolkit_config(replace(job, quantization=replace(job.quantization, equalize=True)), spec)
-    with pytest.raises(JobError, match="output form"):
-        rknn_target.toolkit_config(replace(job, quantization=replace(job.quantization, ort_optimized=True)), spec)
+    assert "accuracy-target search" in rknn_target.refuses(replace(job, tuning=TuningSettings(max_drop=1.0)))
+    assert "equalization" in rknn_target.refuses(replace(job, quantization=replace(job.quantization, equalize=True)))
+    assert "output form" in rknn_target.refuses(replace(job, quantization=replace(job.quantization, ort_optimized=True)))
+    # A refusal comes before anything else is checked or run (the toolkit is not even looked for).
+    out = tmp_path / "m.rknn"
+    code = main(["quantize", str(model_path), "--calib", str(calib_dir), "--out", str(out), "--target", "rknn",
+                 "--max-drop", "1", "--rknn-python", str(tmp_path / "none")])
+    err = capsys.readouterr().err
+    assert code == 2 and "accuracy-target search" in err and not out.exists()

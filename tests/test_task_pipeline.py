@@ -15,10 +15,11 @@ from onnx import helper
 
 from builders import convnet, image_folder, save
 from task_models import mask_net, ssd_pair_net, yolo_head_net
+from guiapp.core.notes import texts
 from guiapp.core.errors import DatasetError
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
 from guiapp.core.model.modelinfo import inspect_model
-from guiapp.core.pipeline import quantize
+from guiapp.core.run import quantize
 from guiapp.core.data.preprocess import placement, preset
 from guiapp.core.report.summary import summary_rows
 
@@ -130,7 +131,7 @@ def test_broken_headline_becomes_a_warning(tmp_path, folders):
     r = quantize(job_for(model, *folders, protect_outputs=False)).report
     head = r["fidelity"]["headline"]
     assert head["broken"]
-    assert any(w.startswith("the INT8 model looks broken for its task: Detection F1 vs FP32") for w in r["warnings"])
+    assert any(w.startswith("the INT8 model looks broken for its task: Detection F1 vs FP32") for w in texts(r["warnings"]))
 
 
 def test_evaluation_folder_equal_to_calibration_holds_images_back_before_calibrating(tmp_path):
@@ -140,7 +141,7 @@ def test_evaluation_folder_equal_to_calibration_holds_images_back_before_calibra
               QuantSettings(), EvalSettings((tmp_path / "imgs",), latency_runs=3, per_layer_images=0))
     r = quantize(job).report
     assert r["calibration"]["images_used"] == 16 and r["eval"]["images_used"] == 4
-    assert any("held back from calibration" in w for w in r["warnings"])
+    assert any("held back from calibration" in w for w in texts(r["warnings"]))
     one = tmp_path / "one"
     image_folder(one, 1, seed=4)
     stages = []

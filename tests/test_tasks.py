@@ -46,9 +46,9 @@ def test_task_is_decided_from_output_shapes(shapes, kind):
 
 
 def test_yolo_layouts_read_rows_or_columns():
-    v8 = detect_task(info_for({"output0": ["N", 84, 8400]})).detection
+    v8 = detect_task(info_for({"output0": ["N", 84, 8400]})).detail
     assert (v8.kind, v8.classes, v8.channels_first, v8.objectness) == ("yolo", 80, True, False)
-    v5 = detect_task(info_for({"output0": [1, 25200, 85]})).detection
+    v5 = detect_task(info_for({"output0": [1, 25200, 85]})).detail
     assert (v5.classes, v5.channels_first, v5.objectness) == (80, False, True)
 
 
@@ -58,7 +58,7 @@ def test_per_stride_heads_with_distributions_get_their_strides():
     for i, a in enumerate((1600, 400, 100, 25)):
         shapes[f"cls_{i}"] = [1, a, 80]
         shapes[f"reg_{i}"] = [1, a, 32]
-    lay = detect_task(info_for(shapes, hw=320)).detection
+    lay = detect_task(info_for(shapes, hw=320)).detail
     assert lay.kind == "strides" and lay.strides == (8, 16, 32, 64)
     assert (lay.bins, lay.classes, lay.anchors_only) == (8, 80, False)
     assert lay.scores[0] == "cls_0" and lay.boxes[0] == "reg_0"

@@ -17,15 +17,16 @@ from onnx import TensorProto, helper, numpy_helper
 
 from builders import IR_VERSION, OPSET, image_folder, save
 from task_models import yolo_head_net
+from guiapp.core.notes import texts
 from guiapp.cli import main
 from guiapp.core.errors import JobError
-from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings, TuningSettings
-from guiapp.core.pipeline import quantize
+from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings, Recipe, TuningSettings
+from guiapp.core.run import quantize
 from guiapp.core.data.preprocess import preset
 from guiapp.core.progress import CancelToken
 from guiapp.core.tasks import TaskSettings
-from guiapp.core.tuning.equalize import equalize, find_pairs
-from guiapp.core.tuning.trials import Trial, TrialSettings, choose, pareto
+from guiapp.core.quantize.equalize import equalize, find_pairs
+from guiapp.core.tuning.trials import Trial, choose, pareto
 
 
 def uneven_net(path: Path | None = None, seed: int = 0, clip: bool = False) -> onnx.ModelProto:
@@ -109,7 +110,7 @@ def test_equalize_and_bias_correction_help_per_tensor_weights(tmp_path):
     r = quantize(replace(job, output=tmp_path / "eq.int8.onnx")).report
     assert r["quantization"]["equalize"] and r["quantization"]["bias_correction"]
     assert any("cross-layer equalization: 2 conv pair(s)" in s for s in r["preparation"])
-    assert any("bias correction" in w for w in r["warnings"])
+    assert any("bias correction" in w for w in texts(r["warnings"]))
     assert r["outputs"][0]["sqnr_db"] > plain + 6, (plain, r["outputs"][0]["sqnr_db"])
 
 
@@ -145,7 +146,7 @@ def test_a_target_nothing_meets_writes_the_best_and_says_by_how_much(tmp_path):
         assert best == pytest.approx(1.0)
     else:
         assert t["missed_by_points"] == pytest.approx((1.0 - best) * 100)
-        assert any(w.startswith("the accuracy target was missed") for w in r["warnings"])
+        assert any(w.startswith("the accuracy target was missed") for w in texts(r["warnings"]))
     assert Path(job.output).is_file()
 
 
@@ -170,15 +171,15 @@ def test_cancelled_search_writes_the_best_model_so_far(tmp_path):
 
     r = quantize(job, progress=progress, cancel=cancel).report
     assert r["tuning"]["stopped"] == "cancelled" and len(r["tuning"]["trials"]) == 2
-    assert Path(job.output).is_file() and "search cancelled" in " ".join(r["warnings"])
+    assert Path(job.output).is_file() and "search cancelled" in " ".join(texts(r["warnings"]))
 
 
 def test_ctrl_c_in_the_cli_search_writes_the_best_model_so_far(tmp_path, capsys, monkeypatch):
-    from guiapp.core.tuning import workspace
+    from guiapp.core.tuning import scorer
 
     image_folder(tmp_path / "calib", 40, seed=1)
     model = save(yolo_head_net(), tmp_path / "yolo.onnx")
-    real_run = workspace.Workspace.run
+    real_run = scorer.Scorer.run
     count = []
 
     def run_then_interrupt(self, *a, **k):
@@ -188,7 +189,7 @@ def test_ctrl_c_in_the_cli_search_writes_the_best_model_so_far(tmp_path, capsys,
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
         return t
 
-    monkeypatch.setattr(workspace.Workspace, "run", run_then_interrupt)
+    monkeypatch.setattr(scorer.Scorer, "run", run_then_interrupt)
     out = tmp_path / "o.onnx"
     code = main(["quantize", str(model), "--calib", str(tmp_path / "calib"), "--out", str(out), "--max-drop", "1",
                  "--no-protect-outputs", "--latency-runs", "3", "--report", str(tmp_path / "r.json")])
@@ -200,7 +201,7 @@ def test_ctrl_c_in_the_cli_search_writes_the_best_model_so_far(tmp_path, capsys,
 
 
 def test_choose_prefers_fewer_float_layers_among_those_that_meet():
-    s = TrialSettings("minmax", True)
+    s = Recipe("minmax", True)
 
     def t(i, metric, meets, floats=(), lat=1.0):
         return Trial(i, "x", replace(s, float_nodes=floats), metric, meets, 100, lat, 0.1)

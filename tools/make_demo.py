@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # import guiapp from this checkout
 
 from guiapp.core.job import Job  # noqa: E402
+from guiapp.core.run import job_from_dict, load_job
 from guiapp.core.data.preprocess import load_tensor, prepare, preset  # noqa: E402
 
 CLASSES = sorted(["circle", "square", "triangle", "cross", "ring", "star"])  # index = position
@@ -360,7 +361,7 @@ def write_evaluation(out: Path) -> tuple[list[Path], list[int]]:
 def write_job(out: Path) -> None:
     path = out / "demo.job.json"
     path.write_text(json.dumps(JOB, indent=2) + "\n", encoding="utf-8")
-    job = Job.load(path)  # the app must accept what we wrote
+    job = load_job(path)  # the app must accept what we wrote
     assert job.preprocess == JOB_SPEC, job.preprocess
 
 

@@ -13,7 +13,7 @@
 
 Without --model or --job it uses the bundled demo job. With --max-drop the run
 searches for that accuracy target and the Run page is shot during the search.
-The window is 1280x800 unless --size is given.
+The window is 1366x768 unless --size is given.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> int:
     ap.add_argument("--preset", default="imagenet")
     ap.add_argument("--max-images", type=int, default=200)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--size", default="1280x800")
+    ap.add_argument("--size", default="1366x768")
     ap.add_argument("--raw-too", action="store_true", help="also shoot the preprocessing page with the raw preset")
     ap.add_argument("--job", type=Path, help="a job file to load instead of the demo's")
     ap.add_argument("--mean", help="per-channel mean in pixel units, over the preset's (e.g. 127,127,127, or one value)")
@@ -70,7 +70,7 @@ def main() -> int:
     app.setOrganizationName("QuantizationStudio")
     app.setApplicationName("guiapp-screenshots")
     from guiapp.core.demo import demo_folder
-    from guiapp.core.job import Job
+    from guiapp.core.run import load_job
     from guiapp.gui import dialogs
     from guiapp.gui.main_window import MainWindow
     from guiapp.gui.pages.ids import PageId
@@ -108,7 +108,7 @@ def main() -> int:
 
     state = win.state
     if args.model is None:
-        job = Job.load(args.job or demo_folder() / "demo.job.json")
+        job = load_job(args.job or demo_folder() / "demo.job.json")
         job = replace(job, output=workdir / (job.model.stem + ".int8.onnx"), cache=None)
         model = job.model
     else:
@@ -144,7 +144,8 @@ def main() -> int:
     from guiapp.core.job import TuningSettings
 
     if args.score_threshold is not None:
-        state.task = replace(state.task, score_threshold=args.score_threshold)
+        state.task = state.task.with_options("detection", replace(state.task.options_for("detection"),
+                                                                  score_threshold=args.score_threshold))
     state.quantization = replace(state.quantization, per_channel=not args.per_tensor and state.quantization.per_channel,
                                  protect_outputs=not args.no_protect_outputs and state.quantization.protect_outputs)
     if args.max_drop is not None:
@@ -178,7 +179,8 @@ def main() -> int:
     if args.target != "onnxruntime":  # as a user does: pick the runtime (and the chip) on this page
         box = cp.target_box
         box.combo.setCurrentIndex(box.combo.findData(args.target))
-        box.platform.setCurrentIndex(box.platform.findData(args.rknn_platform))
+        if "rknn" in box.views:
+            box.views["rknn"].platform.setCurrentIndex(box.views["rknn"].platform.findData(args.rknn_platform))
         settle()
         print("target:", state.target, "output:", state.output, "problem:", cp.problem_text() or "none")
     shoot("3-calibration")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -92,3 +93,13 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def place_files(files: list[tuple[Path, Path]]) -> None:
+    """Copy each finished file (from a work folder) into place, each atomically."""
+    for src, dst in files:
+        try:
+            with atomic_path(dst) as part:
+                shutil.copyfile(src, part)
+        except OSError as exc:
+            raise OutputError(f"cannot write {dst}: {exc.strerror or exc}.", "Check free space and permissions.") from None

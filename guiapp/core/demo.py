@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .errors import UserError
-from .job import Job
+from .run import load_job
 from .resources import resource_path
 
 
@@ -14,11 +14,11 @@ def demo_folder() -> Path:
     return resource_path("demo")
 
 
-def demo_job(out_dir: Path) -> Job:
+def demo_job(out_dir: Path):
     """The demo's job, writing its model and report into ``out_dir``."""
     job_file = demo_folder() / "demo.job.json"
     if not job_file.is_file():
         raise UserError(f"the demo files are missing ({job_file}).", "Reinstall Quantization Studio.")
-    job = Job.load(job_file)
+    job = load_job(job_file)
     out_dir.mkdir(parents=True, exist_ok=True)
     return replace(job, output=out_dir / "demo.int8.onnx", report=out_dir / "demo.report.json")

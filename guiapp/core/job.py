@@ -1,32 +1,38 @@
 """The job document: everything a quantization run needs, as one versioned JSON.
 
 The CLI reads and writes it (``--job``, ``--save-job``) and so does the GUI.
-Relative paths in a job file are relative to the file's own folder.
+Relative paths in a job file are relative to the file's own folder. The
+JSON's shape follows the dataclasses below (:mod:`guiapp.core.fields`); each
+one checks its own values. A task's options live under the task's kind and a
+target's under the target's kind (``"task": {"kind": "auto", "detection":
+{...}}``), read by the task or target that owns them.
+
+Version 1 files (task and target options flat) are read and migrated.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Mapping
 
 from .atomic import atomic_write_text
-from .errors import JobError
-from .jobfields import Fields
-from .data.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, RESIZES, PreprocessSpec
 from .calibrate.strategies import METHODS
-from .targets.base import RKNN_PLATFORMS, TARGET_KINDS, TargetSettings
-from .tasks.base import TASK_KINDS, TaskSettings
-from .tasks.detection_layout import BOX_FORMATS
+from .data.preprocess import PreprocessSpec
+from .errors import JobError
+from .fields import Reader, check_at_least, check_between, check_choice, from_json, kind_of, to_json
+from .tasks import TaskSettings
 
-JOB_VERSION = 1
+JOB_VERSION = 2
 
 FORMATS = ("qdq", "qoperator")
 ACTIVATION_TYPES = ("uint8", "int8")
 WEIGHT_TYPES = ("int8", "uint8")
-
-
+# Class labels (subfolders, csv) for classifiers; box labels (yolo, coco) for detectors.
+LABEL_SOURCES = ("none", "subfolders", "csv", "yolo", "coco")
 JOB_SUFFIXES = (".qsjob", ".json")
 
 
@@ -46,6 +52,13 @@ class CalibrationSettings:
     percentile: float = 99.99
     ema_constant: float = 0.01
 
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, METHODS, "strategy")
+        check_at_least("max_images", self.max_images, 1)
+        check_at_least("batch_size", self.batch_size, 1)
+        check_between("percentile", self.percentile, 50.0, 100.0)
+        check_between("ema_constant", self.ema_constant, 0.0, 1.0)
+
 
 @dataclass(frozen=True)
 class QuantSettings:
@@ -61,14 +74,38 @@ class QuantSettings:
     protect_outputs: bool = True  # keep output tails that INT8 would crush in float (guiapp.core.quantize.protect)
     equalize: bool = False  # cross-layer equalization before calibrating (for per-tensor weights)
     bias_correction: bool = False  # absorb the weights' quantization shift into the biases
-    # The form TensorRT's explicit quantization reads: float weights with a QuantizeLinear/
-    # DequantizeLinear pair each (not int8 initializers) and float biases (not int32). Set by the
-    # TensorRT target, not saved.
-    tensorrt_form: bool = False
     share_concat_ranges: bool = True  # Concat inputs read only by it take its range: a copy instead of a requantization
     pad_channels: bool = True  # pad conv input channels to a multiple of 4 (same outputs; ORT's fast x86 kernels)
     batch_one: bool = False  # fix the input's batch dimension to 1 (the user runs one image at a time)
     ort_optimized: bool = False  # write the graph as ONNX Runtime optimizes it (loads in ONNX Runtime only)
+    # The form TensorRT's explicit quantization reads: float weights with a QuantizeLinear/
+    # DequantizeLinear pair each (not int8 initializers) and float biases (not int32). Set by the
+    # TensorRT target, never saved.
+    tensorrt_form: bool = field(default=False, metadata={"json": False})
+
+    def __post_init__(self) -> None:
+        check_choice("format", self.format, FORMATS, "format")
+        check_choice("activation_type", self.activation_type, ACTIVATION_TYPES, "activation type")
+        check_choice("weight_type", self.weight_type, WEIGHT_TYPES, "weight type")
+        check_at_least("keep_float", self.keep_float, 0)
+
+
+class QuantOption(str, enum.Enum):
+    """The quantization settings a target may honour (the wizard greys out the rest)."""
+
+    PER_CHANNEL = "per_channel"
+    ACTIVATION_TYPE = "activation_type"
+    SYMMETRIC_ACTIVATIONS = "symmetric_activations"
+    FORMAT = "format"
+    REDUCE_RANGE = "reduce_range"
+    EXCLUDE_NODES = "exclude_nodes"
+    KEEP_FLOAT = "keep_float"
+    EQUALIZE = "equalize"
+    BIAS_CORRECTION = "bias_correction"
+    SHARE_CONCAT_RANGES = "share_concat_ranges"
+    PAD_CHANNELS = "pad_channels"
+    BATCH_ONE = "batch_one"
+    ORT_OPTIMIZED = "ort_optimized"
 
 
 @dataclass(frozen=True)
@@ -79,9 +116,10 @@ class TuningSettings:
     max_drop: float | None = None
     minutes: float = 10.0
 
-
-# Class labels (subfolders, csv) for classifiers; box labels (yolo, coco) for detectors.
-LABEL_SOURCES = ("none", "subfolders", "csv", "yolo", "coco")
+    def __post_init__(self) -> None:
+        if self.max_drop is not None:
+            check_between("max_drop", self.max_drop, 0.0, 100.0)
+        check_between("minutes", self.minutes, 0.1, 10000.0)
 
 
 @dataclass(frozen=True)
@@ -96,6 +134,102 @@ class EvalSettings:
     latency_runs: int = 50
     per_layer_images: int = 8
 
+    def __post_init__(self) -> None:
+        check_choice("labels_from", self.labels_from, LABEL_SOURCES, "label source")
+        check_at_least("max_images", self.max_images, 1)
+        check_at_least("latency_runs", self.latency_runs, 1)
+        check_at_least("per_layer_images", self.per_layer_images, 0)
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """The deployment target, and the options of the targets that have some
+    (kind -> that target's options dataclass, read by the target itself)."""
+
+    kind: str = "onnxruntime"
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Defaults are not kept: two settings that mean the same compare equal.
+        object.__setattr__(self, "options", {k: v for k, v in self.options.items() if v != type(v)()})
+
+    def options_for(self, kind: str, cls: type) -> Any:
+        """``kind``'s options, or its defaults when the job has none."""
+        value = self.options.get(kind)
+        return value if value is not None else cls()
+
+    def with_options(self, kind: str, options: Any) -> "TargetSettings":
+        return replace(self, options={**self.options, kind: options})
+
+    def to_json(self, rel=str) -> dict:
+        return {"kind": self.kind, **{k: to_json(v, rel) for k, v in self.options.items()}}
+
+    @classmethod
+    def from_json(cls, data: Any, reader: Reader, option_types: Mapping[str, type]) -> "TargetSettings":
+        if not isinstance(data, dict):
+            raise reader.error(f"expected an object, got {kind_of(data)}")
+        kind = data.get("kind", "onnxruntime")
+        if not isinstance(kind, str) or kind not in option_types:
+            raise reader.at("kind").error(f"unknown target {kind!r}", f"Choose one of {', '.join(option_types)}.")
+        options = {}
+        for key, value in data.items():
+            if key == "kind":
+                continue
+            if option_types.get(key) is None:
+                raise reader.at(key).error("unknown setting", "Remove it or check its spelling.")
+            if value is not None:
+                options[key] = from_json(option_types[key], value, reader.at(key))
+        return cls(kind, options)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is quantized, as far as a search varies it: the strategy,
+    per-channel weights, equalization, bias correction and the layers sent
+    back to float. A job has one; each trial of a search is one."""
+
+    method: str
+    per_channel: bool
+    equalize: bool = False
+    bias_correction: bool = False
+    float_nodes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, job: "Job") -> "Recipe":
+        q = job.quantization
+        return cls(job.calibration.method, q.per_channel, q.equalize, q.bias_correction)
+
+    def applied_to(self, job: "Job") -> "Job":
+        """``job`` made to quantize this way, without a search."""
+        q = job.quantization
+        q = replace(q, per_channel=self.per_channel, equalize=self.equalize, bias_correction=self.bias_correction,
+                    exclude_nodes=tuple(dict.fromkeys((*q.exclude_nodes, *self.float_nodes))), keep_float=0)
+        return replace(job, quantization=q, calibration=replace(job.calibration, method=self.method),
+                       tuning=TuningSettings(None, job.tuning.minutes))
+
+    def describe(self) -> str:
+        parts = [self.method, "per-channel" if self.per_channel else "per-tensor"]
+        if self.equalize:
+            parts.append("equalized")
+        if self.bias_correction:
+            parts.append("bias-corrected")
+        if self.float_nodes:
+            parts.append(f"{len(self.float_nodes)} layer(s) in float")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "per_channel": self.per_channel, "equalize": self.equalize,
+                "bias_correction": self.bias_correction, "float_nodes": list(self.float_nodes)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        return cls(str(d["method"]), bool(d["per_channel"]), bool(d.get("equalize", False)),
+                   bool(d.get("bias_correction", False)), tuple(d.get("float_nodes", ())))
+
+
+def _task_codec():
+    return {"codec": (lambda v, rel: v.to_json(), lambda raw, reader: TaskSettings.from_json(raw, reader))}
+
 
 @dataclass(frozen=True)
 class Job:
@@ -108,224 +242,86 @@ class Job:
     report: Path | None = None
     cache: Path | None = None  # calibration statistics, reused when the images and model are unchanged
     inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
-    task: TaskSettings = field(default_factory=TaskSettings)
+    task: TaskSettings = field(default_factory=TaskSettings, metadata=_task_codec())
     tuning: TuningSettings = field(default_factory=TuningSettings)
-    target: TargetSettings = field(default_factory=TargetSettings)
-
-    # ------------------------------------------------------------ to / from dict
+    target: TargetSettings = field(default_factory=TargetSettings, metadata={"codec": (lambda v, rel: v.to_json(rel), None)})
 
     def to_dict(self, base_dir: Path | None = None) -> dict:
         """The JSON-ready document; paths inside ``base_dir`` are written relative to it."""
-
-        def p(path: Path | None):
-            return None if path is None else _rel(path, base_dir)
-
-        c, q, e = self.calibration, self.quantization, self.evaluation
-        return {
-            "version": JOB_VERSION,
-            "model": p(self.model),
-            "output": p(self.output),
-            "report": p(self.report),
-            "cache": p(self.cache),
-            "inputs": {k: list(v) for k, v in self.inputs.items()},
-            "task": self.task.to_dict(),
-            "target": self.target.to_dict(p),
-            "preprocess": self.preprocess.to_dict(),
-            "calibration": {
-                "folders": [p(f) for f in c.folders],
-                "max_images": c.max_images,
-                "seed": c.seed,
-                "method": c.method,
-                "batch_size": c.batch_size,
-                "percentile": c.percentile,
-                "ema_constant": c.ema_constant,
-            },
-            "quantization": {
-                "format": q.format,
-                "per_channel": q.per_channel,
-                "activation_type": q.activation_type,
-                "weight_type": q.weight_type,
-                "symmetric_activations": q.symmetric_activations,
-                "reduce_range": q.reduce_range,
-                "exclude_nodes": list(q.exclude_nodes),
-                "exclude_op_types": list(q.exclude_op_types),
-                "keep_float": q.keep_float,
-                "protect_outputs": q.protect_outputs,
-                "equalize": q.equalize,
-                "bias_correction": q.bias_correction,
-                "share_concat_ranges": q.share_concat_ranges,
-                "pad_channels": q.pad_channels,
-                "batch_one": q.batch_one,
-                "ort_optimized": q.ort_optimized,
-            },
-            "tuning": {"max_drop": self.tuning.max_drop, "minutes": self.tuning.minutes},
-            "evaluation": {
-                "folders": [p(f) for f in e.folders],
-                "labels_from": e.labels_from,
-                "labels_csv": p(e.labels_csv),
-                "class_offset": e.class_offset,
-                "max_images": e.max_images,
-                "latency_runs": e.latency_runs,
-                "per_layer_images": e.per_layer_images,
-            },
-        }
+        return {"version": JOB_VERSION, **to_json(self, lambda p: _rel(p, base_dir))}
 
     @classmethod
-    def from_dict(cls, data: dict, base_dir: Path | None = None) -> "Job":
-        """Validate and build; a JobError names the first bad field."""
-        f = Fields(data, "job", base_dir)
-        version = f.int("version", required=True, minimum=1)
+    def from_dict(cls, data: Any, base_dir: Path | None, target_options: Mapping[str, type]) -> "Job":
+        """Validate and build; a JobError names the first bad field.
+        ``target_options``: target kind -> its options class (the targets'
+        registry gives it: :func:`guiapp.core.run.load_job`)."""
+        reader = Reader("job", base_dir)
+        if not isinstance(data, dict):
+            raise reader.error(f"expected an object, got {kind_of(data)}")
+        data = dict(data)
+        version = data.pop("version", None)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise reader.at("version").error("is missing" if version is None else f"expected a version number, got {kind_of(version)}",
+                                             "Add it to the job." if version is None else "")
         if version > JOB_VERSION:
-            raise JobError(
-                "job.version",
-                f"{version} is newer than this Quantization Studio understands ({JOB_VERSION})",
-                "Update the app, or save the job again from this version.",
-            )
-        model = f.path("model", required=True)
-        output = f.path("output")
-        report = f.path("report")
-        cache = f.path("cache")
-        inputs_raw = f.raw("inputs", {})
-        if not isinstance(inputs_raw, dict):
-            raise JobError("job.inputs", f"expected an object of input name -> values, got {type(inputs_raw).__name__}")
-        inputs = {name: Fields(inputs_raw, "job.inputs").numbers(name, ()) for name in inputs_raw}
-
-        tf = f.sub("task")
-        td = TaskSettings()
-        mask = tf.raw("mask_threshold")
-        try:
-            task = TaskSettings(
-                kind=tf.choice("kind", td.kind, TASK_KINDS),
-                box_format=tf.choice("box_format", td.box_format, BOX_FORMATS),
-                score_threshold=tf.float("score_threshold", td.score_threshold, lo=0.0, hi=1.0),
-                nms_iou=tf.float("nms_iou", td.nms_iou, lo=0.0, hi=1.0),
-                match_iou=tf.float("match_iou", td.match_iou, lo=0.0, hi=1.0),
-                mask_threshold=None if mask is None else tf.float("mask_threshold", None),
-            )
-        except JobError as exc:
-            raise JobError(exc.field if exc.field.startswith("job.") else "job." + exc.field, exc.detail, exc.fix) from None
-        tf.finish()
-
-        gf = f.sub("target")
-        gd = TargetSettings()
-        try:
-            target = TargetSettings(
-                kind=gf.choice("kind", gd.kind, TARGET_KINDS),
-                platform=gf.choice("platform", gd.platform, RKNN_PLATFORMS),
-                rknn_python=gf.path("rknn_python"),
-                tensorrt_version=gf.raw("tensorrt_version", gd.tensorrt_version),
-            )
-        except JobError as exc:
-            raise JobError(exc.field if exc.field.startswith("job.") else "job." + exc.field, exc.detail, exc.fix) from None
-        gf.finish()
-
-        pp = f.sub("preprocess")
-        default = PreprocessSpec()
-        size = pp.raw("size")
-        if size is not None and (
-            not isinstance(size, list) or len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
-        ):
-            raise JobError("job.preprocess.size", f"expected [height, width], got {size!r}")
-        try:
-            spec = PreprocessSpec(
-                mean=pp.numbers("mean", default.mean),
-                std=pp.numbers("std", default.std),
-                color=pp.choice("color", default.color, COLORS),
-                layout=pp.choice("layout", default.layout, LAYOUTS),
-                size=tuple(size) if size else None,
-                resize=pp.choice("resize", default.resize, RESIZES),
-                resize_shorter=pp.int("resize_shorter", None, minimum=1),
-                pad_value=pp.int("pad_value", 0, minimum=0),
-                interpolation=pp.choice("interpolation", default.interpolation, tuple(INTERPOLATIONS)),
-            )
-        except JobError as exc:
-            if exc.field.startswith("job."):
-                raise
-            raise JobError("job." + exc.field, exc.detail, exc.fix) from None
-        pp.finish()
-
-        cf = f.sub("calibration")
-        cd = CalibrationSettings()
-        calibration = CalibrationSettings(
-            folders=cf.paths("folders"),
-            max_images=cf.int("max_images", cd.max_images, minimum=1),
-            seed=cf.int("seed", cd.seed),
-            method=cf.choice("method", cd.method, METHODS),
-            batch_size=cf.int("batch_size", cd.batch_size, minimum=1),
-            percentile=cf.float("percentile", cd.percentile, lo=50.0, hi=100.0),
-            ema_constant=cf.float("ema_constant", cd.ema_constant, lo=0.0, hi=1.0),
-        )
-        cf.finish()
-
-        qf = f.sub("quantization")
-        qd = QuantSettings()
-        quantization = QuantSettings(
-            format=qf.choice("format", qd.format, FORMATS),
-            per_channel=qf.bool("per_channel", qd.per_channel),
-            activation_type=qf.choice("activation_type", qd.activation_type, ACTIVATION_TYPES),
-            weight_type=qf.choice("weight_type", qd.weight_type, WEIGHT_TYPES),
-            symmetric_activations=qf.bool("symmetric_activations", qd.symmetric_activations),
-            reduce_range=qf.bool("reduce_range", qd.reduce_range),
-            exclude_nodes=qf.strings("exclude_nodes"),
-            exclude_op_types=qf.strings("exclude_op_types"),
-            keep_float=qf.int("keep_float", qd.keep_float, minimum=0),
-            protect_outputs=qf.bool("protect_outputs", qd.protect_outputs),
-            equalize=qf.bool("equalize", qd.equalize),
-            bias_correction=qf.bool("bias_correction", qd.bias_correction),
-            share_concat_ranges=qf.bool("share_concat_ranges", qd.share_concat_ranges),
-            pad_channels=qf.bool("pad_channels", qd.pad_channels),
-            batch_one=qf.bool("batch_one", qd.batch_one),
-            ort_optimized=qf.bool("ort_optimized", qd.ort_optimized),
-        )
-        qf.finish()
-
-        uf = f.sub("tuning")
-        ud = TuningSettings()
-        drop = uf.raw("max_drop")
-        tuning = TuningSettings(
-            max_drop=None if drop is None else uf.float("max_drop", None, lo=0.0, hi=100.0),
-            minutes=uf.float("minutes", ud.minutes, lo=0.1, hi=10000.0),
-        )
-        uf.finish()
-
-        ef = f.sub("evaluation")
-        ed = EvalSettings()
-        labels_from = ef.choice("labels_from", ed.labels_from, LABEL_SOURCES)
-        labels_csv = ef.path("labels_csv", required=labels_from in ("csv", "coco"))
-        evaluation = EvalSettings(
-            folders=ef.paths("folders"),
-            labels_from=labels_from,
-            labels_csv=labels_csv,
-            class_offset=ef.int("class_offset", ed.class_offset),
-            max_images=ef.int("max_images", ed.max_images, minimum=1),
-            latency_runs=ef.int("latency_runs", ed.latency_runs, minimum=1),
-            per_layer_images=ef.int("per_layer_images", ed.per_layer_images, minimum=0),
-        )
-        ef.finish()
-        f.finish()
-        return cls(model, output, spec, calibration, quantization, evaluation, report, cache, inputs, task, tuning, target)
-
-    # ------------------------------------------------------------ files
+            raise reader.at("version").error(f"{version} is newer than this Quantization Studio understands ({JOB_VERSION})",
+                                             "Update the app, or save the job again from this version.")
+        if version == 1:
+            data = _from_version_1(data)
+        if data.get("model") is None:
+            raise reader.at("model").error("is missing", "Add it to the job.")
+        target = data.pop("target", None)
+        job = from_json(cls, data, reader)
+        if target is not None:
+            job = replace(job, target=TargetSettings.from_json(target, reader.at("target"), target_options))
+        e = job.evaluation
+        if e.labels_from in ("csv", "coco") and e.labels_csv is None:
+            raise reader.at("evaluation.labels_csv").error("is missing", "Add it to the job.")
+        return job
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
         text = json.dumps(self.to_dict(base_dir=path.resolve().parent), indent=2) + "\n"
         atomic_write_text(path, text)
 
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Job":
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise JobError("job", f"the job file {path} does not exist", "Check the path.") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise JobError("job", f"cannot read {path}: {exc}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise JobError("job", f"{path.name} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-        return cls.from_dict(data, base_dir=path.resolve().parent)
+
+def read_job_file(path: str | os.PathLike) -> tuple[Any, Path]:
+    """A job file's JSON and its folder (relative paths resolve against it)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobError("job", f"the job file {path} does not exist", "Check the path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobError("job", f"cannot read {path}: {exc}") from None
+    try:
+        return json.loads(text), path.resolve().parent
+    except json.JSONDecodeError as exc:
+        raise JobError("job", f"{path.name} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+_V1_TASK = ("box_format", "score_threshold", "nms_iou", "match_iou")
+_V1_TARGET = {"platform": ("rknn", "platform"), "rknn_python": ("rknn", "python"), "tensorrt_version": ("tensorrt", "version")}
+
+
+def _from_version_1(data: dict) -> dict:
+    """Version 1 kept the detection and dense options flat in "task" and the
+    RKNN and TensorRT options flat in "target"."""
+    data = dict(data)
+    task = data.get("task")
+    if isinstance(task, dict):
+        task = dict(task)
+        detection = {k: task.pop(k) for k in _V1_TASK if k in task}
+        dense = {"mask_threshold": task.pop("mask_threshold")} if "mask_threshold" in task else {}
+        data["task"] = {**task, **({"detection": detection} if detection else {}), **({"dense": dense} if dense else {})}
+    target = data.get("target")
+    if isinstance(target, dict):
+        out: dict = {k: v for k, v in target.items() if k not in _V1_TARGET}
+        for old, (kind, key) in _V1_TARGET.items():
+            if old in target:
+                out.setdefault(kind, {})[key] = target[old]
+        data["target"] = out
+    return data
 
 
 def _rel(path: Path, base_dir: Path | None) -> str:

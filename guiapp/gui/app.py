@@ -69,7 +69,7 @@ def _draws_detection_picture() -> bool:
     """The Results page's labelled boxes render (a frozen bundle once lacked Pillow's font module)."""
     from ..core.data.preprocess import PreprocessSpec
     from ..core.resources import resource_path
-    from ..core.evaluate.visuals import detection_picture
+    from ..core.tasks.detection_view import detection_picture
 
     image = next(iter(sorted(resource_path("detector", "eval", "images").glob("*.jpg"))), None)
     box = {"boxes": [[4.0, 4.0, 40.0, 40.0]], "scores": [0.9], "classes": [0]}

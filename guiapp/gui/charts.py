@@ -7,6 +7,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice
 from PySide6.QtWidgets import QGridLayout, QWidget
 
+from ..core.tasks import TASKS
+
 FP32, INT8 = "#7f8c9a", "#2a7ab8"
 
 
@@ -84,40 +86,17 @@ class ResultCharts(QWidget):
         self._layers(r.get("per_layer") or [])
 
     def _task(self, r: dict) -> None:
-        """The task's own numbers: accuracy or agreement for classifiers, boxes
-        for detectors, IoU for dense models, output SQNR otherwise."""
+        """The task's own numbers, as its module charts them."""
         plot, w = self.widgets["accuracy"].getPlotItem(), self.widgets["accuracy"]
-        fid = r.get("fidelity") or {}
-        acc, det, dense = r.get("accuracy"), fid.get("detection"), fid.get("dense")
-        if acc:
-            labels = ["FP32 top-1", "INT8 top-1", "FP32 top-5", "INT8 top-5"]
-            values = [acc["fp32"]["top1"] * 100, acc["int8"]["top1"] * 100, acc["fp32"]["top5"] * 100, acc["int8"]["top5"] * 100]
-            _bars(plot, labels, values, [FP32, INT8, FP32, INT8], "{:.1f}%")
-            w.setTitle(f"Accuracy %, {acc['labeled_images']} labeled images")
-        elif det:
-            m = det.get("map50")
-            if m and m["fp32"] is not None:
-                _bars(plot, ["FP32", "INT8"], [m["fp32"] * 100, m["int8"] * 100], [FP32, INT8], "{:.1f}")
-                w.setTitle(f"mAP@0.5, {m['labeled_images']} labeled images")
-            else:
-                what = "anchors" if det["compared"] == "anchors" else "boxes"
-                _bars(plot, ["FP32", "INT8", "matching"], [det["fp32_boxes"], det["int8_boxes"], det["matched"]],
-                      [FP32, INT8, INT8], "{:.0f}")
-                w.setTitle(f"{what.capitalize()} over score {det['score_threshold']:g}")
-        elif dense:
-            _bars(plot, ["IoU %", "same pixels %"], [(dense["iou"] or 0) * 100, (dense["pixel_agreement"] or 0) * 100],
-                  [INT8, INT8], "{:.1f}")
-            w.setTitle(f"INT8 map vs FP32 (SQNR {_num(dense['map_sqnr_db'], 1)} dB)")
-        elif r.get("agreement"):
-            out = r["outputs"][0] if r.get("outputs") else {}
-            agree = r["agreement"].get("top1") or 0
-            _bars(plot, ["top-1 agreement %", "cosine × 100"], [agree * 100, (out.get("cosine") or 0) * 100], [INT8, INT8], "{:.1f}")
-            sqnr = out.get("sqnr_db")
-            w.setTitle("INT8 vs FP32 (no labels)" + (f": output SQNR {sqnr:.1f} dB" if sqnr is not None else ""))
-        else:
-            outs = [o for o in r.get("outputs") or [] if o.get("sqnr_db") is not None]
-            _bars(plot, [o["name"][:14] for o in outs], [min(o["sqnr_db"], 80.0) for o in outs], [INT8] * len(outs), "{:.1f}")
-            w.setTitle("Output SQNR, INT8 vs FP32 (dB)")
+        kind = (r.get("task") or {}).get("kind")
+        chart = TASKS[kind].chart(r) if kind in TASKS and r.get("fidelity") else None
+        if chart is None:
+            plot.clear()
+            w.setTitle("")
+            return
+        colors = [FP32 if b.role == "fp32" else INT8 for b in chart.bars]
+        _bars(plot, [b.label for b in chart.bars], [b.value for b in chart.bars], colors, chart.fmt)
+        w.setTitle(chart.title)
 
     def _layers(self, rows: list[dict]) -> None:
         """Horizontal bars, worst at the top, the tensor named on the left."""

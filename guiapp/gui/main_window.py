@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QWizard
 
 from .. import APP_NAME, __version__
 from ..core.errors import StudioError
-from ..core.job import Job
+from ..core.run import load_job
 from ..core.resources import resource_path
 from . import dialogs
 from .pages.calibration_page import CalibrationPage
@@ -136,7 +136,7 @@ class MainWindow(QMainWindow):
         if self.runner.busy:
             return
         try:
-            job = Job.load(path)
+            job = load_job(path)
         except StudioError as exc:
             dialogs.show_error(self, "Cannot open the job", str(exc))
             return

@@ -17,7 +17,7 @@ from ..core.data.dataset import list_images
 from ..core.errors import Cancelled, DatasetError, UserError
 from ..core.model.feeds import make_feeds
 from ..core.data.normcandidates import Candidate
-from ..core.data.normcheck import NormCheck, check_normalization
+from ..core.evaluate.normcheck import CheckInputs, NormCheck, check_normalization
 from ..core.tasks import detect_task
 from . import dialogs
 from .widgets import message_label, sentence
@@ -34,6 +34,7 @@ def check_job(state, spec, images) -> Callable:
     if info is None or spec is None or model is None:
         raise UserError("the preprocessing is not complete yet.", "Fix what the Preview tab's warning says first.")
     feeds = make_feeds(info, state.inputs)
+    task = state.task_guess or detect_task(info, state.task.kind)
     images, folders = list(images), tuple(state.calibration.folders)
 
     def run(progress, cancel):
@@ -42,7 +43,8 @@ def check_job(state, spec, images) -> Callable:
             files = list_images(folders, "calibration")
         if not files:
             raise DatasetError("no images to check with.", "Open an image folder on the Preview tab, or choose a calibration folder.")
-        return check_normalization(model, info, detect_task(info), feeds, spec, files, progress=progress, cancel=cancel)
+        inputs = CheckInputs(model, info, task, feeds, spec, files, state.task.options_for(task.kind))
+        return check_normalization(inputs, progress=progress, cancel=cancel)
 
     return run
 

@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from ..core.evaluate.visuals import LEGEND, dense_picture, detection_picture
+from ..core.tasks import TASKS
 from .widgets import button
 
 Render = Callable[[Callable, Callable], None]  # (work, on_done): runs work off the GUI thread
@@ -31,8 +31,8 @@ class SamplePictures(QWidget):
         self._render = render
         self.samples: list[dict] = []
         self.index = 0
-        self.kind = ""
         self._draw: Callable | None = None
+        self._caption: Callable | None = None
         self.title = QLabel()
         self.title.setStyleSheet("font-weight: bold")
         self.picture = QLabel()
@@ -49,7 +49,7 @@ class SamplePictures(QWidget):
         nav.addWidget(self.prev_button)
         nav.addWidget(self.caption, 1)
         nav.addWidget(self.next_button)
-        self.scores = pg.PlotWidget(title="Scores of matched boxes: FP32 (x) vs INT8 (y)")
+        self.scores = pg.PlotWidget()
         self.scores.setBackground("w")
         self.scores.setMouseEnabled(False, False)
         self.scores.setMenuEnabled(False)
@@ -65,30 +65,22 @@ class SamplePictures(QWidget):
         self._pixmap: QPixmap | None = None
 
     def show_samples(self, report: dict, samples: list[dict], spec, names: list[str] | None) -> bool:
-        """Show the run's pictures; False when its task has none."""
-        fid = report.get("fidelity") or {}
+        """Show the run's pictures, drawn by its task; False when it has none."""
+        kind = (report.get("task") or {}).get("kind")
+        kit = TASKS[kind].pictures if kind in TASKS else None
+        section = (report.get("fidelity") or {}).get(kind) or {}
         self.samples, self.index = list(samples or []), 0
-        det, dense = fid.get("detection"), fid.get("dense")
-        if det and det.get("compared") == "boxes" and self.samples:
-            self.kind = "detection"
-            iou = det.get("match_iou", 0.5)
-            self._draw = lambda s: detection_picture(s, spec, names, iou)
-            self.title.setText(f"Boxes over score {det['score_threshold']:g}, FP32 and INT8 on the same images")
-            self.legend.setText("  ".join(f"<span style='color:rgb{c}'>■</span> {t}" for t, c in LEGEND)
-                                + "  (INT8 boxes dashed, their scores at the lower right)")
-            self._scores(det.get("score_pairs") or [])
-            self.scores.show()
-        elif dense and self.samples:
-            self.kind = "dense"
-            thr = dense.get("threshold")
-            self._draw = lambda s: dense_picture(s, spec, thr)
-            self.title.setText("The image, FP32's map, INT8's map, and where they differ (red)")
-            self.legend.setText("Maps: " + ("probability, black 0 to white 1; differences after the threshold "
-                                            f"{thr:g}" if thr is not None else "one colour per class"))
-            self.scores.hide()
-        else:
-            self.samples, self._draw = [], None
+        if kit is None or not self.samples or not kit.usable(section):
+            self.samples, self._draw, self._caption = [], None, None
             return False
+        self._draw = lambda s: kit.draw(s, section, spec, names)
+        self._caption = kit.caption
+        self.title.setText(kit.title(section))
+        self.legend.setText(kit.legend(section))
+        pairs = kit.scatter(section)
+        self.scores.setTitle(kit.scatter_title)
+        self._scores(pairs)
+        self.scores.setVisible(bool(pairs))
         self._show()
         return True
 
@@ -100,10 +92,7 @@ class SamplePictures(QWidget):
     def _show(self) -> None:
         s = self.samples[self.index]
         name = s["file"].replace("\\", "/").rsplit("/", 1)[-1]
-        extra = ""
-        if self.kind == "detection":
-            extra = f": FP32 {len(s['fp32']['scores'])} boxes, INT8 {len(s['int8']['scores'])} ({s['matched']} matching)"
-        self.caption.setText(f"Image {self.index + 1} of {len(self.samples)}, {name}{extra}")
+        self.caption.setText(f"Image {self.index + 1} of {len(self.samples)}, {name}: {self._caption(s)}")
         self.prev_button.setEnabled(len(self.samples) > 1)
         self.next_button.setEnabled(len(self.samples) > 1)
         draw, sample = self._draw, s

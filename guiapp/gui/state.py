@@ -10,11 +10,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..core.calibrate.calibcache import default_path
-from ..core.job import CalibrationSettings, EvalSettings, Job, QuantSettings, TuningSettings
-from ..core.model.modelinfo import ModelInfo
 from ..core.data.preprocess import PreprocessSpec, matching_preset, preset
+from ..core.job import CalibrationSettings, EvalSettings, Job, QuantSettings, TargetSettings, TuningSettings
+from ..core.model.modelinfo import ModelInfo
+from ..core.targets.registry import TARGETS
 from ..core.tasks import TaskGuess, TaskSettings, default_resize, detect_task
-from ..core.targets.base import TargetSettings
 
 
 @dataclass
@@ -45,7 +45,7 @@ class WizardState:
         """Calibration statistics live beside the job file, else beside the
         output (none for RKNN, whose toolkit calibrates itself)."""
         out = self.output or self.default_output()
-        return None if out is None or self.target.kind == "rknn" else default_path(out, self.job_file)
+        return None if out is None or not TARGETS[self.target.kind].uses_cache else default_path(out, self.job_file)
 
     def set_target(self, target: TargetSettings) -> None:
         """A new target: an output named for another target's file type follows."""
@@ -120,6 +120,4 @@ class WizardState:
 
 
 def target_suffix(kind: str) -> str:
-    from ..core.targets.registry import TARGETS
-
     return TARGETS[kind].suffix

@@ -10,12 +10,15 @@ import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
+from ..data.dataset import ReadLog, iter_tensors, seeded_order
+from ..data.dataset import batches as make_batches
+from ..data.preprocess import PreprocessSpec
 from ..errors import ModelError
 from ..model.feeds import Feeds
 from ..model.graphprep import with_outputs
@@ -116,26 +119,29 @@ class Collected:
     histograms: bool
 
 
-def collect(
-    model: onnx.ModelProto,
-    feeds: Feeds,
-    batches: Iterator[tuple[list[Path], np.ndarray]],
-    total_images: int,
-    progress: ProgressFn,
-    cancel: CancelToken,
-    threads: int | None = None,
-    ema_constant: float = 0.01,
-    histograms: bool = True,
-) -> Collected:
+@dataclass(frozen=True)
+class Folding:
+    """How a pass folds activations: the EMA constant of the extremes,
+    whether histograms are kept (MinMax needs extremes only), and ONNX
+    Runtime's threads."""
+
+    ema_constant: float = 0.01
+    histograms: bool = True
+    threads: int | None = None
+
+
+def collect(model: onnx.ModelProto, feeds: Feeds, batches: Iterator[tuple[list[Path], np.ndarray]], total_images: int,
+            progress: ProgressFn, cancel: CancelToken, folding: Folding = Folding()) -> Collected:
     """Run ``batches`` through ``model`` and fold every calibrated tensor into
     fixed-size statistics; each batch's activations are dropped once folded.
     Without ``histograms`` only extremes are kept (all MinMax needs)."""
     t0 = time.perf_counter()
+    ema_constant, histograms = folding.ema_constant, folding.histograms
     names = tensors_to_calibrate(model)
     plan = derivation_plan(model, names, histograms)
     fed = {feeds.image} | {c.name for c in feeds.constants}
     exposed = [n for n in names if n not in plan and n not in fed]
-    session = make_session(augmented(model, exposed).SerializeToString(), threads=threads)
+    session = make_session(augmented(model, exposed).SerializeToString(), threads=folding.threads)
     stats = {n: TensorStats() for n in names}
     images = 0
     progress(ProgressEvent(CALIBRATE, 0, total_images, "running the FP32 model on calibration images"))
@@ -198,34 +204,38 @@ class Calibration:
         ))
 
 
-def calibrate(
-    prepared: onnx.ModelProto,
-    model_path: Path,
-    feeds: Feeds,
-    spec,
-    settings,
-    files: list[Path],
-    batch_size: int,
-    cache_path: Path | None,
-    progress: ProgressFn,
-    cancel: CancelToken,
-    threads: int | None = None,
-    variant: dict | None = None,
-) -> Calibration:
-    """Statistics of every calibrated tensor over ``settings.max_images``
-    readable images of ``files`` (seeded order), or from a matching cache.
-    Histograms are collected when the method needs them; a cache without
-    them does not serve such a method. ``variant`` tells apart statistics of
-    a transformed graph (an equalized one) in the cache."""
+@dataclass(frozen=True)
+class CalibrationInputs:
+    """What a calibration pass reads: the images, how they become tensors,
+    how many, and where its statistics are cached. ``settings`` is the job's
+    calibration settings (method, max_images, seed, ema_constant)."""
+
+    model_path: Path  # the FP32 file (its hash keys the cache)
+    feeds: Feeds
+    spec: PreprocessSpec
+    settings: Any
+    files: list[Path]
+    batch_size: int
+    cache_path: Path | None = None
+    threads: int | None = None
+
+
+def calibrate(prepared: onnx.ModelProto, inputs: CalibrationInputs, progress: ProgressFn, cancel: CancelToken,
+              variant: dict | None = None) -> Calibration:
+    """Statistics of every calibrated tensor of ``prepared`` over
+    ``settings.max_images`` readable images of the files (seeded order), or
+    from a matching cache. Histograms are collected when the method needs
+    them; a cache without them does not serve such a method. ``variant``
+    tells apart statistics of a transformed graph (an equalized one) in the
+    cache."""
     from . import calibcache
-    from ..data.dataset import ReadLog, batches, iter_tensors, seeded_order
 
+    settings, spec, feeds, cache_path = inputs.settings, inputs.spec, inputs.feeds, inputs.cache_path
     histograms = settings.method in HISTOGRAM_METHODS
-
     key = "" if cache_path is None else calibcache.fingerprint(  # it hashes the model file: only when cached
-        model_path, {"preprocess": spec.to_dict(), "inputs": {c.name: c.value.tolist() for c in feeds.constants},
-                     **({"variant": variant} if variant else {})},
-        files, settings.max_images, settings.seed, batch_size, settings.ema_constant,
+        inputs.model_path, {"preprocess": spec.to_dict(), "inputs": {c.name: c.value.tolist() for c in feeds.constants},
+                            **({"variant": variant} if variant else {})},
+        inputs.files, settings.max_images, settings.seed, inputs.batch_size, settings.ema_constant,
     )
     if cache_path is not None and cache_path.is_file():
         entry = calibcache.load(cache_path, key)
@@ -236,11 +246,10 @@ def calibrate(
                 tuple((Path(p), r) for p, r in entry.skipped), True, entry.histograms, key,
             )
     log = ReadLog()
-    total = min(settings.max_images, len(files))
-    stream = iter_tensors(seeded_order(files, settings.seed), spec, settings.max_images, log, cancel)
-    collected = collect(
-        prepared, feeds, batches(stream, batch_size), total, progress, cancel, threads, settings.ema_constant, histograms
-    )
+    total = min(settings.max_images, len(inputs.files))
+    stream = iter_tensors(seeded_order(inputs.files, settings.seed), spec, settings.max_images, log, cancel)
+    collected = collect(prepared, feeds, make_batches(stream, inputs.batch_size), total, progress, cancel,
+                        Folding(settings.ema_constant, histograms, inputs.threads))
     return Calibration(
         collected.stats, collected.images, collected.seconds, tuple(log.used), tuple(log.skipped), False, histograms, key
     )

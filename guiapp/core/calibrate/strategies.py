@@ -29,7 +29,7 @@ _QRANGE = {("uint8", False): (0, 255), ("uint8", True): (0, 255), ("int8", False
 
 
 @dataclass(frozen=True)
-class Target:
+class RangeTarget:
     """How activations will be quantized: the strategies optimize for it."""
 
     qtype: str = "uint8"
@@ -46,7 +46,7 @@ class StrategySettings:
     percentile: float = 99.99
 
 
-def compute_ranges(stats: dict[str, TensorStats], settings: StrategySettings, target: Target) -> dict[str, tuple[float, float]]:
+def compute_ranges(stats: dict[str, TensorStats], settings: StrategySettings, target: RangeTarget) -> dict[str, tuple[float, float]]:
     """One (low, high) range per tensor that saw finite values."""
     out = {}
     for name, s in stats.items():
@@ -56,7 +56,7 @@ def compute_ranges(stats: dict[str, TensorStats], settings: StrategySettings, ta
     return out
 
 
-def tensor_range(s: TensorStats, settings: StrategySettings, target: Target) -> tuple[float, float]:
+def tensor_range(s: TensorStats, settings: StrategySettings, target: RangeTarget) -> tuple[float, float]:
     m = settings.method
     if m == "minmax":
         return s.lo, s.hi
@@ -102,7 +102,7 @@ def percentile_range(s: TensorStats, p: float, symmetric: bool) -> tuple[float, 
 # ---------------------------------------------------------------- entropy
 
 
-def entropy_threshold(s: TensorStats, target: Target) -> float:
+def entropy_threshold(s: TensorStats, target: RangeTarget) -> float:
     """TensorRT's KL-divergence threshold over the |x| histogram (>= 2048 bins).
 
     For each candidate threshold (a bin edge i), P is the histogram up to i
@@ -163,7 +163,7 @@ def entropy_threshold(s: TensorStats, target: Target) -> float:
 # ---------------------------------------------------------------- mse
 
 
-def _scale_zero_point(lo, hi, target: Target):
+def _scale_zero_point(lo, hi, target: RangeTarget):
     """ONNX Runtime's compute_scale_zp, vectorized: the range always includes
     0; symmetric ranges are centred. Returns scale, zero point and the lowest
     and highest representable values."""
@@ -188,7 +188,7 @@ def _rounding_integral(x, s):
     return k * (s**3 / 12.0) + (r**3 + (s / 2.0) ** 3) / 3.0
 
 
-def quantization_mse(edges_lo, edges_hi, counts, lo, hi, target: Target) -> np.ndarray:
+def quantization_mse(edges_lo, edges_hi, counts, lo, hi, target: RangeTarget) -> np.ndarray:
     """Expected squared quantize-dequantize error of a histogram for each
     candidate range (lo[i], hi[i]), values spread evenly within each bin.
 
@@ -212,7 +212,7 @@ def quantization_mse(edges_lo, edges_hi, counts, lo, hi, target: Target) -> np.n
     return (per_bin * counts[None, :]).sum(axis=1) / counts.sum()
 
 
-def mse_range(s: TensorStats, target: Target) -> tuple[float, float]:
+def mse_range(s: TensorStats, target: RangeTarget) -> tuple[float, float]:
     """Shrink the observed range by a factor alpha in (0, 1] and keep the alpha
     with the least expected QDQ error: a coarse search over 99 factors, then a
     fine one around the best."""

@@ -3,6 +3,7 @@ in the terms of its task (and with the labels, when there are labels)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -14,15 +15,50 @@ from ..data.dataset import (
     Labels, ReadLog, batches, iter_tensors, labels_from_csv, labels_from_subfolders, nothing_readable, seeded_order,
 )
 from ..errors import ModelError
-from .errorstats import ErrorStats
 from ..model.feeds import Feeds
+from ..notes import Note
 from ..progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn
+from ..tasks import TASKS, EvalContext, TaskGuess, make_fidelity
+from ..tasks.errorstats import ErrorStats
 from .latency import ROUNDS as LATENCY_ROUNDS, time_models
 from .sessions import make_session
-from ..tasks import TASKS, EvalContext, TaskGuess, TaskSettings, make_fidelity
-
 
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]  # feed -> outputs in the FP32 model's order
+
+
+@dataclass(frozen=True)
+class Runners:
+    """The two models to compare, as functions of a feed, and the FP32 model's output names."""
+
+    fp32: Runner
+    int8: Runner
+    names: list[str]
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """What an evaluation compares on and how: the images, the task and its
+    context (options, labels, preprocessing), the feeds, how many images,
+    how long latency is timed."""
+
+    files: list[Path]
+    task: TaskGuess
+    context: EvalContext
+    feeds: Feeds
+    declared: dict[str, tuple]  # the FP32 model's declared output shapes (ONNX Runtime reports its own)
+    fixed_batch: int | None = None
+    max_images: int = 500
+    latency_runs: int = 50
+    seed: int = 0
+    threads: int | None = None
+
+    @property
+    def spec(self):
+        return self.context.spec
+
+    @property
+    def labels(self):
+        return self.context.labels
 
 
 def session_runner(session: ort.InferenceSession, names: list[str]) -> Runner:
@@ -51,67 +87,53 @@ class OutputStats:
         return out
 
 
-def compare_outputs(
-    run_fp32: Runner,
-    run_int8: Runner,
-    names: list[str],
-    declared: dict[str, tuple],
-    feeds: Feeds,
-    batches: Iterator[tuple[list[Path], np.ndarray]],
-    total_images: int,
-    task: TaskGuess,
-    ctx: EvalContext,
-    progress: ProgressFn,
-    cancel: CancelToken,
-    progress_total: int | None = None,
-) -> dict:
+def compare_outputs(runners: Runners, plan: EvalPlan, batches: Iterator[tuple[list[Path], np.ndarray]], total_images: int,
+                    progress: ProgressFn, cancel: CancelToken, progress_total: int | None = None) -> dict:
     """Run both models on the same images: the task's fidelity numbers, and
-    per output SQNR and cosine (whole and per channel group). ``declared``
-    holds the FP32 model's declared output shapes (ONNX Runtime reports its own
-    inferred ones). Progress counts images out of ``progress_total`` (default:
-    the images). ``samples`` in the result holds the task's picture data."""
+    per output SQNR and cosine (whole and per channel group). Progress counts
+    images out of ``progress_total`` (default: the images). ``samples`` in
+    the result holds the task's picture data; ``shape_warnings`` Notes."""
     ptotal = progress_total or total_images
+    task = plan.task
     groups = TASKS[task.kind].groups
-    shape_warnings: list[str] = []
+    shape_warnings: list[Note] = []
     stats: dict[str, OutputStats] = {}
-    fidelity = make_fidelity(task, ctx)
+    fidelity = make_fidelity(task, plan.context)
     seen = 0
     progress(ProgressEvent(EVALUATE, 0, ptotal, "comparing FP32 and INT8 outputs"))
     for paths, batch in batches:
         cancel.check()
-        feed = feeds(batch)
+        feed = plan.feeds(batch)
         try:
-            r32 = run_fp32(feed)
-            r8 = run_int8(feed)
+            r32 = runners.fp32(feed)
+            r8 = runners.int8(feed)
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"evaluation failed on {paths[0].name}: {str(exc).splitlines()[0][:200]}") from None
-        for n, a, b in zip(names, r32, r8):
+        for n, a, b in zip(runners.names, r32, r8):
             a, b = np.asarray(a), np.asarray(b)
             if a.dtype.kind == "f":
                 if n not in stats:
                     stats[n] = OutputStats(groups(task, n, a.shape))
                 stats[n].add(a, b)
             if seen == 0:  # the first batch tells
-                shape_warnings.extend(_declared_shape_warning(n, declared[n], a.shape))
-        fidelity.add(paths, dict(zip(names, r32)), dict(zip(names, r8)))
+                shape_warnings.extend(_declared_shape_warning(n, plan.declared.get(n), a.shape))
+        fidelity.add(paths, dict(zip(runners.names, r32)), dict(zip(runners.names, r8)))
         seen += len(paths)
         progress(ProgressEvent(EVALUATE, seen, ptotal, f"{seen}/{total_images} images"))
     fid = fidelity.result()
-    cls = fid.get("classification")
     return {
         "images": seen,
         "task": task.to_dict(),
+        "agreement": fid.pop("agreement", None),
+        "accuracy": fid.pop("accuracy", None),
         "fidelity": fid,
-        # Top-1 agreement and top-k mean something for classifiers only.
-        "agreement": {"top1": cls["agreement_top1"]} if cls else None,
-        "accuracy": cls["accuracy"] if cls else None,
-        "outputs": [stats[n].result(n) for n in names if n in stats],
-        "shape_warnings": sorted(set(shape_warnings)),
+        "outputs": [stats[n].result(n) for n in runners.names if n in stats],
+        "shape_warnings": list(dict.fromkeys(shape_warnings)),
         "samples": fidelity.samples,
     }
 
 
-def _declared_shape_warning(name: str, declared, actual: tuple) -> list[str]:
+def _declared_shape_warning(name: str, declared, actual: tuple) -> list[Note]:
     """A model whose outputs are declared with the wrong shape runs in ONNX
     Runtime (it only logs), but other runtimes and tools may trip on it."""
     if declared is None:  # not declared: nothing to contradict
@@ -122,11 +144,12 @@ def _declared_shape_warning(name: str, declared, actual: tuple) -> list[str]:
     if not fixed_mismatch:
         return []
     text = "[" + ", ".join(str(d) for d in declared) + "]"
-    return [
+    return [Note(
+        "evaluate.declared_shape",
         f"output {name} is declared {text} but the model computes {list(actual)} (for a batch of {actual[0] if actual else '?'}); "
         "ONNX Runtime tolerates it, "
-        "other runtimes may not. The INT8 model keeps the declaration as it was: fix it in the exporter."
-    ]
+        "other runtimes may not. The INT8 model keeps the declaration as it was: fix it in the exporter.",
+    )]
 
 
 def evaluation_order(files: list[Path], labels, seed: int) -> list[Path]:
@@ -170,76 +193,84 @@ def resolve_labels(settings, files: list[Path]) -> Labels | BoxLabels | None:
     return None
 
 
-def evaluate_models(
-    fp32: Path,
-    int8: Path,
-    declared: dict[str, tuple],
-    feeds: Feeds,
-    spec,
-    files: list[Path],
-    labels: Labels | None,
-    settings,
-    fixed_batch: int | None,
-    progress: ProgressFn,
-    cancel: CancelToken,
-    threads: int | None = None,
-    seed: int = 0,
-    task: TaskGuess | None = None,
-    task_settings: TaskSettings | None = None,
-) -> dict:
-    """Compare ``fp32`` and ``int8`` on up to ``settings.max_images`` of ``files``
-    in the terms of ``task`` (default: generic), then time both. ``declared``:
-    the FP32 model's declared output shapes. Returns report sections (task,
-    fidelity, eval, accuracy, agreement, outputs, latency_ms, warnings) and
-    ``samples`` (picture data, not for the JSON report)."""
+def no_label_fits(plan: EvalPlan, result: dict) -> list[Note]:
+    """A warning when labels were given but none fits the task."""
+    if plan.labels is None or result["accuracy"] is not None or result["fidelity"]["headline"].get("map50"):
+        return []
+    return [Note("evaluate.labels_unused", "none of the evaluation images has a label that fits this model's task; "
+                                           "accuracy not measured.")]
 
-    task = task or TaskGuess("generic", "no task given")
-    ctx = EvalContext(task_settings or TaskSettings(), labels, settings.class_offset, spec)
+
+def evaluate_models(fp32: Path, int8: Path, plan: EvalPlan, progress: ProgressFn, cancel: CancelToken) -> dict:
+    """Compare ``fp32`` and ``int8`` on up to ``plan.max_images`` of its files
+    in the terms of its task, then time both. Returns report sections (task,
+    fidelity, eval, accuracy, agreement, outputs, latency_ms, latency,
+    warnings as Notes) and ``samples`` (picture data, not for the JSON report)."""
     log = ReadLog()
-    order = evaluation_order(files, labels, seed)
-    total = min(settings.max_images, len(order))
+    order = evaluation_order(plan.files, plan.labels, plan.seed)
+    total = min(plan.max_images, len(order))
     first = FirstTensor()
-    stream = first.watch(iter_tensors(order, spec, settings.max_images, log, cancel))
+    stream = first.watch(iter_tensors(order, plan.spec, plan.max_images, log, cancel))
 
     # Progress: one unit per image, then one per block of latency runs.
     lat_units = LATENCY_ROUNDS * 2
-    sessions = {"fp32": make_session(fp32, threads), "int8": make_session(int8, threads)}
+    sessions = {"fp32": make_session(fp32, plan.threads), "int8": make_session(int8, plan.threads)}
     names = [o.name for o in sessions["fp32"].get_outputs()]
-    result = compare_outputs(
-        session_runner(sessions["fp32"], names), session_runner(sessions["int8"], names), names, declared, feeds,
-        batches(stream, fixed_batch or 16), total, task, ctx, progress, cancel, progress_total=total + lat_units,
-    )
-    del sessions  # latency is timed with each model alone (latency.py)
+    runners = Runners(session_runner(sessions["fp32"], names), session_runner(sessions["int8"], names), names)
+    result = compare_outputs(runners, plan, batches(stream, plan.fixed_batch or 16), total, progress, cancel,
+                             progress_total=total + lat_units)
+    del sessions, runners  # latency is timed with each model alone (latency.py)
     if first.tensor is None:
         raise nothing_readable(log.skipped, "the evaluation images", "Add readable JPEG or PNG images to the evaluation folder.")
-    warnings = list(result.pop("shape_warnings"))
-    if labels is not None and result["accuracy"] is None and not (result["fidelity"]["headline"].get("map50")):
-        warnings.append("none of the evaluation images has a label that fits this model's task; accuracy not measured.")
+    warnings = list(result.pop("shape_warnings")) + no_label_fits(plan, result)
     seen = result["images"]
 
     def on_step(done: int, planned: int) -> None:
         progress(ProgressEvent(EVALUATE, seen + done, seen + planned, "measuring latency (each model alone, in rounds)"))
 
     on_step(0, lat_units)
-    sample = np.stack([first.tensor] * (fixed_batch or 1))
+    sample = np.stack([first.tensor] * (plan.fixed_batch or 1))
     latency, context, busy = time_models(
-        {"fp32": fp32, "int8": int8}, feeds(sample), settings.latency_runs, threads, cancel, on_step, sample.shape[0]
+        {"fp32": fp32, "int8": int8}, plan.feeds(sample), plan.latency_runs, plan.threads, cancel, on_step, sample.shape[0]
     )
     warnings.extend(busy)
-    if latency["int8"]["median"] > 1.05 * latency["fp32"]["median"]:
-        warnings.append(
-            f"the INT8 model ran slower than FP32 here ({latency['int8']['median']:.2f} vs {latency['fp32']['median']:.2f} ms). "
-            "In very small models quantize/dequantize overhead outweighs the INT8 arithmetic; int8 activations on x86 "
-            "and per-tensor QOperator graphs are other usual causes."
-        )
+    warnings.extend(slower_warning(latency))
     result["eval"] = {
         "images_used": len(log.used),
         "images_skipped": len(log.skipped),
         "skipped_files": [{"file": str(p), "reason": r} for p, r in log.skipped],
-        "labels": None if labels is None else labels.source,
+        "labels": None if plan.labels is None else plan.labels.source,
     }
     result["latency_ms"] = latency
     result["latency"] = context
     result["warnings"] = warnings
     return result
 
+
+def slower_warning(latency: dict) -> list[Note]:
+    if latency["int8"]["median"] <= 1.05 * latency["fp32"]["median"]:
+        return []
+    return [Note(
+        "latency.int8_slower",
+        f"the INT8 model ran slower than FP32 here ({latency['int8']['median']:.2f} vs {latency['fp32']['median']:.2f} ms). "
+        "In very small models quantize/dequantize overhead outweighs the INT8 arithmetic; int8 activations on x86 "
+        "and per-tensor QOperator graphs are other usual causes.",
+    )]
+
+
+def compare_on_files(runners: Runners, plan: EvalPlan, progress: ProgressFn, cancel: CancelToken) -> tuple[dict, np.ndarray]:
+    """FP32 against another runtime's INT8 (``runners``) through the same
+    fidelity code, on up to ``plan.max_images`` of its files in evaluate_models'
+    order. Returns the comparison (warnings as Notes, no pictures) and the
+    first input tensor (a latency sample)."""
+    order = evaluation_order(plan.files, plan.labels, plan.seed)
+    total = min(plan.max_images, len(order))
+    log = ReadLog()
+    first = FirstTensor()
+    stream = first.watch(iter_tensors(order, plan.spec, total, log, cancel))
+    ev = compare_outputs(runners, plan, batches(stream, plan.fixed_batch or 16), total, progress, cancel)
+    if first.tensor is None:
+        raise nothing_readable(log.skipped, "the evaluation images", "Add readable JPEG or PNG images.")
+    ev["warnings"] = list(ev.pop("shape_warnings")) + no_label_fits(plan, ev)
+    ev.pop("samples", None)
+    return ev, first.tensor

@@ -21,44 +21,51 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
-from .cpu import current_cpu
+from ..notes import Note
 from ..progress import CancelToken
+from .cpu import current_cpu
 from .sessions import make_session
 
 ROUNDS = 5
 HOW = "each model alone (one session at a time), warmed up, rounds alternating the models; medians"
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How long each model is timed: ``rounds`` rounds; in each, every model
+    gets ``warmup_runs`` untimed runs (and at least ``warmup_s``), then a
+    timed block of at least ``runs / rounds`` runs and at least ``block_s``."""
+
+    runs: int = 50
+    rounds: int = ROUNDS
+    warmup_runs: int = 3
+    warmup_s: float = 0.1
+    block_s: float = 0.2
+
+
 def measure_latency(
     models: Mapping[str, Path | bytes],
     feed: dict[str, np.ndarray],
-    runs: int = 50,
-    rounds: int = ROUNDS,
+    timing: Timing = Timing(),
     threads: int | None = None,
     cancel: CancelToken | None = None,
     on_step: Callable[[int, int], None] | None = None,
-    warmup_runs: int = 3,
-    warmup_s: float = 0.1,
-    block_s: float = 0.2,
     session_factory: Callable = make_session,
     batch: int = 1,
 ) -> dict[str, dict]:
-    """Latency of each of ``models`` (key -> model file) on ``feed``.
-
-    ``rounds`` rounds; in each, every model in turn gets a fresh session (the
-    only one alive), ``warmup_runs`` untimed runs (and at least
-    ``warmup_s``), then a timed block of at least ``runs / rounds`` runs and
-    at least ``block_s``. ``batch`` is the feed's batch size, for the
-    report. ``threads`` None keeps ONNX Runtime's default, as a
-    user's script does. ``on_step(done, total)`` reports blocks done.
-    """
-    rounds = max(1, rounds)
-    per_block = max(1, -(-runs // rounds))
+    """Latency of each of ``models`` (key -> model file) on ``feed``: in each
+    round every model in turn gets a fresh session, the only one alive
+    (:class:`Timing`). ``batch`` is the feed's batch size, for the report.
+    ``threads`` None keeps ONNX Runtime's default, as a user's script does.
+    ``on_step(done, total)`` reports blocks done."""
+    rounds = max(1, timing.rounds)
+    per_block = max(1, -(-timing.runs // rounds))
     times: dict[str, list[float]] = {k: [] for k in models}
     medians: dict[str, list[float]] = {k: [] for k in models}
     total, done = rounds * len(models), 0
@@ -66,7 +73,7 @@ def measure_latency(
         for key, model in models.items():
             if cancel is not None:
                 cancel.check()
-            block = _time_alone(session_factory, model, threads, feed, warmup_runs, warmup_s, per_block, block_s)
+            block = _time_alone(session_factory, model, threads, feed, replace(timing, runs=per_block))
             times[key].extend(block)
             medians[key].append(float(np.median(block)))
             done += 1
@@ -85,15 +92,16 @@ def time_models(
     on_step: Callable[[int, int], None] | None = None,
     batch: int = 1,
     session_factory: Callable = make_session,
-) -> tuple[dict[str, dict], dict, list[str]]:
+) -> tuple[dict[str, dict], dict, list[Note]]:
     """:func:`measure_latency` with what the figures depend on: (summaries
     by key, the report's ``latency`` context, warnings)."""
     load, meter = load_average(), OthersMeter()
     meter.start()
-    summaries = measure_latency(models, feed, runs=runs, threads=threads, cancel=cancel, on_step=on_step, batch=batch,
+    summaries = measure_latency(models, feed, Timing(runs=runs), threads=threads, cancel=cancel, on_step=on_step, batch=batch,
                                 session_factory=session_factory)
     context = latency_context(threads, batch, meter.share(), load, round_spread(summaries))
-    warnings = [w for w in (busy_warning(context), unsteady_warning(context, summaries)) if w]
+    warnings = [Note(code, w) for code, w in (("latency.busy", busy_warning(context)),
+                                              ("latency.unsteady", unsteady_warning(context, summaries))) if w]
     return summaries, context, warnings
 
 
@@ -119,19 +127,19 @@ def unsteady_warning(ctx: dict, summaries: dict[str, dict]) -> str | None:
             "machine was not steady (other programs or virtual machines sharing its cores). Compare figures from a steadier run.")
 
 
-def _time_alone(factory, model, threads, feed, warmup_runs, warmup_s, runs, block_s) -> list[float]:
-    """One block: a new session, warm-up, timed runs. The session is dropped
-    on return, before any other session runs."""
+def _time_alone(factory, model, threads, feed, timing: Timing) -> list[float]:
+    """One block of ``timing.runs``: a new session, warm-up, timed runs. The
+    session is dropped on return, before any other session runs."""
     session = factory(model, threads)
     try:
         start = time.perf_counter()
         n = 0
-        while n < warmup_runs or time.perf_counter() - start < warmup_s:
+        while n < timing.warmup_runs or time.perf_counter() - start < timing.warmup_s:
             session.run(None, feed)
             n += 1
         out: list[float] = []
         start = time.perf_counter()
-        while len(out) < runs or time.perf_counter() - start < block_s:
+        while len(out) < timing.runs or time.perf_counter() - start < timing.block_s:
             t = time.perf_counter()
             session.run(None, feed)
             out.append((time.perf_counter() - t) * 1000.0)

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .errorstats import ChannelErrorStats, ErrorStats, channel_axis
+from ..tasks.errorstats import ChannelErrorStats, ErrorStats, channel_axis
 from ..model.feeds import Feeds
 from ..model.graphprep import with_outputs
 from ..progress import CancelToken

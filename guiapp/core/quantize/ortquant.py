@@ -16,6 +16,7 @@ import numpy as np
 from ..evaluate.cpu import CpuInfo, current_cpu
 from ..job import QuantSettings
 from ..model.quantizable import QUANTIZABLE_OP_TYPES
+from ..notes import Note
 
 
 def _quant_type(name: str):
@@ -66,23 +67,25 @@ def is_x86() -> bool:
     return platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
 
-def settings_warnings(settings: QuantSettings, cpu: CpuInfo | None = None) -> list[str]:
-    """Warnings about choices that hurt on this machine (``cpu``: this one by default)."""
+def settings_warnings(settings: QuantSettings, cpu: CpuInfo | None = None) -> list[Note]:
+    """Warnings about choices that hurt ONNX Runtime on this machine (``cpu``: this one by default)."""
     out = []
     cpu = cpu or current_cpu()
     if settings.activation_type == "int8" and is_x86():
-        out.append(
+        out.append(Note(
+            "quantize.int8_activations",
             "int8 activations make the model slower on x86 CPUs with ONNX Runtime (measured: squeezenet1.1 "
             "2.3x slower than FP32); uint8 activations are the fast choice here. Keep int8 only if your "
-            "target (an NPU, GPU/TensorRT) requires it."
-        )
+            "target (an NPU, GPU/TensorRT) requires it.",
+        ))
     if settings.activation_type == "uint8" and settings.weight_type == "uint8":
-        out.append("uint8 weights with uint8 activations (U8U8) have no fast kernel on most CPUs; int8 weights are usual.")
+        out.append(Note("quantize.u8u8", "uint8 weights with uint8 activations (U8U8) have no fast kernel on most CPUs; "
+                                         "int8 weights are usual."))
     out.extend(_vnni_warnings(settings, cpu))
     return out
 
 
-def _vnni_warnings(settings: QuantSettings, cpu: CpuInfo) -> list[str]:
+def _vnni_warnings(settings: QuantSettings, cpu: CpuInfo) -> list[Note]:
     """ONNX Runtime's guidance: x86 CPUs without VNNI multiply uint8 by int8
     with AVX2's vpmaddubsw, whose 16-bit pair sums can saturate with full
     8-bit weights; 7-bit weights (reduce_range) avoid that but cost accuracy
@@ -91,12 +94,14 @@ def _vnni_warnings(settings: QuantSettings, cpu: CpuInfo) -> list[str]:
     if not is_x86() or cpu.has_int8_dot_product is None or settings.activation_type != "uint8" or settings.weight_type != "int8":
         return []
     if not cpu.has_int8_dot_product and not settings.reduce_range:
-        return [f"this CPU ({cpu.model}: {cpu.features_text()}) has no VNNI: ONNX Runtime's uint8 x int8 kernels can "
-                "saturate here, and the accuracy measured on this CPU includes that. If INT8 loses more than you expect, "
-                "compare with reduce range (7-bit weights), which costs accuracy of its own (MobileNetV2: -12 points "
-                "top-1 on a VNNI CPU)."]
+        return [Note("quantize.no_vnni",
+                     f"this CPU ({cpu.model}: {cpu.features_text()}) has no VNNI: ONNX Runtime's uint8 x int8 kernels can "
+                     "saturate here, and the accuracy measured on this CPU includes that. If INT8 loses more than you "
+                     "expect, compare with reduce range (7-bit weights), which costs accuracy of its own (MobileNetV2: "
+                     "-12 points top-1 on a VNNI CPU).")]
     if cpu.has_int8_dot_product and settings.reduce_range:
-        return [f"reduce range (7-bit weights) is for x86 CPUs without VNNI; this CPU ({cpu.model}) has "
-                f"{cpu.features_text()}, where it is no faster and costs accuracy (MobileNetV2: -12 points top-1). "
-                "Keep it only if you deploy on CPUs without VNNI."]
+        return [Note("quantize.reduce_range",
+                     f"reduce range (7-bit weights) is for x86 CPUs without VNNI; this CPU ({cpu.model}) has "
+                     f"{cpu.features_text()}, where it is no faster and costs accuracy (MobileNetV2: -12 points top-1). "
+                     "Keep it only if you deploy on CPUs without VNNI.")]
     return []

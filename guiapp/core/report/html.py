@@ -6,8 +6,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+from pathlib import Path
 
 from ... import APP_NAME
+from ..notes import texts
+from ..tasks import TASKS
+from ..tasks.pictures import png_bytes
 from .summary import headline_text, latency_line, per_layer_cells, summary_rows
 
 
@@ -43,7 +47,7 @@ def render_html(report: dict, charts: dict[str, bytes] | None = None, per_layer_
         parts.append(f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'><figcaption>{html.escape(name)}</figcaption></figure>")
     warnings = report.get("warnings") or []
     if warnings:
-        parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul>")
+        parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in texts(warnings)) + "</ul>")
     cal, ev = report.get("calibration", {}), report.get("eval", {})
     parts.append("<h2>Calibration and evaluation</h2>" + _table(
         ("", ""),
@@ -77,3 +81,14 @@ def render_html(report: dict, charts: dict[str, bytes] | None = None, per_layer_
         ".meta{color:#666;font-size:90%}pre{background:#f7f7f7;padding:8px;overflow:auto}"
     )
     return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+
+
+def sample_pngs(report: dict, samples: list[dict], spec, names: list[str] | None = None,
+                limit: int = 6) -> list[tuple[str, bytes]]:
+    """(caption, PNG) of the first ``limit`` pictures of a run, drawn by its task."""
+    kind = (report.get("task") or {}).get("kind")
+    kit = TASKS[kind].pictures if kind in TASKS else None
+    section = (report.get("fidelity") or {}).get(kind) or {}
+    if kit is None or not kit.usable(section):
+        return []
+    return [(f"{Path(s['file']).name}: {kit.caption(s)}", png_bytes(kit.draw(s, section, spec, names))) for s in samples[:limit]]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ... import __version__
 from ..atomic import atomic_write_text
+from ..notes import Note
+from ..tasks import TASKS
 
 
 def environment(threads: int) -> dict:
@@ -42,7 +44,7 @@ def write_report(report: dict, path: str | os.PathLike) -> None:
     atomic_write_text(Path(path), json.dumps(report, indent=2, default=str) + "\n")
 
 
-def broken_warning(head: dict) -> list[str]:
+def broken_warning(head: dict) -> list[Note]:
     """The warning a broken headline number deserves (empty when it is fine)."""
     if not head.get("broken"):
         return []
@@ -50,11 +52,8 @@ def broken_warning(head: dict) -> list[str]:
     shown = f"{value:.1f} dB" if head["metric"].endswith("_db") else f"{value * 100:.1f} %"
     limit = head["broken_below"]
     limit_shown = f"{limit:.0f} dB" if head["metric"].endswith("_db") else f"{limit * 100:.0f} %"
-    return [f"the INT8 model looks broken for its task: {head['label']} is {shown} (below {limit_shown}). {head['advice']}"]
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{v * 100:.1f}%"
+    return [Note("evaluate.broken", f"the INT8 model looks broken for its task: {head['label']} is {shown} "
+                                    f"(below {limit_shown}). {head['advice']}")]
 
 
 def headline_text(report: dict) -> str:
@@ -75,44 +74,11 @@ def headline_text(report: dict) -> str:
 
 
 def _task_rows(report: dict) -> list[tuple[str, str, str]]:
-    fid = report.get("fidelity") or {}
-    rows = []
-    det = fid.get("detection")
-    if det:
-        thr = det["score_threshold"]
-        what = "anchors" if det["compared"] == "anchors" else "boxes"
-        rows.append((f"Detections over {thr:g} ({det['images']} images)", f"{det['fp32_boxes']} {what}",
-                     f"{det['int8_boxes']} {what}, {det['matched']} matching FP32"))
-        if det["f1"] is not None:
-            rows.append(("Detection F1 / recall / precision vs FP32", "",
-                         f"{det['f1']:.3f} / {_pct(det['recall'])} / {_pct(det['precision'])}"))
-        if det["score_mae"] is not None:
-            rows.append(("Score error of matched boxes (mean |FP32 - INT8|)", "", f"{det['score_mae']:.4f}"))
-        m = det.get("map50")
-        if m and m["fp32"] is not None:
-            rows.append((f"mAP@0.5 ({m['labeled_images']} labeled images)", f"{m['fp32'] * 100:.1f}",
-                         f"{m['int8'] * 100:.1f} ({(m['int8'] - m['fp32']) * 100:+.1f} points)"))
-    dense = fid.get("dense")
-    if dense:
-        label = "Mask IoU vs FP32" if dense["channels"] == 1 else "Mean IoU vs FP32"
-        rows.append((label, "", _pct(dense["iou"])))
-        if dense["map_sqnr_db"] is not None:
-            rows.append((f"Map {dense['output']}: SQNR / cosine", "", f"{dense['map_sqnr_db']:.1f} dB / {dense['map_cosine']:.4f}"))
-    acc = report.get("accuracy")
-    if acc:
-        n = acc["labeled_images"]
-        for k in ("top1", "top5"):
-            delta = (acc["int8"][k] - acc["fp32"][k]) * 100
-            rows.append(
-                (f"Accuracy {k} ({n} images)", f"{acc['fp32'][k] * 100:.1f}%", f"{acc['int8'][k] * 100:.1f}% ({delta:+.1f} points)")
-            )
-    agree = (report.get("agreement") or {}).get("top1")
-    if agree is not None:
-        rows.append(("Top-1 agreement with FP32", "", f"{agree * 100:.1f}%"))
-    gen = fid.get("generic")
-    if gen is not None and fid["headline"]["value"] is not None:
-        rows.append((fid["headline"]["label"], "", f"{fid['headline']['value']:.1f} dB ({fid['headline'].get('output')})"))
-    return rows
+    """The task's own rows (its module knows its section of the report)."""
+    kind = (report.get("task") or {}).get("kind")
+    if kind not in TASKS or not report.get("fidelity"):
+        return []
+    return TASKS[kind].summary_rows(report)
 
 
 def summary_rows(report: dict) -> list[tuple[str, str, str]]:

@@ -14,28 +14,28 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import tempfile
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from ..model.feeds import make_feeds
-from ..job import Job
+from ..atomic import place_files
+from ..context import QuantResult, RunContext
+from ..evaluate.compare import Runners, compare_on_files
 from ..evaluate.latency import ROUNDS, time_models
-from ..model.modelinfo import inspect_model
-from ..pipeline import QuantResult, resolve_spec
-from ..progress import EVALUATE, CancelToken, ProgressEvent, ProgressFn, no_progress
 from ..evaluate.sessions import default_threads, make_session
-from ..tasks import detect_task
-from .base import Target, TargetSettings, require
-from .onnxflow import cache_files, compare_on_files, place, run_onnx_flow
+from ..notes import Note
+from ..progress import EVALUATE, ProgressEvent
+from ..report.document import base_report
+from ..report.summary import write_report
+from .base import Target
+from .ortflow import build_qdq, cache_files
 
 INSTALL = "OpenVINO is not installed: pip install 'guiapp[openvino]' (about 180 MB)."
 
 
-def availability(settings: TargetSettings) -> str:
+def availability(options=None) -> str:
     return "" if importlib.util.find_spec("openvino") is not None else INSTALL
 
 
@@ -73,69 +73,70 @@ def ir_paths(output: Path) -> tuple[Path, Path]:
     return output.with_name(stem + ".xml"), output.with_name(stem + ".bin")
 
 
-def run(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None = None, overwrite: bool = False) -> QuantResult:
-    cancel = cancel or CancelToken()
-    require(TARGET, job.target)
+def run(ctx: RunContext) -> QuantResult:
     ov = import_openvino()
-    with tempfile.TemporaryDirectory(prefix="guiapp-openvino-") as tmpdir:
-        tmp = Path(tmpdir)
-        # The plain QDQ graph: OpenVINO does not read ONNX Runtime's fused graph, and its own
-        # kernels gain nothing from padded channels.
-        quant = replace(job.quantization, ort_optimized=False, pad_channels=False)
-        result, cache = run_onnx_flow(job, quant, tmp, progress, cancel, overwrite)
-        report = result.report
-        onnx_out = tmp / Path(job.output).name
-        xml, bin_ = ir_paths(onnx_out)
-        core = ov.Core()
-        ov.save_model(core.read_model(str(onnx_out)), str(xml), compress_to_fp16=False)
-        cancel.check()
-        threads = default_threads()
-        config = compile_config(threads)
-        info = inspect_model(job.model, layout=job.preprocess.layout)
-        feeds = make_feeds(info, job.inputs)
-        spec = resolve_spec(job.preprocess, info)
-        task = detect_task(info, job.task.kind)
-        session = make_session(job.model)
-        names = [o.name for o in session.get_outputs()]
-        ir = Compiled(core.compile_model(core.read_model(str(xml)), "CPU", config), names)  # the reloaded IR is what is checked
-        ev, first = compare_on_files(job, info, feeds, spec, task, list(result.eval_files), names,
-                                     partial(session.run, names), partial(ir.run, names), progress, cancel)
-        del ir, session  # the latency below times each model alone, compiled afresh per round
-        total = ROUNDS * 2
+    job = ctx.job
+    # The plain QDQ graph: OpenVINO does not read ONNX Runtime's fused graph, and its own
+    # kernels gain nothing from padded channels.
+    built = build_qdq(ctx, replace(job.quantization, ort_optimized=False, pad_channels=False))
+    ctx = replace(ctx, cancel=built.cancel)
+    cancel = ctx.cancel
+    xml, bin_ = ir_paths(built.model)
+    core = ov.Core()
+    ov.save_model(core.read_model(str(built.model)), str(xml), compress_to_fp16=False)
+    cancel.check()
+    config = compile_config(default_threads())
+    with ctx.timed("evaluate"):
+        ev, latency = _check_ir(ctx, core, xml, config, built.eval_files)
+    version = ov.__version__.split("-")[0]
+    ort = built.evaluation
+    ort_check = {k: ort[k] for k in ("fidelity", "accuracy", "agreement", "outputs", "latency", "latency_ms")}
+    # The numbers of what the user deploys: the reloaded IR in OpenVINO.
+    evaluation = {**ev, "eval": ort["eval"], "latency_ms": latency["ms"], "latency": latency["context"] | {"runtime": f"OpenVINO {version}"}}
+    out_xml, out_bin = ir_paths(job.output)
+    target = {
+        "kind": "openvino", "title": TARGET.title, "openvino": ov.__version__, "device": "CPU",
+        "compile_config": config,
+        "checked_in": "OpenVINO (CPU): the IR saved by this run, reloaded, against FP32 in ONNX Runtime",
+        "ir": {"xml": str(out_xml), "bin": str(out_bin), "size_bytes": xml.stat().st_size + bin_.stat().st_size},
+        "evaluated_images": ev["images"],
+        "onnxruntime": ort_check,
+    }
+    said = Note("target.openvino_latency", f"latency measured in OpenVINO {version} on this CPU (both models with "
+                                          "INFERENCE_PRECISION_HINT=f32); ONNX Runtime's figures are under target.onnxruntime.")
+    report = base_report(ctx.facts(built.model.stat().st_size), evaluation, {**built.sections, "target": target},
+                         [*ctx.notes, *built.notes, *ort["warnings"], *latency["warnings"], said])
+    cancel.check()
+    place_files([(bin_, out_bin), (xml, out_xml), (built.model, job.output), *cache_files(ctx, built)])
+    if job.report is not None:
+        write_report(report, job.report)
+    return QuantResult(job.output, report, ort["samples"], tuple(built.eval_files))
 
-        def on_step(done: int, planned: int) -> None:
-            progress(ProgressEvent(EVALUATE, done, planned, "measuring latency in OpenVINO (each model alone, in rounds)"))
 
-        def compiled(model, threads_):  # latency.measure_latency's session factory
-            return Compiled(core.compile_model(core.read_model(str(model)), "CPU", config), names)
+def _check_ir(ctx: RunContext, core, xml: Path, config: dict, files: list[Path]) -> tuple[dict, dict]:
+    """The reloaded IR against FP32 in ONNX Runtime on the evaluation images,
+    then both timed in OpenVINO (each model alone, compiled afresh per round)."""
+    job = ctx.job
+    session = make_session(job.model)
+    names = [o.name for o in session.get_outputs()]
+    ir = Compiled(core.compile_model(core.read_model(str(xml)), "CPU", config), names)  # the reloaded IR is what is checked
+    plan = ctx.eval_plan(files)
+    ev, first = compare_on_files(Runners(partial(session.run, names), partial(ir.run, names), names), plan,
+                                 ctx.progress, ctx.cancel)
+    del ir, session
 
-        on_step(0, total)
-        sample = np.stack([first] * (info.image_input.fixed_batch or 1))
-        latency, context, busy = time_models({"fp32": job.model, "int8": xml}, feeds(sample), job.evaluation.latency_runs,
-                                             threads, cancel, on_step, sample.shape[0], session_factory=compiled)
-        report["warnings"].extend(busy)
-        ort_check = {k: report[k] for k in ("fidelity", "accuracy", "agreement", "outputs", "latency")}
-        report["latency"] = context | {"runtime": f"OpenVINO {ov.__version__.split('-')[0]}"}
-        ort_check["latency_ms"] = {"fp32": report["fp32"]["latency_ms"], "int8": report["int8"]["latency_ms"]}
-        # The numbers of what the user deploys: the reloaded IR in OpenVINO.
-        report.update({k: ev[k] for k in ("task", "fidelity", "accuracy", "agreement", "outputs")})
-        report["fp32"]["latency_ms"], report["int8"]["latency_ms"] = latency["fp32"], latency["int8"]
-        out_xml, out_bin = ir_paths(Path(job.output))
-        report["target"] = {
-            "kind": "openvino", "title": TARGET.title, "openvino": ov.__version__, "device": "CPU",
-            "compile_config": config,
-            "checked_in": "OpenVINO (CPU): the IR saved by this run, reloaded, against FP32 in ONNX Runtime",
-            "ir": {"xml": str(out_xml), "bin": str(out_bin), "size_bytes": xml.stat().st_size + bin_.stat().st_size},
-            "evaluated_images": ev["images"],
-            "onnxruntime": ort_check,
-        }
-        report["warnings"].append(
-            f"latency measured in OpenVINO {ov.__version__.split('-')[0]} on this CPU (both models with "
-            "INFERENCE_PRECISION_HINT=f32); ONNX Runtime's figures are under target.onnxruntime."
-        )
-        cancel.check()
-        place([(bin_, out_bin), (xml, out_xml), (onnx_out, Path(job.output)), *cache_files(cache, job, result)], report, job)
-    return QuantResult(Path(job.output), report, result.samples, result.eval_files)
+    def on_step(done: int, planned: int) -> None:
+        ctx.progress(ProgressEvent(EVALUATE, done, planned, "measuring latency in OpenVINO (each model alone, in rounds)"))
+
+    def compiled(model, threads_):  # latency.measure_latency's session factory
+        return Compiled(core.compile_model(core.read_model(str(model)), "CPU", config), names)
+
+    on_step(0, ROUNDS * 2)
+    sample = np.stack([first] * (ctx.fixed_batch or 1))
+    ms, context, busy = time_models({"fp32": job.model, "int8": xml}, ctx.feeds(sample), job.evaluation.latency_runs,
+                                    config["INFERENCE_NUM_THREADS"], ctx.cancel, on_step, sample.shape[0],
+                                    session_factory=compiled)
+    return ev, {"ms": ms, "context": context, "warnings": busy}
 
 
 TARGET = Target(
@@ -143,10 +144,11 @@ TARGET = Target(
     title="OpenVINO (Intel)",
     suffix=".onnx",
     summary="The QDQ model plus its OpenVINO IR (.xml/.bin), checked and timed in OpenVINO on this CPU.",
-    availability=availability,
     run=run,
+    availability=availability,
+    found=lambda options: "" if availability(options) else f"OpenVINO {_version()}",
     companions=lambda output: list(ir_paths(output)),
-    found=lambda settings: "" if availability(settings) else f"OpenVINO {_version()}",
+    note="Latency and accuracy are measured in OpenVINO on this CPU, on the IR it will load.",
 )
 
 

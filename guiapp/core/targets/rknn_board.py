@@ -9,10 +9,12 @@ tests/test_target_rknn.py checks that it gives the same pixels.
 
 from __future__ import annotations
 
+import textwrap
 from datetime import date
 
 from ... import __version__
 from ..data.preprocess import PreprocessSpec
+from ..tasks import TASKS
 
 _TEMPLATE = '''#!/usr/bin/env python3
 """Run {model} on a Rockchip {platform_upper} board with RKNN-Toolkit-Lite2, fed exactly
@@ -40,7 +42,7 @@ SHORTER = {shorter}
 PAD = {pad}
 FILTER = Image.Resampling.{filter}
 COLOR = "{color_key}"
-TASK = "{task}"
+TASK = "{task}"  # what the model does: the outputs are printed as this task reads them
 CLASS_OFFSET = {class_offset}  # model index = class index + offset
 
 
@@ -92,12 +94,7 @@ def main(paths):
         sys.exit("cannot load " + MODEL + " on this board's NPU")
     for path in paths:
         outputs = rknn.inference(inputs=[load_image(path)])
-        if TASK == "classification":
-            scores = np.asarray(outputs[0]).reshape(-1)
-            top = np.argsort(scores)[::-1][:5]
-            print(path, " ".join(f"{{i - CLASS_OFFSET}}:{{scores[i]:.3f}}" for i in top))
-        else:
-            print(path, [(o.shape, float(o.min()), float(o.max())) for o in outputs])
+{print_outputs}
     rknn.release()
 
 
@@ -108,7 +105,7 @@ if __name__ == "__main__":
 _FILTERS = {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "lanczos": "LANCZOS", "area": "BOX"}
 
 
-def board_snippet(job, spec: PreprocessSpec, info, task, model_name: str) -> str:
+def board_snippet(job, platform: str, spec: PreprocessSpec, task, model_name: str) -> str:
     """The snippet's text for ``job``'s resolved ``spec``."""
     h, w = spec.size
     resize_text = {
@@ -118,9 +115,10 @@ def board_snippet(job, spec: PreprocessSpec, info, task, model_name: str) -> str
     }[spec.resize]
     fmt = lambda values: "(" + ", ".join(f"{v:g}" for v in values) + ")"  # noqa: E731
     return _TEMPLATE.format(
-        model=model_name, platform_upper=job.target.platform.upper(), version=__version__, day=date.today().isoformat(),
+        model=model_name, platform_upper=platform.upper(), version=__version__, day=date.today().isoformat(),
         script=model_name.removesuffix(".rknn") + "_board.py", mean=fmt(spec.mean), std=fmt(spec.std),
         color=spec.color.upper(), h=h, w=w, channels=spec.channels, resize_text=resize_text, resize=spec.resize,
         shorter=spec.shorter_side, pad=spec.pad_value, filter=_FILTERS[spec.interpolation], color_key=spec.color,
         task=task.kind, class_offset=job.evaluation.class_offset,
+        print_outputs=textwrap.indent(TASKS[task.kind].board_print.strip("\n"), " " * 8),
     )

@@ -12,7 +12,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .base import TargetSettings
 
 TOOLKIT_VERSION = "2.5.0"  # the version scripts/rknn-env installs and this module was checked with
 DEFAULT_ENV = Path.home() / ".cache" / "guiapp" / "rknn-env"
@@ -20,10 +19,10 @@ WORKER = Path(__file__).with_name("rknn_worker.py")
 INSTALL = "Create one with scripts/rknn-env (Linux x86_64 or aarch64, Python 3.8-3.12, about 2 minutes and 5.6 GB)"
 
 
-def find_python(settings: TargetSettings) -> Path | None:
+def find_python(options) -> Path | None:
     """The Python to run the worker with: the job's, $GUIAPP_RKNN_PYTHON, or
     the environment scripts/rknn-env makes by default."""
-    for candidate in (settings.rknn_python, os.environ.get("GUIAPP_RKNN_PYTHON"), DEFAULT_ENV / "bin" / "python"):
+    for candidate in (options.python if options is not None else None, os.environ.get("GUIAPP_RKNN_PYTHON"), DEFAULT_ENV / "bin" / "python"):
         if candidate:
             return Path(candidate).expanduser()
     return None
@@ -53,11 +52,11 @@ def probe(python: Path, timeout_s: float = 60.0) -> dict:
     return result
 
 
-def availability(settings: TargetSettings) -> str:
+def availability(options) -> str:
     """'' when a Python with RKNN-Toolkit2 2.x is at hand, else what to do."""
     if sys.platform != "linux" or platform.machine().lower() not in ("x86_64", "amd64", "aarch64", "arm64"):
         return f"RKNN-Toolkit2 runs on Linux x86_64 and aarch64 only (this is {platform.system()} {platform.machine()})."
-    python = find_python(settings)
+    python = find_python(options)
     if python is None or not python.is_file():
         where = f" (looked for {python})" if python else ""
         return f"No Python with RKNN-Toolkit2 found{where}. {INSTALL}, then give its Python (--rknn-python, or the field on the Calibration page)."
@@ -71,8 +70,8 @@ def availability(settings: TargetSettings) -> str:
     return ""
 
 
-def found(settings: TargetSettings) -> str:
-    python = find_python(settings)
+def found(options) -> str:
+    python = find_python(options)
     info = probe(python) if python is not None and python.is_file() else {}
     if not info.get("rknn_toolkit2"):
         return ""

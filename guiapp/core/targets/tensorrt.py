@@ -14,21 +14,21 @@ No GPU here: the model is checked in ONNX Runtime, and the report says so.
 from __future__ import annotations
 
 import struct
-import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..calibrate import calibcache
-from ..errors import StudioError
-from ..job import Job, QuantSettings
-from ..quantize.ortquant import settings_warnings
-from ..pipeline import QuantResult
+from ..atomic import place_files
 from ..calibrate.strategies import StrategySettings
-from ..calibrate.strategies import Target as QuantTarget
+from ..calibrate.strategies import RangeTarget
 from ..calibrate.strategies import compute_ranges
-from ..progress import CancelToken, ProgressFn, no_progress
+from ..context import QuantResult, RunContext
+from ..errors import JobError
+from ..job import Job, QuantOption, QuantSettings
+from ..notes import Note
+from ..report.document import base_report
+from ..report.summary import write_report
 from .base import Target
-from .onnxflow import cache_files, place, run_onnx_flow
+from .ortflow import build_qdq, cache_files
 
 
 def tensorrt_settings(q: QuantSettings) -> QuantSettings:
@@ -44,13 +44,10 @@ def version_code(version: str) -> int:
     return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
 
 
-def tensor_scales(statistics: Path, job: Job) -> dict[str, float]:
+def tensor_scales(stats: dict, job: Job) -> dict[str, float]:
     """amax/127 per calibrated tensor, from the run's statistics and strategy."""
-    entry = calibcache.load_unchecked(statistics)
-    if entry is None:
-        raise StudioError("the calibration statistics of this run could not be read back for the TensorRT cache.")
     settings = StrategySettings(job.calibration.method, job.calibration.percentile)
-    ranges = compute_ranges(entry.stats, settings, QuantTarget("int8", symmetric=True))
+    ranges = compute_ranges(stats, settings, RangeTarget("int8", symmetric=True))
     return {name: max(abs(lo), abs(hi)) / 127.0 for name, (lo, hi) in ranges.items() if max(abs(lo), abs(hi)) > 0}
 
 
@@ -74,47 +71,61 @@ def cache_path(output: Path) -> Path:
     return output.with_name(output.name.removesuffix(".onnx") + ".trt-calibration.cache")
 
 
-def run(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None = None, overwrite: bool = False) -> QuantResult:
-    cancel = cancel or CancelToken()
+@dataclass(frozen=True)
+class TensorRTOptions:
+    version: str = "10.3.0"  # written into the calibration cache's header
+
+    def __post_init__(self) -> None:
+        parts = self.version.split(".")
+        if not (1 <= len(parts) <= 3 and all(p.isdigit() for p in parts)):
+            raise JobError("target.tensorrt.version", f"expected a version like 10.3.0, got {self.version!r}")
+
+
+CHANGED = ("format", "activation_type", "symmetric_activations", "per_channel", "reduce_range", "pad_channels", "ort_optimized")
+
+
+def run(ctx: RunContext) -> QuantResult:
+    job = ctx.job
     q = tensorrt_settings(job.quantization)
-    with tempfile.TemporaryDirectory(prefix="guiapp-tensorrt-") as tmpdir:
-        tmp = Path(tmpdir)
-        result, cache = run_onnx_flow(job, q, tmp, progress, cancel, overwrite)
-        report = result.report
-        onnx_out = tmp / Path(job.output).name
-        scales = tensor_scales(cache, job)
-        trt_cache = tmp / "trt.cache"
-        trt_cache.write_text(calibration_cache(scales, job.target.tensorrt_version), encoding="utf-8")
-        changed = [f"{k} {getattr(job.quantization, k)} -> {getattr(q, k)}" for k in
-                   ("format", "activation_type", "symmetric_activations", "per_channel", "reduce_range", "pad_channels", "ort_optimized")
-                   if getattr(job.quantization, k) != getattr(q, k)]
-        # ONNX Runtime's speed advice and timings say nothing about TensorRT (no constant folding
-        # of the weights' Q/DQ pairs, int8 activations on x86).
-        noise = set(settings_warnings(q))
-        report["warnings"] = [w for w in report["warnings"] if w not in noise and not w.startswith("the INT8 model ran slower")] + [
-            "checked in ONNX Runtime on this CPU, not in TensorRT (no NVIDIA GPU here): the accuracy numbers are "
-            "ONNX Runtime's for the same QDQ model; latency is ONNX Runtime's, not TensorRT's."
-        ]
-        report["target"] = {
-            "kind": "tensorrt", "title": TARGET.title,
-            "checked_in": "ONNX Runtime (CPU), not TensorRT: no NVIDIA GPU here",
-            "settings_changed_for_tensorrt": changed,
-            "calibration_cache": {"path": str(cache_path(Path(job.output))), "tensors": len(scales),
-                                  "header": f"TRT-{version_code(job.target.tensorrt_version)}-EntropyCalibration2"},
-        }
-        cancel.check()
-        place([(trt_cache, cache_path(Path(job.output))), (onnx_out, Path(job.output)), *cache_files(cache, job, result)],
-              report, job)
-    return QuantResult(Path(job.output), report, result.samples, result.eval_files)
+    options = TARGET.options_of(job.target)
+    built = build_qdq(ctx, q)
+    scales = tensor_scales(built.calibration.stats, job)
+    trt_cache = ctx.tmp / "trt.cache"
+    trt_cache.write_text(calibration_cache(scales, options.version), encoding="utf-8")
+    changed = [f"{k} {getattr(job.quantization, k)} -> {getattr(q, k)}" for k in CHANGED
+               if getattr(job.quantization, k) != getattr(q, k)]
+    target = {
+        "kind": "tensorrt", "title": TARGET.title,
+        "checked_in": "ONNX Runtime (CPU), not TensorRT: no NVIDIA GPU here",
+        "settings_changed_for_tensorrt": changed,
+        "calibration_cache": {"path": str(cache_path(job.output)), "tensors": len(scales),
+                              "header": f"TRT-{version_code(options.version)}-EntropyCalibration2"},
+    }
+    # ONNX Runtime's timings say nothing about TensorRT (no constant folding of the weights'
+    # Q/DQ pairs, int8 activations on x86): its "slower than FP32" verdict is left out.
+    evaluation = {**built.evaluation, "warnings": [n for n in built.evaluation["warnings"] if n.code != "latency.int8_slower"]}
+    said = Note("target.tensorrt_checked_in_ort", "checked in ONNX Runtime on this CPU, not in TensorRT (no NVIDIA GPU here): "
+                                                 "the accuracy numbers are ONNX Runtime's for the same QDQ model; latency is "
+                                                 "ONNX Runtime's, not TensorRT's.")
+    report = base_report(ctx.facts(built.model.stat().st_size), evaluation, {**built.sections, "target": target},
+                         [*ctx.notes, *built.notes, said])
+    built.cancel.check()
+    place_files([(trt_cache, cache_path(job.output)), (built.model, job.output), *cache_files(ctx, built)])
+    if job.report is not None:
+        write_report(report, job.report)
+    return QuantResult(job.output, report, built.evaluation["samples"], tuple(built.eval_files))
 
 
+O = QuantOption
 TARGET = Target(
     kind="tensorrt",
     title="TensorRT (NVIDIA)",
     suffix=".onnx",
     summary="A QDQ model TensorRT reads as it is (symmetric int8) and a calibration cache; checked in ONNX Runtime (no GPU here).",
-    availability=lambda settings: "",
     run=run,
-    settings=frozenset({"exclude_nodes", "keep_float", "equalize", "bias_correction", "share_concat_ranges", "batch_one"}),
+    options=TensorRTOptions,
+    honours=frozenset({O.EXCLUDE_NODES, O.KEEP_FLOAT, O.EQUALIZE, O.BIAS_CORRECTION, O.SHARE_CONCAT_RANGES, O.BATCH_ONE}),
     companions=lambda output: [cache_path(output)],
+    note="TensorRT takes symmetric int8 activations and per-channel int8 weights whatever is chosen below; "
+         "no GPU here, so the model is checked in ONNX Runtime.",
 )

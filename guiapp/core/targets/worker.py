@@ -64,49 +64,76 @@ def run_worker(
         )
     except OSError as exc:
         raise WorkerError(f"cannot start {what} ({argv[0]}): {exc.strerror or exc}") from None
-    lines: queue.Queue = queue.Queue()
-    stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
-
-    def read_stdout() -> None:
-        try:
-            for raw in proc.stdout:
-                lines.put(raw)
-        except (OSError, ValueError):
-            pass
-        lines.put(_EOF)
-
-    def read_stderr() -> None:
-        try:
-            for raw in proc.stderr:
-                text = raw.decode("utf-8", "replace").rstrip()
-                if text:
-                    stderr_tail.append(text[-500:])
-        except (OSError, ValueError):
-            pass
-
-    readers = [threading.Thread(target=f, daemon=True, name=f"guiapp-{f.__name__}") for f in (read_stdout, read_stderr)]
-    for t in readers:
-        t.start()
+    pipes = _Pipes(proc)
     try:
         try:
             proc.stdin.write(json.dumps(job).encode("utf-8"))
             proc.stdin.close()
         except OSError:
             pass  # it died at once: its exit code and stderr tell why
+        result, error = pipes.read_all(on_message, cancel, poll_s)
+        code = _wait(proc, cancel, poll_s)
+    finally:
+        terminate(proc)  # a no-op when it has ended
+        pipes.close()
+    if error is not None:
+        raise WorkerError(str(error["error"]), error.get("trace", "") or "\n".join(pipes.stderr_tail))
+    if result is None or code != 0:
+        last = next((s for s in reversed(pipes.stderr_tail) if s.strip()), "")
+        how = f"was killed by signal {-code}" if code < 0 else f"ended with exit code {code}"
+        raise WorkerError(
+            f"{what} {how} without a result" + (f"; its last words: {last[:300]}" if last else "") + ".",
+            "\n".join(pipes.stderr_tail),
+        )
+    return result
+
+
+class _Pipes:
+    """The worker's stdout lines (in a queue) and the tail of its stderr,
+    read on two threads so that neither pipe fills up and blocks it."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lines: queue.Queue = queue.Queue()
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+        self.readers = [threading.Thread(target=f, daemon=True, name=f"guiapp-{f.__name__}")
+                        for f in (self._read_stdout, self._read_stderr)]
+        for t in self.readers:
+            t.start()
+
+    def _read_stdout(self) -> None:
+        try:
+            for raw in self.proc.stdout:
+                self.lines.put(raw)
+        except (OSError, ValueError):
+            pass
+        self.lines.put(_EOF)
+
+    def _read_stderr(self) -> None:
+        try:
+            for raw in self.proc.stderr:
+                text = raw.decode("utf-8", "replace").rstrip()
+                if text:
+                    self.stderr_tail.append(text[-500:])
+        except (OSError, ValueError):
+            pass
+
+    def read_all(self, on_message: Callable[[dict], None], cancel: CancelToken, poll_s: float) -> tuple[dict | None, dict | None]:
+        """Every line until stdout closes: (the result, an error line), each None when absent."""
         result, error = None, None
         while True:
             if cancel.cancelled:
                 raise Cancelled()
             try:
-                raw = lines.get(timeout=poll_s)
+                raw = self.lines.get(timeout=poll_s)
             except queue.Empty:
                 continue
             if raw is _EOF:
-                break
+                return result, error
             try:
                 message = json.loads(raw)
             except ValueError:
-                stderr_tail.append(raw.decode("utf-8", "replace").rstrip())
+                self.stderr_tail.append(raw.decode("utf-8", "replace").rstrip())
                 continue
             if "result" in message:
                 result = message["result"]
@@ -114,32 +141,25 @@ def run_worker(
                 error = message
             else:
                 on_message(message)
-        while True:  # stdout closed: it is ending
-            try:
-                code = proc.wait(poll_s)
-                break
-            except subprocess.TimeoutExpired:
-                if cancel.cancelled:
-                    raise Cancelled() from None
-    finally:
-        terminate(proc)  # a no-op when it has ended
-        for t in readers:
+
+    def close(self) -> None:
+        for t in self.readers:
             t.join(1.0)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
                 stream.close()
             except (OSError, ValueError):
                 pass
-    if error is not None:
-        raise WorkerError(str(error["error"]), error.get("trace", "") or "\n".join(stderr_tail))
-    if result is None or code != 0:
-        last = next((s for s in reversed(stderr_tail) if s.strip()), "")
-        how = f"was killed by signal {-code}" if code < 0 else f"ended with exit code {code}"
-        raise WorkerError(
-            f"{what} {how} without a result" + (f"; its last words: {last[:300]}" if last else "") + ".",
-            "\n".join(stderr_tail),
-        )
-    return result
+
+
+def _wait(proc: subprocess.Popen, cancel: CancelToken, poll_s: float) -> int:
+    """stdout closed: the worker is ending. Its exit code."""
+    while True:
+        try:
+            return proc.wait(poll_s)
+        except subprocess.TimeoutExpired:
+            if cancel.cancelled:
+                raise Cancelled() from None
 
 
 def terminate(proc: subprocess.Popen, grace_s: float = 0.5) -> None:

@@ -13,84 +13,35 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import numpy as np
+from PIL import Image
 
-from ..errors import JobError
+from ..data.preprocess import PreprocessSpec
 from ..model.modelinfo import ModelInfo
-from .detection_layout import BOX_FORMATS, DetectionLayout
-
-TASK_KINDS = ("auto", "classification", "detection", "dense", "generic")
-
-
-@dataclass(frozen=True)
-class TaskSettings:
-    """The task and the knobs of its fidelity numbers, as the job stores them."""
-
-    kind: str = "auto"  # "auto": decided from the model's outputs
-    box_format: str = "auto"  # detection: how box values read (auto: from the layout)
-    score_threshold: float = 0.25  # detection: a box counts from this score on
-    nms_iou: float = 0.45  # detection: overlap at which NMS drops the weaker box
-    match_iou: float = 0.5  # detection: INT8 box matches an FP32 box (same class) from this IoU on
-    mask_threshold: float | None = None  # dense, one channel: None = 0.5 for probabilities, 0 for logits
-
-    def __post_init__(self) -> None:
-        f = "task."
-        if self.kind not in TASK_KINDS:
-            raise JobError(f + "kind", f"unknown task {self.kind!r}", f"Choose one of {', '.join(TASK_KINDS)}.")
-        if self.box_format not in BOX_FORMATS:
-            raise JobError(f + "box_format", f"unknown box format {self.box_format!r}", f"Choose one of {', '.join(BOX_FORMATS)}.")
-        for name in ("score_threshold", "nms_iou", "match_iou"):
-            v = getattr(self, name)
-            if not 0.0 < v < 1.0:
-                raise JobError(f + name, f"{v} is outside 0..1", "Give a fraction, e.g. 0.25 or 0.5.")
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "box_format": self.box_format,
-            "score_threshold": self.score_threshold,
-            "nms_iou": self.nms_iou,
-            "match_iou": self.match_iou,
-            "mask_threshold": self.mask_threshold,
-        }
 
 
 @dataclass(frozen=True)
 class TaskGuess:
-    """What the model does, and how that was decided."""
+    """What the model does, and how that was decided. ``detail`` is the
+    task's own reading of the outputs (a detector's layout, a dense model's
+    map output), reported under the task's kind."""
 
     kind: str
     reason: str
-    detection: DetectionLayout | None = None
-    dense_output: str | None = None  # dense: the map output
+    detail: Any = None
     chosen_by_user: bool = False
 
-    @property
-    def title(self) -> str:
-        return TITLES[self.kind]
-
     def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "reason": self.reason,
-            "chosen_by_user": self.chosen_by_user,
-            "detection": self.detection.to_dict() if self.detection else None,
-            "dense_output": self.dense_output,
-        }
-
-
-TITLES = {
-    "classification": "Classification",
-    "detection": "Object detection",
-    "dense": "Dense prediction (masks, maps)",
-    "generic": "Generic (no task-specific numbers)",
-}
+        out = {"kind": self.kind, "reason": self.reason, "chosen_by_user": self.chosen_by_user}
+        if self.detail is not None:
+            out[self.kind] = self.detail.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
 class EvalContext:
     """What a fidelity accumulator may need besides the outputs."""
 
-    settings: TaskSettings
+    options: Any  # the task's options (its ``Task.options`` dataclass), or None
     labels: Any = None  # classification: Labels; detection: BoxLabels; or None
     class_offset: int = 0
     spec: Any = None  # the resolved PreprocessSpec (detection labels map through it)
@@ -114,7 +65,7 @@ class PlausibilityInput:
 
     outputs: dict[str, np.ndarray]  # every model output, images along the first axis
     logits: dict[str, np.ndarray]  # output name -> the tensor its final Softmax reads (the true logits)
-    settings: TaskSettings
+    options: Any  # the task's options
     labels: np.ndarray | None = None  # classification: class index per image (-1: unlabeled)
     class_offset: int = 0
 
@@ -145,14 +96,63 @@ class Judgement:
 
 
 @dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float
+    role: str = "int8"  # "fp32" or "int8": the colour it is drawn in
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A bar chart of a task's own numbers, drawn by the wizard and the report."""
+
+    title: str
+    bars: tuple[Bar, ...]
+    fmt: str = "{:.1f}"  # how a bar's value is printed on it
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """How a task shows FP32 against INT8 on single images (the fidelity's
+    ``samples``). ``section`` is the task's part of the report's fidelity."""
+
+    usable: Callable[[dict], bool]  # whether this run's samples can be drawn
+    title: Callable[[dict], str]
+    legend: Callable[[dict], str]  # may hold <span style='color:...'> marks
+    caption: Callable[[dict], str]  # one sample, in a few words
+    draw: Callable[[dict, dict, PreprocessSpec, list | None], Image.Image]  # (sample, section, spec, class names)
+    scatter: Callable[[dict], list] = lambda section: []  # (FP32, INT8) value pairs worth a scatter plot
+    scatter_title: str = ""
+
+
+BOARD_PRINT = 'print(path, [(o.shape, float(o.min()), float(o.max())) for o in outputs])\n'
+
+
+@dataclass(frozen=True)
 class Task:
+    """Everything the app knows about one task. Adding a task is a module
+    with a ``TASK`` and a line in the registry (:mod:`guiapp.core.tasks`)."""
+
     kind: str
+    title: str
     guess: Callable[[ModelInfo], TaskGuess | None]
     fidelity: Callable[[TaskGuess, EvalContext], Fidelity]
+    options: type | None = None  # its options dataclass (kept in the job under the task's kind)
     groups: Callable[[TaskGuess, str, tuple], list[tuple[str, int, slice]]] = field(default=lambda g, n, s: [])
     default_resize: str = "letterbox"
     # How plausible outputs are for this task (the normalization check); None: no way to judge.
     plausibility: Callable[[TaskGuess, PlausibilityInput], Judgement] | None = None
+    summary_rows: Callable[[dict], list[tuple[str, str, str]]] = field(default=lambda report: [])
+    chart: Callable[[dict], Chart | None] = field(default=lambda report: None)
+    pictures: Pictures | None = None
+    # What the headline measures, given the job's label source (for the accuracy target's text); "": nothing to aim at.
+    metric_words: Callable[[str], str] = field(default=lambda labels_from: "")
+    needs: str = ""  # what outputs it needs, for the error when a user picks it for a model that has none
+    # Python lines for a script on a device: print ``outputs`` (a list of arrays, one image) of ``path``
+    # as this task reads them (braces doubled: the lines go through str.format). CLASS_OFFSET is defined.
+    board_print: str = BOARD_PRINT
+    fallback: bool = False  # fits every model: asked last (generic)
+
 
 
 def headline(metric: str, label: str, value: float | None, broken_below: float, advice: str, **extra) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..model.modelinfo import ModelInfo
 from .base import (
-    EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, entropy, headline, looks_like_probabilities, one_score,
+    Bar, Chart, EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, entropy, headline, looks_like_probabilities, one_score,
     softmax, standardized, weighted_mean,
 )
 
@@ -83,7 +83,9 @@ class ClassificationFidelity:
             head.update(metric="top1", label=f"Top-1 accuracy ({acc['labeled_images']} labeled images)",
                         value=acc["int8"]["top1"], fp32=acc["fp32"]["top1"], agreement=agreement)
             head["broken"] = agreement is not None and agreement < 0.5
-        return {"headline": head, "classification": {"agreement_top1": agreement, "accuracy": acc, "images": self.seen}}
+        return {"headline": head, "classification": {"agreement_top1": agreement, "accuracy": acc, "images": self.seen},
+                # Top-1 agreement and top-k mean something for classifiers only: the report lists them apart.
+                "agreement": {"top1": agreement}, "accuracy": acc}
 
 
 # ---------------------------------------------------------------- plausibility
@@ -169,4 +171,46 @@ def plausibility(guess: TaskGuess, inp: PlausibilityInput) -> Judgement:
     return Judgement(one_score(decided, n), decided, "decided, varied predictions", evidence, words, TopClasses(picks))
 
 
-TASK = Task("classification", guess, ClassificationFidelity, default_resize="shorter", plausibility=plausibility)
+# ---------------------------------------------------------------- presentation
+
+BOARD_PRINT = """
+scores = np.asarray(outputs[0]).reshape(-1)
+top = np.argsort(scores)[::-1][:5]
+print(path, " ".join(f"{{i - CLASS_OFFSET}}:{{scores[i]:.3f}}" for i in top))
+"""
+
+
+def summary_rows(report: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    acc = report.get("accuracy")
+    if acc:
+        n = acc["labeled_images"]
+        for k in ("top1", "top5"):
+            delta = (acc["int8"][k] - acc["fp32"][k]) * 100
+            rows.append((f"Accuracy {k} ({n} images)", f"{acc['fp32'][k] * 100:.1f}%",
+                         f"{acc['int8'][k] * 100:.1f}% ({delta:+.1f} points)"))
+    agree = (report.get("agreement") or {}).get("top1")
+    if agree is not None:
+        rows.append(("Top-1 agreement with FP32", "", f"{agree * 100:.1f}%"))
+    return rows
+
+
+def chart(report: dict) -> Chart:
+    acc = report.get("accuracy")
+    if acc:
+        bars = (Bar("FP32 top-1", acc["fp32"]["top1"] * 100, "fp32"), Bar("INT8 top-1", acc["int8"]["top1"] * 100),
+                Bar("FP32 top-5", acc["fp32"]["top5"] * 100, "fp32"), Bar("INT8 top-5", acc["int8"]["top5"] * 100))
+        return Chart(f"Accuracy %, {acc['labeled_images']} labeled images", bars, fmt="{:.1f}%")
+    out = report["outputs"][0] if report.get("outputs") else {}
+    agree = (report.get("agreement") or {}).get("top1") or 0
+    sqnr = out.get("sqnr_db")
+    return Chart("INT8 vs FP32 (no labels)" + (f": output SQNR {sqnr:.1f} dB" if sqnr is not None else ""),
+                 (Bar("top-1 agreement %", agree * 100), Bar("cosine × 100", (out.get("cosine") or 0) * 100)))
+
+
+TASK = Task(
+    "classification", "Classification", guess, ClassificationFidelity, default_resize="shorter", plausibility=plausibility,
+    summary_rows=summary_rows, chart=chart,
+    metric_words=lambda labels_from: "top-1 accuracy" if labels_from in ("csv", "subfolders") else "top-1 agreement with FP32",
+    board_print=BOARD_PRINT,
+)

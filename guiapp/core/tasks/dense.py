@@ -5,19 +5,36 @@ against FP32, and the map's SQNR."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..evaluate.errorstats import ErrorStats
 from ..model.modelinfo import ModelInfo
 from .base import (
-    EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, channel_groups, entropy, headline, one_score, softmax,
-    standardized, weighted_mean,
+    Bar, Chart, EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, channel_groups, entropy, headline, one_score,
+    softmax, standardized, weighted_mean,
 )
+from .dense_view import PICTURES
+from .errorstats import ErrorStats
 
 MAX_CLASSES = 256  # more channels than this are features, not classes
 MAX_STRIDE = 8  # a map coarser than 1/8 of the input is not a mask
+
+
+@dataclass(frozen=True)
+class DenseOptions:
+    mask_threshold: float | None = None  # one channel: None = 0.5 for probabilities, 0 for logits
+
+
+@dataclass(frozen=True)
+class DenseMap:
+    """Which output holds the map."""
+
+    output: str
+
+    def to_dict(self) -> dict:
+        return {"output": self.output}
 
 
 def _dense_reason(t, image) -> str | None:
@@ -45,7 +62,7 @@ def guess(info: ModelInfo) -> TaskGuess | None:
         why = _dense_reason(t, info.image_input)
         if why:
             more = f" (the first of {len(info.outputs)} outputs)" if len(info.outputs) > 1 else ""
-            return TaskGuess("dense", why + more, dense_output=t.name)
+            return TaskGuess("dense", why + more, detail=DenseMap(t.name))
     return None
 
 
@@ -55,9 +72,9 @@ def groups(g: TaskGuess, name: str, shape: tuple) -> list[tuple[str, int, slice]
 
 class DenseFidelity:
     def __init__(self, guess: TaskGuess, ctx: EvalContext) -> None:
-        self.name = guess.dense_output
+        self.name = guess.detail.output
         self.ctx = ctx
-        self.threshold = ctx.settings.mask_threshold
+        self.threshold = ctx.options.mask_threshold
         self.inter: dict[int, float] = {}
         self.union: dict[int, float] = {}
         self.agree = self.pixels = 0
@@ -139,7 +156,7 @@ def plausibility(guess: TaskGuess, inp: PlausibilityInput) -> Judgement:
     the probability, after a sigmoid for logits; several: class scores
     standardized per point). A map that is undecided everywhere, or decided
     the same way everywhere, scores 0."""
-    m = np.asarray(inp.outputs[guess.dense_output], np.float64)
+    m = np.asarray(inp.outputs[guess.detail.output], np.float64)
     n, c, h, w = m.shape
     m = m[:, :, :: max(1, h // MAX_SIDE), :: max(1, w // MAX_SIDE)]
     if c == 1:
@@ -166,4 +183,27 @@ def plausibility(guess: TaskGuess, inp: PlausibilityInput) -> Judgement:
                      clear_gap=CLEAR_GAP)
 
 
-TASK = Task("dense", guess, DenseFidelity, groups=groups, default_resize="letterbox", plausibility=plausibility)
+# ---------------------------------------------------------------- presentation
+
+
+def summary_rows(report: dict) -> list[tuple[str, str, str]]:
+    dense = report["fidelity"]["dense"]
+    label = "Mask IoU vs FP32" if dense["channels"] == 1 else "Mean IoU vs FP32"
+    rows = [(label, "", "-" if dense["iou"] is None else f"{dense['iou'] * 100:.1f}%")]
+    if dense["map_sqnr_db"] is not None:
+        rows.append((f"Map {dense['output']}: SQNR / cosine", "", f"{dense['map_sqnr_db']:.1f} dB / {dense['map_cosine']:.4f}"))
+    return rows
+
+
+def chart(report: dict) -> Chart:
+    dense = report["fidelity"]["dense"]
+    sqnr = dense["map_sqnr_db"]
+    return Chart(f"INT8 map vs FP32 (SQNR {'-' if sqnr is None else f'{sqnr:.1f}'} dB)",
+                 (Bar("IoU %", (dense["iou"] or 0) * 100), Bar("same pixels %", (dense["pixel_agreement"] or 0) * 100)))
+
+
+TASK = Task(
+    "dense", "Dense prediction (masks, maps)", guess, DenseFidelity, options=DenseOptions, groups=groups,
+    default_resize="letterbox", plausibility=plausibility, summary_rows=summary_rows, chart=chart, pictures=PICTURES,
+    metric_words=lambda labels_from: "mask IoU against FP32", needs="no [N, C, H, W] map output",
+)

@@ -4,20 +4,42 @@ give recall, precision and F1 against FP32. With box labels, mAP@0.5 of both."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..data.imagefile import upright_size
-from ..model.modelinfo import ModelInfo
 from ..data.preprocess import placement
-from .base import EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, headline, one_score, weighted_mean
+from ..errors import JobError
+from ..fields import check_choice
+from ..model.modelinfo import ModelInfo
+from .base import Bar, Chart, EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, headline, one_score, weighted_mean
 from .boxes import Detections, average_precision, iou_matrix, match
-from .detection_layout import DetectionLayout, anchor_predictions, boxes_look_normalized, decode, guess as guess_layout, resolve
+from .detection_layout import (
+    BOX_FORMATS, DetectionLayout, anchor_predictions, boxes_look_normalized, decode, guess as guess_layout, resolve,
+)
+from .detection_view import PICTURES
 
 MAX_SCORE_PAIRS = 3000
 MAX_PER_IMAGE = 2000  # per-image box counts kept in the report
+
+
+@dataclass(frozen=True)
+class DetectionOptions:
+    """How boxes are read and compared."""
+
+    box_format: str = "auto"  # how box values read (auto: from the layout)
+    score_threshold: float = 0.25  # a box counts from this score on
+    nms_iou: float = 0.45  # overlap at which NMS drops the weaker box
+    match_iou: float = 0.5  # an INT8 box matches an FP32 box (same class) from this IoU on
+
+    def __post_init__(self) -> None:
+        check_choice("task.box_format", self.box_format, BOX_FORMATS, "box format")
+        for name in ("score_threshold", "nms_iou", "match_iou"):
+            v = getattr(self, name)
+            if not 0.0 < v < 1.0:
+                raise JobError(f"task.{name}", f"{v} is outside 0..1", "Give a fraction, e.g. 0.25 or 0.5.")
 
 
 def guess(info: ModelInfo) -> TaskGuess | None:
@@ -25,13 +47,13 @@ def guess(info: ModelInfo) -> TaskGuess | None:
     if found is None:
         return None
     layout, why = found
-    return TaskGuess("detection", why, detection=layout)
+    return TaskGuess("detection", why, detail=layout)
 
 
 def groups(g: TaskGuess, name: str, shape: tuple) -> list[tuple[str, int, slice]]:
     """A YOLO tensor's box rows, objectness and score rows apart: the scores
     are what a single whole-tensor SQNR hides."""
-    lay = g.detection
+    lay = g.detail
     if lay is None or lay.kind != "yolo" or name != lay.scores[0] or len(shape) != 3:
         return []
     axis = 1 if lay.channels_first else 2
@@ -47,10 +69,10 @@ def groups(g: TaskGuess, name: str, shape: tuple) -> list[tuple[str, int, slice]
 
 class DetectionFidelity:
     def __init__(self, guess: TaskGuess, ctx: EvalContext) -> None:
-        assert guess.detection is not None
-        self.layout: DetectionLayout = guess.detection
+        assert guess.detail is not None
+        self.layout: DetectionLayout = guess.detail
         self.ctx = ctx
-        s = ctx.settings
+        s: DetectionOptions = ctx.options
         self.threshold, self.nms_iou, self.match_iou = s.score_threshold, s.nms_iou, s.match_iou
         self.resolved = False
         self.normalized = False  # boxes come in 0..1 of the input, not pixels
@@ -64,7 +86,7 @@ class DetectionFidelity:
         self.ap_truth: list[tuple[np.ndarray, np.ndarray]] = []
 
     def _resolve(self, fp32: dict) -> None:
-        self.layout = resolve(self.layout, fp32, self.ctx.settings.box_format)
+        self.layout = resolve(self.layout, fp32, self.ctx.options.box_format)
         self.resolved = True
         self.normalized = boxes_look_normalized(self.layout, fp32)
 
@@ -206,10 +228,10 @@ def plausibility(guess: TaskGuess, inp: PlausibilityInput) -> Judgement:
     high the scores are: a larger input makes a detector more confident
     without making it more right. Boxes that cannot be decoded: the best
     score per image (which does favour larger inputs)."""
-    assert guess.detection is not None
-    s = inp.settings
+    assert guess.detail is not None
+    s: DetectionOptions = inp.options
     threshold = max(s.score_threshold, CONFIDENT)
-    layout = resolve(guess.detection, inp.outputs, s.box_format)
+    layout = resolve(guess.detail, inp.outputs, s.box_format)
     dets = decode(layout, inp.outputs, threshold, s.nms_iou)
     boxes, scores = anchor_predictions(layout, inp.outputs)
     n = len(dets)
@@ -235,4 +257,45 @@ def plausibility(guess: TaskGuess, inp: PlausibilityInput) -> Judgement:
     return Judgement(one_score(score_of, n), score_of, metric, evidence, words, ConfidentBoxes(dets), clear_gap=CLEAR_GAP)
 
 
-TASK = Task("detection", guess, DetectionFidelity, groups=groups, default_resize="letterbox", plausibility=plausibility)
+# ---------------------------------------------------------------- presentation
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v * 100:.1f}%"
+
+
+def summary_rows(report: dict) -> list[tuple[str, str, str]]:
+    det = report["fidelity"]["detection"]
+    what = "anchors" if det["compared"] == "anchors" else "boxes"
+    rows = [(f"Detections over {det['score_threshold']:g} ({det['images']} images)", f"{det['fp32_boxes']} {what}",
+             f"{det['int8_boxes']} {what}, {det['matched']} matching FP32")]
+    if det["f1"] is not None:
+        rows.append(("Detection F1 / recall / precision vs FP32", "",
+                     f"{det['f1']:.3f} / {_pct(det['recall'])} / {_pct(det['precision'])}"))
+    if det["score_mae"] is not None:
+        rows.append(("Score error of matched boxes (mean |FP32 - INT8|)", "", f"{det['score_mae']:.4f}"))
+    m = det.get("map50")
+    if m and m["fp32"] is not None:
+        rows.append((f"mAP@0.5 ({m['labeled_images']} labeled images)", f"{m['fp32'] * 100:.1f}",
+                     f"{m['int8'] * 100:.1f} ({(m['int8'] - m['fp32']) * 100:+.1f} points)"))
+    return rows
+
+
+def chart(report: dict) -> Chart:
+    det = report["fidelity"]["detection"]
+    m = det.get("map50")
+    if m and m["fp32"] is not None:
+        return Chart(f"mAP@0.5, {m['labeled_images']} labeled images",
+                     (Bar("FP32", m["fp32"] * 100, "fp32"), Bar("INT8", m["int8"] * 100)))
+    what = "anchors" if det["compared"] == "anchors" else "boxes"
+    return Chart(f"{what.capitalize()} over score {det['score_threshold']:g}",
+                 (Bar("FP32", det["fp32_boxes"], "fp32"), Bar("INT8", det["int8_boxes"]), Bar("matching", det["matched"])),
+                 fmt="{:.0f}")
+
+
+TASK = Task(
+    "detection", "Object detection", guess, DetectionFidelity, options=DetectionOptions, groups=groups,
+    default_resize="letterbox", plausibility=plausibility, summary_rows=summary_rows, chart=chart, pictures=PICTURES,
+    metric_words=lambda labels_from: "detection F1 against FP32 (boxes matched at IoU 0.5)",
+    needs="no YOLO-style tensor, score/box pair or per-stride outputs",
+)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluate.errorstats import ErrorStats
 from ..model.modelinfo import ModelInfo
-from .base import EvalContext, Task, TaskGuess, channel_groups, headline
+from .base import Bar, Chart, EvalContext, Task, TaskGuess, channel_groups, headline
+from .errorstats import ErrorStats
 
 BROKEN_DB = 10.0  # noise amplitude a third of the signal's
 
@@ -42,4 +42,17 @@ class GenericFidelity:
                 "generic": {"outputs": len(self.stats)}}
 
 
-TASK = Task("generic", guess, GenericFidelity, groups=groups, default_resize="shorter")
+def summary_rows(report: dict) -> list[tuple[str, str, str]]:
+    head = report["fidelity"]["headline"]
+    if head["value"] is None:
+        return []
+    return [(head["label"], "", f"{head['value']:.1f} dB ({head.get('output')})")]
+
+
+def chart(report: dict) -> Chart:
+    outs = [o for o in report.get("outputs") or [] if o.get("sqnr_db") is not None]
+    return Chart("Output SQNR, INT8 vs FP32 (dB)", tuple(Bar(o["name"][:14], min(o["sqnr_db"], 80.0)) for o in outs))
+
+
+TASK = Task("generic", "Generic (no task-specific numbers)", guess, GenericFidelity, groups=groups, default_resize="shorter",
+            summary_rows=summary_rows, chart=chart, metric_words=lambda labels_from: "", fallback=True)

@@ -18,13 +18,12 @@ import numpy as np
 import onnxruntime as ort
 
 from ..data.dataset import ReadLog, iter_tensors, nothing_readable
-from ..evaluate.compare import compare_outputs, evaluation_order
-from ..model.feeds import Feeds
 from ..data.imagefile import open_rgb
 from ..data.preprocess import PreprocessSpec, model_pixels, normalize
-from ..progress import CancelToken, ProgressFn, no_progress
+from ..evaluate.compare import EvalPlan, Runners, compare_outputs, evaluation_order
 from ..evaluate.sessions import make_session
-from ..tasks import EvalContext, TaskGuess
+from ..model.feeds import Feeds
+from ..progress import CancelToken, ProgressFn, no_progress
 
 IN_MEMORY_LIMIT = 256 * 2**20
 
@@ -65,38 +64,25 @@ class EvalSet:
                 yield self.paths[sl], batch, sl
 
 
-def build_evalset(
-    fp32_model: Path | bytes,
-    files: list[Path],
-    spec: PreprocessSpec,
-    feeds: Feeds,
-    declared: dict[str, tuple],
-    limit: int,
-    seed: int,
-    fixed_batch: int | None,
-    tmp: Path,
-    cancel: CancelToken,
-    labels=None,
-    threads: int | None = None,
-) -> EvalSet:
-    """Decode up to ``limit`` of ``files`` (labeled ones first, in the same
-    seeded order as a normal evaluation) and run the FP32 model on them once."""
-    order = evaluation_order(files, labels, seed)
+def build_evalset(fp32_model: Path | bytes, plan: EvalPlan, tmp: Path, cancel: CancelToken) -> EvalSet:
+    """Decode up to ``plan.max_images`` of its files (labeled ones first, in
+    the same seeded order as a normal evaluation) and run the FP32 model on
+    them once."""
+    order = evaluation_order(plan.files, plan.labels, plan.seed)
     log = ReadLog()
-    kept = list(iter_tensors(order, spec, limit, log, cancel, loader=_pixels))
+    kept = list(iter_tensors(order, plan.spec, plan.max_images, log, cancel, loader=_pixels))
     if not kept:
         raise nothing_readable(log.skipped, "the evaluation images", "Add readable JPEG or PNG images to the evaluation folder.")
     paths = [p for p, _ in kept]
     pixels = np.stack([a for _, a in kept])
     del kept
-    session = make_session(fp32_model, threads)
+    session = make_session(fp32_model, plan.threads)
     names = [o.name for o in session.get_outputs()]
-    batch = fixed_batch or 16
     fp32: dict[str, np.ndarray] = {}
-    probe = EvalSet(paths, pixels, spec, feeds, names, {}, declared, batch, list(log.skipped))
-    for _, x, sl in probe.batches(fixed_batch):
+    probe = EvalSet(paths, pixels, plan.spec, plan.feeds, names, {}, plan.declared, plan.fixed_batch or 16, list(log.skipped))
+    for _, x, sl in probe.batches(plan.fixed_batch):
         cancel.check()
-        outs = session.run(names, feeds(x))
+        outs = session.run(names, plan.feeds(x))
         for n, a in zip(names, outs):
             a = np.asarray(a)
             if n not in fp32:
@@ -109,23 +95,23 @@ def build_evalset(
     return probe
 
 
-def score(evalset: EvalSet, int8: Path, task: TaskGuess, ctx: EvalContext, cancel: CancelToken, fixed_batch: int | None,
-          threads: int | None = None, progress: ProgressFn = no_progress) -> tuple[dict, ort.InferenceSession]:
+def score(evalset: EvalSet, int8: Path, plan: EvalPlan, cancel: CancelToken,
+          progress: ProgressFn = no_progress) -> tuple[dict, ort.InferenceSession]:
     """The task's fidelity numbers of ``int8`` on the kept images, against
     the kept FP32 outputs (the same code as a full evaluation). Returns the
     comparison and the INT8 session (for timing it alone)."""
-    session = make_session(int8, threads)
+    session = make_session(int8, plan.threads)
     names = evalset.names
     current: list[slice] = []
 
     def batches():
-        for paths, x, sl in evalset.batches(fixed_batch):
+        for paths, x, sl in evalset.batches(plan.fixed_batch):
             current[:] = [sl]
             yield paths, x
 
     def run_fp32(feed):
         return [evalset.fp32[n][current[0]] for n in names]
 
-    result = compare_outputs(run_fp32, lambda feed: session.run(names, feed), names, evalset.declared, evalset.feeds,
-                             batches(), len(evalset), task, ctx, progress, cancel)
+    runners = Runners(run_fp32, lambda feed: session.run(names, feed), names)
+    result = compare_outputs(runners, plan, batches(), len(evalset), progress, cancel)
     return result, session

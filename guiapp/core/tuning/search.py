@@ -19,10 +19,11 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..errors import Cancelled
+from ..job import Recipe
 from ..progress import CancelToken
+from .scorer import Scorer
 from .sensitivity import rank
-from .trials import Trial, TrialSettings, choose
-from .workspace import Workspace
+from .trials import Trial, choose
 
 METHOD_ORDER = ("minmax", "entropy", "mse", "percentile")
 MAX_GROUP = 8
@@ -40,16 +41,16 @@ class _Stop(Exception):
         self.why = why
 
 
-def search(ws: Workspace, first: TrialSettings, deadline: float, cancel: CancelToken,
+def search(ws: Scorer, first: Recipe, deadline: float, cancel: CancelToken,
            on_trial: Callable[[Trial], None], seed_trials: list[Trial] | None = None) -> SearchResult:
     trials: list[Trial] = list(seed_trials or [])
 
-    def run(stage: str, s: TrialSettings, note: str = "") -> Trial:
+    def run(stage: str, s: Recipe, note: str = "") -> Trial:
         if cancel.cancelled:
             raise _Stop("cancelled")
         if time.monotonic() > deadline and trials:
             raise _Stop("budget")
-        known = next((t for t in trials if t.settings == s), None)
+        known = next((t for t in trials if t.recipe == s), None)
         if known is not None:
             return known
         try:
@@ -70,7 +71,7 @@ def search(ws: Workspace, first: TrialSettings, deadline: float, cancel: CancelT
             best = _equalization(best, run, trials)
         if not best.meets:
             best = _fallback(ws, best, run, cancel)
-        if best.meets and best.settings.float_nodes:
+        if best.meets and best.recipe.float_nodes:
             _restore(best, run)
         stopped = "met" if any(t.meets for t in trials) else "exhausted"
     except _Stop as stop:
@@ -80,11 +81,11 @@ def search(ws: Workspace, first: TrialSettings, deadline: float, cancel: CancelT
 
 def _bases(trials: list[Trial]) -> list[Trial]:
     """The best trial without float layers (the fallback's starting point)."""
-    plain = [t for t in trials if not t.settings.float_nodes and t.metric is not None]
+    plain = [t for t in trials if not t.recipe.float_nodes and t.metric is not None]
     return [max(plain, key=lambda t: t.metric)] if plain else []
 
 
-def _strategies(ws: Workspace, first: TrialSettings, run) -> Trial:
+def _strategies(ws: Scorer, first: Recipe, run) -> Trial:
     methods = [first.method] + [m for m in METHOD_ORDER if m != first.method]
     done = []
     for m in methods:
@@ -98,17 +99,17 @@ def _equalization(best: Trial, run, trials: list[Trial]) -> Trial:
     help most: measured on MobileNetV2 per-tensor, 7.8 % -> 87.9 %, against
     78 % and 76 % apart), then each alone with the best strategy."""
     ranked = sorted((t for t in trials if t.metric is not None), key=lambda t: -t.metric)
-    methods = list(dict.fromkeys(t.settings.method for t in ranked))
+    methods = list(dict.fromkeys(t.recipe.method for t in ranked))
     combos = [(m, True, True) for m in methods]
     for m, eq, bc in combos:
-        t = run("equalize", replace(best.settings, method=m, equalize=eq, bias_correction=bc),
+        t = run("equalize", replace(best.recipe, method=m, equalize=eq, bias_correction=bc),
                 "cross-layer equalization + bias correction")
         if t.metric is not None and t.metric > (best.metric or -1e9):
             best = t
         if best.meets:
             return best
     for eq, bc in ((True, False), (False, True)):
-        t = run("equalize", replace(best.settings, equalize=eq, bias_correction=bc),
+        t = run("equalize", replace(best.recipe, equalize=eq, bias_correction=bc),
                 "cross-layer equalization" if eq else "bias correction")
         if t.metric is not None and t.metric > (best.metric or -1e9):
             best = t
@@ -117,21 +118,20 @@ def _equalization(best: Trial, run, trials: list[Trial]) -> Trial:
     return best
 
 
-def _fallback(ws: Workspace, start: Trial, run, cancel: CancelToken) -> Trial:
+def _fallback(ws: Scorer, start: Trial, run, cancel: CancelToken) -> Trial:
     """Layers to float, the most harmful first, re-ranked after each step. A
     group that does not help is not kept (its layers are not tried again)."""
     current, group = start, 1
-    floats = list(start.settings.float_nodes)
-    fixed = set(ws.quant.exclude_nodes) | set(ws.protected)
+    floats = list(start.recipe.float_nodes)
     tried: set[str] = set()
     rows = ws.per_layer(current, cancel)
     while not current.meets:
-        ranked = rank(ws.variant(current.settings, cancel).prepared.model, rows, fixed | set(floats) | tried)
+        ranked = rank(ws.graph_of(current, cancel), rows, set(ws.fixed) | set(floats) | tried)
         if not ranked:
             break
         add = [name for name, _ in ranked[:group]]
         tried.update(add)
-        t = run("fallback", replace(current.settings, float_nodes=tuple(floats + add)),
+        t = run("fallback", replace(current.recipe, float_nodes=tuple(floats + add)),
                 f"+{len(add)} in float: {', '.join(add[:4])}{' ...' if len(add) > 4 else ''}")
         if t.metric is not None and (current.metric is None or t.metric >= current.metric):
             floats += add
@@ -145,9 +145,9 @@ def _restore(best: Trial, run) -> Trial:
     """Put each float layer back into INT8, the last added first, while the
     target holds."""
     current = best
-    for name in reversed(best.settings.float_nodes):
-        rest = tuple(n for n in current.settings.float_nodes if n != name)
-        t = run("restore", replace(current.settings, float_nodes=rest), f"{name} back to INT8")
+    for name in reversed(best.recipe.float_nodes):
+        rest = tuple(n for n in current.recipe.float_nodes if n != name)
+        t = run("restore", replace(current.recipe, float_nodes=rest), f"{name} back to INT8")
         if t.meets:
             current = t
     return current

@@ -5,33 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class TrialSettings:
-    method: str
-    per_channel: bool
-    equalize: bool = False
-    bias_correction: bool = False
-    float_nodes: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        parts = [self.method, "per-channel" if self.per_channel else "per-tensor"]
-        if self.equalize:
-            parts.append("equalized")
-        if self.bias_correction:
-            parts.append("bias-corrected")
-        if self.float_nodes:
-            parts.append(f"{len(self.float_nodes)} layer(s) in float")
-        return ", ".join(parts)
-
-    def to_dict(self) -> dict:
-        return {"method": self.method, "per_channel": self.per_channel, "equalize": self.equalize,
-                "bias_correction": self.bias_correction, "float_nodes": list(self.float_nodes)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrialSettings":
-        return cls(str(d["method"]), bool(d["per_channel"]), bool(d.get("equalize", False)),
-                   bool(d.get("bias_correction", False)), tuple(d.get("float_nodes", ())))
+from ..job import Recipe
 
 
 @dataclass(frozen=True)
@@ -60,7 +34,7 @@ class Goal:
 class Trial:
     index: int
     stage: str  # strategy, equalize, fallback, restore
-    settings: TrialSettings
+    recipe: Recipe
     metric: float | None
     meets: bool
     size_bytes: int
@@ -70,7 +44,7 @@ class Trial:
     details: dict = field(default_factory=dict, compare=False)  # the trial's fidelity headline
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "stage": self.stage, **self.settings.to_dict(), "metric": self.metric,
+        return {"index": self.index, "stage": self.stage, **self.recipe.to_dict(), "metric": self.metric,
                 "meets": self.meets, "size_bytes": self.size_bytes, "latency_ms": self.latency_ms,
                 "seconds": self.seconds, "note": self.note}
 
@@ -84,8 +58,8 @@ def choose(trials: list[Trial]) -> Trial | None:
         return None
     meeting = [t for t in done if t.meets]
     if meeting:
-        return min(meeting, key=lambda t: (len(t.settings.float_nodes), -t.metric, t.index))
-    return min(done, key=lambda t: (-t.metric, len(t.settings.float_nodes), t.index))
+        return min(meeting, key=lambda t: (len(t.recipe.float_nodes), -t.metric, t.index))
+    return min(done, key=lambda t: (-t.metric, len(t.recipe.float_nodes), t.index))
 
 
 def pareto(trials: list[Trial]) -> list[int]:

@@ -8,18 +8,20 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QListWidget, QListWidgetItem, QScrollArea, QSpinBox, QVBoxLayout, QWidget,
+    QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+    QListWidgetItem, QScrollArea, QSpinBox, QVBoxLayout, QWidget,
 )
 
 from ...core.atomic import check_output_path
 from ...core.data.dataset import scan_folders
 from ...core.errors import OutputError
-from ...core.quantize.ortquant import settings_warnings
 from ...core.calibrate.strategies import DESCRIPTIONS, METHODS
+from ...core.notes import texts
 from ...core.targets.registry import TARGETS
+from ...core.tasks import TASKS
 from .. import dialogs
-from ..node_picker import NodePicker
+from ..collapsible import Collapsible
+from ..quant_options import QuantOptions
 from ..target_box import TargetBox
 from ..tuning_view import AccuracyTargetBox
 from .page import Page
@@ -45,35 +47,81 @@ class CalibrationPage(Page):
         self._scans: dict[str, object] = {}
         self._syncing = False
         self._problem = "not checked yet"
+        self.target_box = TargetBox(self.settings)
+        self.target_box.edited.connect(self._target_edited)
+        self.accuracy = AccuracyTargetBox()
+        self.accuracy.edited.connect(self._edited)
+        self.options = QuantOptions()
+        self.options.edited.connect(self._edited)
+        # What tests and the target's greying-out reach directly.
+        self.per_channel, self.activation_combo, self.symmetric = self.options.per_channel, self.options.activation_combo, self.options.symmetric
+        self.format_combo, self.nodes = self.options.format_combo, self.options.keep.nodes
+        self.advanced = Collapsible("Advanced quantization options", self.options, self.settings, "calibration/advanced")
+        self.problems = message_label("error")
+        # Two columns: the common path (images, strategy, accuracy target, evaluation, output) in view at
+        # 1366x768; the advanced options below it, closed until opened (and remembered).
+        body = QWidget()
+        grid = QGridLayout(body)
+        left, right = QVBoxLayout(), QVBoxLayout()
+        for w in (self._images_box(), self._strategy_box(), self.accuracy):
+            left.addWidget(w)
+        left.addStretch(1)
+        for w in (self._evaluation_box(), self.target_box, self._output_box(), self.problems):
+            right.addWidget(w)
+        right.addStretch(1)
+        grid.addLayout(left, 0, 0)
+        grid.addLayout(right, 0, 1)
+        grid.addWidget(self.advanced, 1, 0, 1, 2)
+        grid.setColumnStretch(0, 1)
+        grid.setColumnStretch(1, 1)
+        grid.setRowStretch(2, 1)
+        scroll = QScrollArea()
+        scroll.setWidget(body)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(scroll)
+        for w in (self.sample_box, self.seed_box, self.offset_box):
+            w.valueChanged.connect(self._edited)
+        self.percentile_box.valueChanged.connect(self._edited)
+        for w in (self.method_combo, self.labels_combo):
+            w.currentIndexChanged.connect(self._edited)
+        for w in (self.eval_edit, self.csv_edit, self.output_edit):
+            w.textChanged.connect(self._edited)
 
-        # -- images
+    def _images_box(self) -> QGroupBox:
         images = QGroupBox("Calibration images (a few hundred, like the ones the model will see)")
         il = QGridLayout(images)
         self.folders = QListWidget()
         self.folders.setToolTip("Folders searched recursively for images")
-        self.folders.setMaximumHeight(80)
-        add = button("&Add folder…", "Add a folder of calibration images", self.add_folder)
-        remove = button("&Remove", "Remove the selected folder", self.remove_folder)
-        il.addWidget(self.folders, 0, 0, 3, 1)
-        il.addWidget(add, 0, 1)
-        il.addWidget(remove, 1, 1)
+        self.folders.setMaximumHeight(64)
+        il.addWidget(self.folders, 0, 0, 2, 1)
+        il.addWidget(button("&Add folder…", "Add a folder of calibration images", self.add_folder), 0, 1)
+        il.addWidget(button("&Remove", "Remove the selected folder", self.remove_folder), 1, 1)
         self.sample_box = QSpinBox()
         self.sample_box.setRange(1, 100000)
         self.sample_box.setToolTip("How many images to calibrate on (picked at random with the seed)")
+        self.sample_box.setAccessibleName("calibration images to use")
         self.seed_box = QSpinBox()
         self.seed_box.setRange(0, 2**31 - 1)
         self.seed_box.setToolTip("Seed for picking the images: the same seed picks the same images")
+        self.seed_box.setAccessibleName("seed")
         row = QHBoxLayout()
-        row.addWidget(QLabel("Use"))
-        row.addWidget(self.sample_box)
-        row.addWidget(QLabel("images, seed"))
-        row.addWidget(self.seed_box)
+        use = QLabel("&Use")
+        use.setBuddy(self.sample_box)
+        seed = QLabel("images, s&eed")
+        seed.setBuddy(self.seed_box)
+        for w in (use, self.sample_box, seed, self.seed_box):
+            row.addWidget(w)
         row.addStretch(1)
-        il.addLayout(row, 3, 0, 1, 2)
+        il.addLayout(row, 2, 0, 1, 2)
+        return images
 
-        # -- strategy and quantization
-        quant = QGroupBox("Strategy and quantization")
-        qf = QFormLayout(quant)
+    def _strategy_box(self) -> QGroupBox:
+        box = QGroupBox("Strategy")
+        qf = QFormLayout(box)
         self.method_combo = QComboBox()
         add_items(self.method_combo, ((m, m, DESCRIPTIONS[m]) for m in METHODS))
         self.method_combo.setToolTip("How each tensor's INT8 range is chosen from the calibration statistics")
@@ -86,82 +134,16 @@ class CalibrationPage(Page):
         self.percentile_box.setToolTip("For the percentile strategy: the share of values kept inside the range")
         mrow = QHBoxLayout()
         mrow.addWidget(self.method_combo)
-        mrow.addWidget(QLabel("percentile"))
+        percentile = QLabel("&percentile")
+        percentile.setBuddy(self.percentile_box)
+        mrow.addWidget(percentile)
         mrow.addWidget(self.percentile_box)
         mrow.addStretch(1)
         qf.addRow(_buddy("&Strategy", self.method_combo), mrow)
-        qf.addRow("", self.method_text)
-        self.per_channel = QCheckBox("per-channel weights")
-        self.per_channel.setToolTip("One scale per output channel: usually more accurate for convolutions, at no speed cost")
-        self.activation_combo = QComboBox()
-        self.activation_combo.addItem("uint8 (fast on x86)", "uint8")
-        self.activation_combo.addItem("int8", "int8")
-        self.activation_combo.setToolTip("uint8 activations run fastest with ONNX Runtime on x86; int8 is for targets that need it")
-        self.symmetric = QCheckBox("symmetric activations")
-        self.symmetric.setToolTip("Zero point in the middle of the range; some NPUs need it, it wastes codes after ReLU")
-        self.format_combo = QComboBox()
-        self.format_combo.addItem("QDQ", "qdq")
-        self.format_combo.addItem("QOperator", "qoperator")
-        self.format_combo.setToolTip("QDQ inserts Quantize/Dequantize pairs (recommended); QOperator uses QLinear* operators")
-        self.reduce_range = QCheckBox("reduce range (7-bit, for CPUs without VNNI)")
-        self.reduce_range.setToolTip("For x86 CPUs without VNNI, where full 8-bit weights can saturate; costs accuracy elsewhere")
-        wrow = QHBoxLayout()
-        wrow.addWidget(self.per_channel)
-        wrow.addWidget(self.reduce_range)
-        wrow.addStretch(1)
-        qf.addRow("Weights", wrow)
-        arow = QHBoxLayout()
-        arow.addWidget(self.activation_combo)
-        arow.addWidget(self.symmetric)
-        arow.addStretch(1)
-        qf.addRow(_buddy("&Activations", self.activation_combo), arow)
-        self.share_concat = QCheckBox("Concat inputs share its range (a copy instead of a requantization)")
-        self.share_concat.setToolTip(
-            "Inputs read only by a Concat are quantized with the Concat's range: faster (squeezenet1.1 INT8 1.58 -> 1.45 ms), "
-            "no accuracy cost. Turn off only to compare"
-        )
-        qf.addRow("", self.share_concat)
-        qf.addRow(_buddy("F&ormat", self.format_combo), self.format_combo)
-        self.equalize = QCheckBox("cross-layer equalization")
-        self.equalize.setToolTip("Rescale consecutive convolutions so per-tensor weights fit every channel "
-                                 "(MobileNet-like nets on NPUs that need per-tensor weights)")
-        self.bias_correction = QCheckBox("bias correction")
-        self.bias_correction.setToolTip("Absorb the mean shift that weight quantization causes into the biases")
-        hrow = QHBoxLayout()
-        hrow.addWidget(self.equalize)
-        hrow.addWidget(self.bias_correction)
-        hrow.addStretch(1)
-        qf.addRow("Per-tensor aids", hrow)
-        self.ort_optimized = QCheckBox("optimized for ONNX Runtime")
-        self.ort_optimized.setToolTip(
-            "Write the graph as ONNX Runtime optimizes it (fused QLinear operators). Loads in ONNX Runtime only: "
-            "turn it off for OpenVINO, TensorRT or an NPU toolkit"
-        )
-        self.batch_one = QCheckBox("batch of 1 (fixed input shape)")
-        self.batch_one.setToolTip("Fix the input's batch size to 1, if you run one image at a time: every shape is known in advance")
-        self.pad_channels = QCheckBox("pad channels to 4")
-        self.pad_channels.setToolTip(
-            "Give convolutions with 3 input channels (an RGB model's first) a fourth, zero channel: the same outputs, and "
-            "ONNX Runtime's fast INT8 kernel on x86 (squeezenet1.1 INT8 1.44 -> 1.34 ms). Arm CPUs gain nothing from it"
-        )
-        orow = QHBoxLayout()
-        orow.addWidget(self.pad_channels)
-        orow.addWidget(self.ort_optimized)
-        orow.addWidget(self.batch_one)
-        orow.addStretch(1)
-        qf.addRow("Output", orow)
-        self.activation_warning = message_label("warn")
-        qf.addRow("", self.activation_warning)
+        qf.addRow(self.method_text)
+        return box
 
-        self.target_box = TargetBox(self.settings)
-        self.target_box.edited.connect(self._target_edited)
-
-        # -- keep in float
-        self.keep = keep = NodePicker()
-        self.nodes = keep.nodes  # the list (a target that ignores exclusions greys it out)
-        self.node_filter = keep.filter
-
-        # -- evaluation
+    def _evaluation_box(self) -> QGroupBox:
         ev = QGroupBox("Evaluation (optional: without it, calibration images not used for calibration are compared)")
         ef = QFormLayout(ev)
         self.eval_edit = QLineEdit()
@@ -174,54 +156,22 @@ class CalibrationPage(Page):
                                      "measured against FP32")
         self.csv_edit = QLineEdit()
         self.csv_edit.setPlaceholderText("labels file or folder")
+        self.csv_edit.setToolTip("The CSV or COCO JSON file, or the folder of YOLO .txt files")
         self.offset_box = QSpinBox()
         self.offset_box.setRange(-10, 10)
         self.offset_box.setToolTip("Model index = class index + offset (1 for models with a background class at 0)")
         ef.addRow(_buddy("&Labels", self.labels_combo), self.labels_combo)
-        ef.addRow("Labels file", path_row(self.csv_edit, "Choose the labels file", self.choose_csv))
+        ef.addRow(_buddy("Labels fi&le", self.csv_edit), path_row(self.csv_edit, "Choose the labels file", self.choose_csv))
         ef.addRow(_buddy("Class o&ffset", self.offset_box), self.offset_box)
+        return ev
 
-        # -- output
+    def _output_box(self) -> QGroupBox:
         out = QGroupBox("Output")
         of = QFormLayout(out)
         self.output_edit = QLineEdit()
         self.output_edit.setToolTip("Where the INT8 model is written (never over the input model)")
         of.addRow(_buddy("INT8 &model", self.output_edit), path_row(self.output_edit, "Choose the output file", self.choose_output))
-        self.problems = message_label("error")
-
-        # Two columns: at 1280x800 everything, the output included, is in view.
-        body = QWidget()
-        cols = QHBoxLayout(body)
-        left, right = QVBoxLayout(), QVBoxLayout()
-        self.accuracy = AccuracyTargetBox()
-        self.accuracy.edited.connect(self._edited)
-        for w in (images, quant, self.target_box, self.accuracy):
-            left.addWidget(w)
-        left.addStretch(1)
-        for w in (keep, ev, out, self.problems):
-            right.addWidget(w)
-        right.addStretch(1)
-        cols.addLayout(left, 1)
-        cols.addLayout(right, 1)
-        scroll = QScrollArea()
-        scroll.setWidget(body)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(scroll)
-
-        for w in (self.sample_box, self.seed_box, self.offset_box):
-            w.valueChanged.connect(self._edited)
-        self.percentile_box.valueChanged.connect(self._edited)
-        for w in (self.method_combo, self.activation_combo, self.format_combo, self.labels_combo):
-            w.currentIndexChanged.connect(self._edited)
-        for w in (self.per_channel, self.symmetric, self.equalize, self.bias_correction, self.share_concat, self.reduce_range,
-                  self.pad_channels, self.ort_optimized, self.batch_one):
-            w.toggled.connect(self._edited)
-        for w in (self.eval_edit, self.csv_edit, self.output_edit):
-            w.textChanged.connect(self._edited)
-        keep.edited.connect(self._edited)
+        return out
 
     # ---- wizard
 
@@ -272,18 +222,8 @@ class CalibrationPage(Page):
             self.seed_box.setValue(c.seed)
             self.method_combo.setCurrentIndex(self.method_combo.findData(c.method))
             self.percentile_box.setValue(c.percentile)
-            self.per_channel.setChecked(q.per_channel)
-            self.activation_combo.setCurrentIndex(self.activation_combo.findData(q.activation_type))
-            self.symmetric.setChecked(q.symmetric_activations)
-            self.format_combo.setCurrentIndex(self.format_combo.findData(q.format))
-            self.equalize.setChecked(q.equalize)
-            self.bias_correction.setChecked(q.bias_correction)
+            self.options.show_settings(q, self.state.info.nodes if self.state.info else ())
             self.accuracy.set_settings(s.tuning, self._target_metric_text())
-            self.reduce_range.setChecked(q.reduce_range)
-            self.share_concat.setChecked(q.share_concat_ranges)
-            self.pad_channels.setChecked(q.pad_channels)
-            self.ort_optimized.setChecked(q.ort_optimized)
-            self.batch_one.setChecked(q.batch_one)
             self.eval_edit.setText(str(e.folders[0]) if e.folders else "")
             self.labels_combo.setCurrentIndex(self.labels_combo.findData(e.labels_from))
             self.csv_edit.setText(str(e.labels_csv) if e.labels_csv else "")
@@ -291,7 +231,6 @@ class CalibrationPage(Page):
             self.output_edit.setText(str(s.output) if s.output else "")
             self.target_box.set_target(s.target)
             s.target = self.target_box.target()  # the remembered RKNN Python, when the job had none
-            self.keep.fill(self.state.info.nodes if self.state.info else (), self.state.quantization.exclude_nodes)
             self._fill_folders()
         finally:
             self._syncing = False
@@ -321,15 +260,7 @@ class CalibrationPage(Page):
             s.calibration, max_images=self.sample_box.value(), seed=self.seed_box.value(),
             method=self.method_combo.currentData(), percentile=self.percentile_box.value(),
         )
-        excluded = self.keep.checked()
-        s.quantization = replace(
-            s.quantization, per_channel=self.per_channel.isChecked(), activation_type=self.activation_combo.currentData(),
-            symmetric_activations=self.symmetric.isChecked(), format=self.format_combo.currentData(), exclude_nodes=excluded,
-            equalize=self.equalize.isChecked(), bias_correction=self.bias_correction.isChecked(),
-            reduce_range=self.reduce_range.isChecked(), ort_optimized=self.ort_optimized.isChecked(),
-            batch_one=self.batch_one.isChecked(), share_concat_ranges=self.share_concat.isChecked(),
-            pad_channels=self.pad_channels.isChecked(),
-        )
+        s.quantization = self.options.settings(s.quantization)
         s.tuning = self.accuracy.settings()
         eval_text, csv_text = self.eval_edit.text().strip(), self.csv_edit.text().strip()
         s.evaluation = replace(
@@ -350,26 +281,15 @@ class CalibrationPage(Page):
         self._update_texts()
 
     def _update_texts(self) -> None:
-        honoured = TARGETS[self.state.target.kind].settings
-        for name, widgets in (("per_channel", (self.per_channel,)), ("activation_type", (self.activation_combo,)),
-                              ("symmetric_activations", (self.symmetric,)), ("format", (self.format_combo,)),
-                              ("exclude_nodes", (self.nodes, self.node_filter)), ("reduce_range", (self.reduce_range,)),
-                              ("share_concat_ranges", (self.share_concat,)), ("pad_channels", (self.pad_channels,)),
-                              ("ort_optimized", (self.ort_optimized,)), ("equalize", (self.equalize,)),
-                              ("bias_correction", (self.bias_correction,))):
-            for w in widgets:
-                w.setEnabled(name in honoured)
+        target = TARGETS[self.state.target.kind]
+        ii = self.state.info.image_input if self.state.info else None
+        self.options.honour(target.honours, ii.fixed_batch if ii else None)
+        self.options.show_warnings(texts(target.advice(self.state.quantization)))
         method = self.method_combo.currentData()
         self.method_text.setText(DESCRIPTIONS.get(method, ""))
         self.percentile_box.setEnabled(method == "percentile")
         self.csv_edit.setEnabled(self.labels_combo.currentData() in ("csv", "coco", "yolo"))
         self.accuracy.metric_text.setText(self._target_metric_text())
-        ii = self.state.info.image_input if self.state.info else None
-        # a fixed batch stays as the model has it
-        self.batch_one.setEnabled("batch_one" in honoured and not (ii and ii.fixed_batch))
-        warnings = settings_warnings(self.state.quantization) if self.state.target.kind == "onnxruntime" else []
-        self.activation_warning.setText("\n".join(warnings))
-        self.activation_warning.setVisible(bool(warnings))
         self._problem = self.problem_text()
         self.problems.setText(self._problem)
         self.problems.setVisible(bool(self._problem))
@@ -429,13 +349,8 @@ class CalibrationPage(Page):
     def _target_metric_text(self) -> str:
         """Which number the target is in, for this model and these labels."""
         g = self.state.task_guess
-        kind = g.kind if g else "classification"
-        labels = self.state.evaluation.labels_from
-        if kind == "classification":
-            what = "top-1 accuracy" if labels in ("csv", "subfolders") else "top-1 agreement with FP32"
-        else:
-            what = {"detection": "detection F1 against FP32 (boxes matched at IoU 0.5)",
-                    "dense": "mask IoU against FP32"}.get(kind, "not available: this task has no accuracy-like number")
+        what = TASKS[g.kind if g else "classification"].metric_words(self.state.evaluation.labels_from)
+        what = what or "not available: this task has no accuracy-like number"
         return f"Measured in points of {what}, on the evaluation images."
 
     def choose_output(self) -> None:

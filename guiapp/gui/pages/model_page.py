@@ -8,17 +8,16 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem,
+    QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem,
     QSpinBox, QSplitter, QTextBrowser, QVBoxLayout, QWidget,
 )
 
 from ...core.errors import JobError, StudioError
 from ...core.model.feeds import input_hint, make_feeds
 from ...core.model.modelinfo import ModelInfo, inspect_model
-from ...core.tasks import TaskGuess, detect_task
-from ...core.tasks.base import TITLES
-from ...core.tasks.detection_layout import BOX_FORMATS
+from ...core.tasks import TASKS, TaskGuess, detect_task
 from .. import dialogs
+from ..task_options import VIEWS
 from .page import Page
 from ..widgets import add_items, button, message_label, sentence
 
@@ -103,7 +102,7 @@ class ModelPage(Page):
         row = QHBoxLayout(box)
         self.task_combo = QComboBox()
         add_items(self.task_combo, [("Auto", "auto", "Decided from the model's outputs")] + [
-            (title, kind, f"Judge the INT8 model as {title.lower()}") for kind, title in TITLES.items()
+            (t.title, kind, f"Judge the INT8 model as {t.title.lower()}") for kind, t in TASKS.items()
         ])
         self.task_combo.setToolTip("The task sets the numbers the Results page shows: top-1 for classifiers, "
                                    "boxes (F1 vs FP32, mAP) for detectors, mask IoU for dense models")
@@ -111,45 +110,27 @@ class ModelPage(Page):
         self.task_reason = QLabel()
         self.task_reason.setWordWrap(True)
         self.task_reason.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.threshold_box = QDoubleSpinBox()
-        self.threshold_box.setRange(0.01, 0.99)
-        self.threshold_box.setSingleStep(0.05)
-        self.threshold_box.setDecimals(2)
-        self.threshold_box.setToolTip("Boxes count from this score on, for FP32 and INT8 alike (0.25 as Ultralytics; "
-                                      "face detectors often use 0.7)")
-        self.threshold_box.valueChanged.connect(self._detection_edited)
-        self.box_format_combo = QComboBox()
-        add_items(self.box_format_combo, [(f, f, "How the model writes a box" + ("" if f != "auto" else ": from its layout"))
-                                          for f in BOX_FORMATS])
-        self.box_format_combo.setToolTip("How the model writes a box: centre and size (cxcywh), corners (xyxy), "
-                                         "corner and size (xywh); auto takes it from the layout")
-        self.box_format_combo.currentIndexChanged.connect(self._detection_edited)
-        self.detection_controls = QWidget()
-        dl = QHBoxLayout(self.detection_controls)
-        dl.setContentsMargins(0, 0, 0, 0)
-        dl.addWidget(QLabel("Score threshold"))
-        dl.addWidget(self.threshold_box)
-        dl.addWidget(QLabel("Boxes"))
-        dl.addWidget(self.box_format_combo)
+        self.option_views = {kind: view() for kind, view in VIEWS.items()}
+        for kind, view in self.option_views.items():
+            view.edited.connect(self._options_edited)
         row.addWidget(QLabel("&Task"))
         row.itemAt(0).widget().setBuddy(self.task_combo)
         row.addWidget(self.task_combo)
         row.addWidget(self.task_reason, 1)
-        row.addWidget(self.detection_controls)
+        for view in self.option_views.values():
+            row.addWidget(view)
         return box
 
     def _show_task(self, guess: TaskGuess) -> None:
         t = self.state.task
-        for w, value in ((self.task_combo, t.kind), (self.box_format_combo, t.box_format)):
-            w.blockSignals(True)
-            w.setCurrentIndex(max(0, w.findData(value)))
-            w.blockSignals(False)
-        self.threshold_box.blockSignals(True)
-        self.threshold_box.setValue(t.score_threshold)
-        self.threshold_box.blockSignals(False)
+        self.task_combo.blockSignals(True)
+        self.task_combo.setCurrentIndex(max(0, self.task_combo.findData(t.kind)))
+        self.task_combo.blockSignals(False)
+        for kind, view in self.option_views.items():
+            view.set_options(t.options_for(kind))
+            view.setVisible(kind == guess.kind)
         how = "you chose it" if guess.chosen_by_user else "detected"
-        self.task_reason.setText(f"<b>{guess.title}</b> ({how}): {guess.reason.removeprefix('chosen by you: ')}")
-        self.detection_controls.setVisible(guess.kind == "detection")
+        self.task_reason.setText(f"<b>{TASKS[guess.kind].title}</b> ({how}): {guess.reason.removeprefix('chosen by you: ')}")
         self.task_box.show()
 
     def _task_chosen(self) -> None:
@@ -162,9 +143,10 @@ class ModelPage(Page):
             guess = self.state.set_task("auto")
         self._show_task(guess)
 
-    def _detection_edited(self) -> None:
-        self.state.task = replace(self.state.task, score_threshold=round(self.threshold_box.value(), 2),
-                                  box_format=self.box_format_combo.currentData())
+    def _options_edited(self) -> None:
+        view = self.sender()
+        kind = next(k for k, v in self.option_views.items() if v is view)
+        self.state.task = self.state.task.with_options(kind, view.options())
 
     # ---- wizard
 
@@ -332,7 +314,7 @@ def summary_html(info: ModelInfo, guess: TaskGuess | None = None) -> str:
         also = f" (computes {e(c.shape_text)} at this input size)" if c is not None and c.shape != t.shape else ""
         rows.append(("Output", f"<code>{e(t.name)}</code> {e(t.shape_text)} {e(t.dtype)}{also}"))
     if guess is not None:
-        rows.append(("Task", f"<b>{e(guess.title)}</b>: {e(guess.reason)}"))
+        rows.append(("Task", f"<b>{e(TASKS[guess.kind].title)}</b>: {e(guess.reason)}"))
     rows.append(("Operators", e(", ".join(f"{op} {n}" for op, n in info.op_counts))))
     if info.float_only_ops:
         rows.append(("Stay in float", e(", ".join(f"{op} {n}" for op, n in info.float_only_ops))

@@ -11,29 +11,26 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QMetaObject, Qt, Slot
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
-    QButtonGroup, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QRadioButton,
-    QScrollArea, QSpinBox, QTabWidget, QVBoxLayout, QWidget,
+    QButtonGroup, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QRadioButton, QScrollArea, QSpinBox,
+    QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ...core.data.dataset import list_images
 from ...core.errors import JobError
-from ...core.data.imagefile import IMAGE_EXTENSIONS, open_rgb
 from ...core.model.modelinfo import inspect_model
-from ...core.pipeline import resolve_spec
+from ...core.context import resolve_spec
 from ...core.data.preprocess import INTERPOLATIONS, PRESETS, PreprocessSpec, matching_preset, preset, same_values, with_preset
-from ...core.data.preview import ResizeCache, build_preview, channel_names, equivalents, target_range, warnings_for
-from .. import dialogs
+from ...core.data.preview import ResizeCache, build_preview, channel_names, target_range, warnings_for
+from ..equivalents_box import EquivalentsBox
+from ..image_browser import ImageBrowser
 from ..normcheck_view import NormCheckPanel, check_job
 from ..preview_view import PreviewView
 from .page import Page
-from ..widgets import ChannelEdits, add_items, button, message_label, sentence
+from ..widgets import ChannelEdits, add_items, button, message_label
 
 CUSTOM = "custom"
 
 
-_IMAGE_FILTER = "Images (" + " ".join("*" + e for e in sorted(IMAGE_EXTENSIONS)) + ");;All files (*)"
 
 class PreprocessPage(Page):
     def __init__(self, window) -> None:
@@ -42,9 +39,6 @@ class PreprocessPage(Page):
             "Preprocessing",
             "How an image becomes the model's input. The preview shows the exact numbers the model will get.",
         )
-        self._images: list[Path] = []
-        self._index = 0
-        self._image = None  # the decoded current image (PIL, RGB)
         self._cache = ResizeCache()
         self.preview = None  # the last core Preview shown
         self._syncing = False
@@ -54,6 +48,24 @@ class PreprocessPage(Page):
         self.check_panel = NormCheckPanel(self.runner, lambda: check_job(self.state, self.resolved_spec(), self._images),
                                           self._apply_candidate)
 
+        self.equivalents = EquivalentsBox()
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.addWidget(self._normalization_box())
+        ll.addWidget(self._resize_box())
+        ll.addWidget(self.equivalents)
+        ll.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setFixedWidth(420)
+        lay = QHBoxLayout(self)
+        lay.addWidget(scroll)
+        lay.addWidget(self._preview_tabs(), 1)
+
+    def _normalization_box(self) -> QGroupBox:
         form_box = QGroupBox("Normalization: out = (pixel − mean) / std")
         form = QFormLayout(form_box)
         self.preset_combo = QComboBox()
@@ -99,6 +111,9 @@ class PreprocessPage(Page):
         form.addRow("", button("Chec&k against the model…", "Run the model under every preset and channel order and "
                                 "rank them (the Normalization check tab)", self._start_check))
 
+        return form_box
+
+    def _resize_box(self) -> QGroupBox:
         resize_box = QGroupBox("Resize")
         rform = QFormLayout(resize_box)
         self.resize_combo = QComboBox()
@@ -130,69 +145,23 @@ class PreprocessPage(Page):
         self.size_label = QLabel()
         rform.addRow("Input size", self.size_label)
 
-        self.equiv_tabs = QTabWidget()
-        self.equiv_texts = {}
-        for tool in ("RKNN", "torchvision", "OpenCV"):
-            text = QPlainTextEdit()
-            text.setReadOnly(True)
-            text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
-            text.setMaximumHeight(120)
-            self.equiv_tabs.addTab(text, tool)
-            self.equiv_texts[tool] = text
-        copy = button(
-            "Cop&y", "Copy the shown settings to the clipboard",
-            lambda: QGuiApplication.clipboard().setText(self.equiv_tabs.currentWidget().toPlainText()),
-        )
-        equiv_box = QGroupBox("The same settings elsewhere")
-        el = QVBoxLayout(equiv_box)
-        el.addWidget(self.equiv_tabs)
-        el.addWidget(copy, 0, Qt.AlignmentFlag.AlignRight)
+        return resize_box
 
-        left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.addWidget(form_box)
-        ll.addWidget(resize_box)
-        ll.addWidget(equiv_box)
-        ll.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidget(left)
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setFixedWidth(420)
-
-        self.prev_button = button("◀", "Previous image (Alt+Left)", lambda: self.step(-1), "Alt+Left")
-        self.next_button = button("▶", "Next image (Alt+Right)", lambda: self.step(1), "Alt+Right")
-        for b in (self.prev_button, self.next_button):
-            b.setFixedWidth(36)
-        self.image_label = QLabel("No image yet: open one, or a folder of them.")
-        open_image = button("Open &image…", "Preview on any image file", self.choose_image)
-        open_folder = button(
-            "Image &folder…",
-            "Preview on the images of a folder (it also becomes the calibration folder when none is set)",
-            self.choose_folder,
-        )
-        nav = QHBoxLayout()
-        nav.addWidget(self.prev_button)
-        nav.addWidget(self.next_button)
-        nav.addWidget(self.image_label, 1)
-        nav.addWidget(open_image)
-        nav.addWidget(open_folder)
+    def _preview_tabs(self) -> QTabWidget:
+        self.browser = ImageBrowser(self.runner, self.settings)
+        self.browser.decoded.connect(self._decoded)
+        self.browser.folder_chosen.connect(self._folder_chosen)
         self.view = PreviewView()
         self.warnings = message_label("warn")
         preview = QWidget()
         pl = QVBoxLayout(preview)
-        pl.addLayout(nav)
+        pl.addWidget(self.browser)
         pl.addWidget(self.view, 1)
         pl.addWidget(self.warnings)
         self.right_tabs = QTabWidget()
         self.right_tabs.addTab(preview, "Preview")
         self.right_tabs.addTab(self.check_panel, "Normalization check")
-        right = self.right_tabs
-
-        lay = QHBoxLayout(self)
-        lay.addWidget(scroll)
-        lay.addWidget(right, 1)
+        return self.right_tabs
 
     # ---- wizard
 
@@ -349,58 +318,35 @@ class PreprocessPage(Page):
             _set_if_changed(self.shorter_box.specialValueText, self.shorter_box.setSpecialValueText, f"auto ({spec.shorter_side})")
             source = "from the model" if self.state.info.image_input.size else "chosen on the Model page"
             _set_if_changed(self.size_label.text, self.size_label.setText, f"{spec.size[0]} × {spec.size[1]} ({source})")
-            for tool, text in equivalents(spec).items():
-                box = self.equiv_texts[tool]
-                _set_if_changed(box.toPlainText, box.setPlainText, text)
+            self.equivalents.show_spec(spec)
 
-    # ---- images
+    # ---- images (ImageBrowser)
 
-    def choose_image(self) -> None:
-        path = dialogs.open_file(self, "Preview image", self.settings.folder("images"), _IMAGE_FILTER)
-        if path:
-            self._images, self._index = [Path(path)], 0
-            self.settings.set_folder("images", Path(path).parent)
-            self.load_current()
+    @property
+    def _images(self) -> list[Path]:
+        return self.browser.images
 
-    def choose_folder(self) -> None:
-        folder = dialogs.open_folder(self, "Folder of images", self.settings.folder("images"))
-        if folder:
-            self.settings.set_folder("images", Path(folder))
-            if not self.state.calibration.folders:
-                self.state.calibration = replace(self.state.calibration, folders=(Path(folder),))
-            self.use_folder(Path(folder))
+    @property
+    def _index(self) -> int:
+        return self.browser.index
 
-    def use_folder(self, folder: Path) -> None:
-        self.image_label.setText(f"Listing {folder} …")
-        self.runner.start(lambda p, c: list_images([folder], "preview"), self._listed, self._list_failed, light=True)
-
-    def _listed(self, files: list[Path]) -> None:
-        self._images, self._index = files, 0
-        self.load_current()
-
-    def _list_failed(self, exc) -> None:
-        self.image_label.setText(sentence(dialogs.error_text(exc)))
+    @property
+    def _image(self):
+        return self.browser.image
 
     def step(self, delta: int) -> None:
-        if self._images:
-            self._index = (self._index + delta) % len(self._images)
-            self.load_current()
+        self.browser.step(delta)
 
-    def load_current(self) -> None:
-        path = self._images[self._index]
-        self.image_label.setText(f"Image {self._index + 1} of {len(self._images)}: {path.name} (decoding…)")
-        self.runner.start(lambda p, c: open_rgb(path), lambda img: self._decoded(path, img), self._decode_failed, light=True)
+    def use_folder(self, folder: Path) -> None:
+        self.browser.use_folder(folder)
 
-    def _decoded(self, path: Path, img) -> None:
-        self._image = img
-        self.image_label.setText(f"Image {self._index + 1} of {len(self._images)}: {path.name}")
-        self.image_label.setToolTip(str(path))
+    def _folder_chosen(self, folder: Path) -> None:
+        if not self.state.calibration.folders:
+            self.state.calibration = replace(self.state.calibration, folders=(folder,))
+
+    def _decoded(self, img) -> None:
         self.view.set_source(img)
         self.refresh_preview()
-
-    def _decode_failed(self, exc) -> None:
-        self._image = None
-        self.image_label.setText(f"Image {self._index + 1} of {len(self._images)}: {exc}")
 
     # ---- preview
 

@@ -11,18 +11,19 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSpinBox, QSplitter, QTabWidget, QVBoxLayout
 
 from ...core.atomic import atomic_write_text
+from ...core.context import resolve_spec
 from ...core.errors import Cancelled, StudioError
-from ...core.pipeline import quantize
-from ...core.pipeline import resolve_spec
+from ...core.job import QuantOption, Recipe
+from ...core.notes import texts
+from ...core.report.html import render_html, sample_pngs
 from ...core.report.summary import headline_text, latency_line, run_summary, summary_rows, write_report
-from ...core.report.html import render_html
-from ...core.evaluate.visuals import class_names, sample_pngs
+from ...core.run import quantize
 from ...core.targets.registry import TARGETS
+from ...core.tasks.pictures import class_names
 from .. import dialogs
 from ..charts import ResultCharts
 from ..pictures import SamplePictures
 from ..tuning_view import ParetoView
-from ...core.tuning.run import trial_job
 from .page import Page
 from ..widgets import button, message_label
 
@@ -110,7 +111,7 @@ class ResultsPage(Page):
         if tuning:
             self.trials.show_trials(tuning)
             self.tabs.setTabText(1, f"Trials ({len(tuning['trials'])})")
-        rerun = "keep_float" in TARGETS[self.state.target.kind].settings and bool(r.get("per_layer"))
+        rerun = QuantOption.KEEP_FLOAT in TARGETS[self.state.target.kind].honours and bool(r.get("per_layer"))
         for w in (self.keep_label, self.keep_box, self.rerun_button):
             w.setVisible(rerun)
         rows = summary_rows(r)
@@ -118,7 +119,7 @@ class ResultsPage(Page):
         text += "\n" + "\n".join(filter(None, (latency_line(r), run_summary(r))))
         self.summary.setText(text)
         self._show_pictures(r)
-        self.warnings.setText("\n".join("⚠ " + w for w in r.get("warnings", [])))
+        self.warnings.setText("\n".join("⚠ " + w for w in texts(r.get("warnings", []))))
         self.warnings.setVisible(bool(r.get("warnings")))
 
     def _show_pictures(self, r: dict) -> None:
@@ -153,7 +154,7 @@ class ResultsPage(Page):
                            f"Trial {index} ({trial['method']}, {len(trial['float_nodes'])} layer(s) in float, {value}) "
                            f"will replace {r['output']}. The calibration statistics are reused."):
             return
-        job = trial_job(self.state.to_job(), trial)
+        job = Recipe.from_dict(trial).applied_to(self.state.to_job())
         self.runner.stop(10)  # a picture being drawn
         self._picked = (tuning, index)
         self.rerun_bar.setValue(0)

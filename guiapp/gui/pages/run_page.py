@@ -10,7 +10,8 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.errors import Cancelled
-from ...core.pipeline import quantize
+from ...core.notes import texts
+from ...core.run import quantize
 from ...core.progress import CALIBRATE, STAGES, TUNE, Eta, ProgressEvent, format_seconds
 from ...core.targets.registry import TARGETS
 from .. import dialogs
@@ -170,7 +171,7 @@ class RunPage(Page):
         self.bar.setFormat("Done")
         self.eta_label.clear()
         r = result.report
-        for w in r["warnings"]:
+        for w in texts(r["warnings"]):
             self.log.appendPlainText(f"Warning: {w}")
         self.log.appendPlainText(f"Wrote {result.output}. Next: the results.")
         self.done = True

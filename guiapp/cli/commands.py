@@ -1,43 +1,38 @@
-"""Command line: the same engine as the wizard, over argparse.
-
-Exit codes: 0 success; 2 bad input or usage (one line naming the problem and
-the fix); 1 internal error; 130 cancelled (Ctrl-C), with nothing written;
-3 (check-norm only) a clearly better preprocessing exists.
-"""
+"""Command line: the same engine as the wizard, over argparse (exit codes
+in cli_exits.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 import tempfile
 import traceback
 from dataclasses import replace
 from pathlib import Path
 
-from . import APP_NAME, cli_normcheck
-from .cli_flags import _input_values, _labels, job_from_args, spec_from_flags, task_from_flags
-from .cli_parser import build_parser
-from .core.errors import Cancelled, StudioError, UserError
-from .core.job import EvalSettings, Job
-from .core.progress import CancelToken
-from .core.report.summary import (
+from .. import APP_NAME
+from . import normcheck
+from .exits import EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, SigintCancels
+from .flags import input_values, job_from_args, labels_from_flag, spec_from_flags, task_from_flags
+from .parser import build_parser
+from ..core.errors import Cancelled, StudioError, UserError
+from ..core.job import EvalSettings, Job
+from ..core.notes import texts
+from ..core.report.summary import (
     broken_warning, format_table, headline_text, latency_line, per_layer_table, run_summary, summary_rows, write_report,
 )
-from .core.tasks import default_resize, detect_task
+from ..core.tasks import default_resize, detect_task
 from .terminal import ProgressBar
 
-__all__ = ["build_parser", "job_from_args", "main"]
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 
 # ---------------------------------------------------------------- commands
 
 
 def cmd_inspect(args) -> int:
-    from .core.model.modelinfo import inspect_model
+    from ..core.model.modelinfo import inspect_model
 
     info = inspect_model(args.model, layout=args.layout)
     task = detect_task(info)
@@ -50,19 +45,19 @@ def cmd_inspect(args) -> int:
 
 
 def _run_job(job: Job, overwrite: bool) -> dict:
-    from .core.quantize.ortquant import settings_warnings
-    from .core.pipeline import quantize
+    from ..core.run import quantize
+    from ..core.targets.registry import TARGETS
 
-    early = settings_warnings(job.quantization) if job.target.kind == "onnxruntime" else []
+    early = texts(TARGETS[job.target.kind].advice(job.quantization))
     for w in early:
         print(f"warning: {w}", file=sys.stderr)
     bar = ProgressBar()
-    with _sigint_cancels() as cancel:
+    with SigintCancels() as cancel:
         try:
             result = quantize(job, bar, cancel, overwrite=overwrite)
         finally:
             bar.close()
-    for w in result.report["warnings"]:
+    for w in texts(result.report["warnings"]):
         if w not in early:
             print(f"warning: {w}", file=sys.stderr)
     return result.report
@@ -96,7 +91,7 @@ def _headline(report: dict) -> str:
 def _written(job: Job, report: dict) -> str:
     """Every file the run wrote: the model (and the target's files beside it),
     the calibration cache (unless the run reused it) and the report."""
-    from .core.targets.registry import TARGETS
+    from ..core.targets.registry import TARGETS
 
     cal = report["calibration"]
     files = [str(job.output), *(str(p) for p in TARGETS[job.target.kind].companions(job.output))]
@@ -108,14 +103,15 @@ def _written(job: Job, report: dict) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from .core.data.dataset import list_images
-    from .core.evaluate.compare import evaluate_models, resolve_labels
-    from .core.model.modelinfo import inspect_model
-    from .core.model.feeds import make_feeds
-    from .core.pipeline import resolve_spec
+    from ..core.context import resolve_spec
+    from ..core.data.dataset import list_images
+    from ..core.evaluate.compare import EvalPlan, evaluate_models, resolve_labels
+    from ..core.model.feeds import make_feeds
+    from ..core.model.modelinfo import inspect_model
+    from ..core.tasks import EvalContext
 
     info = inspect_model(args.fp32, layout=args.layout or "auto")
-    feeds = make_feeds(info, _input_values(args.input_value))  # a ModelError when there is no image input
+    feeds = make_feeds(info, input_values(args.input_value))  # a ModelError when there is no image input
     int8_info = inspect_model(args.int8)  # a clear error if the INT8 file is broken
     task_settings = task_from_flags(args)
     task = detect_task(info, task_settings.kind)
@@ -126,26 +122,27 @@ def cmd_evaluate(args) -> int:
     settings = replace(
         EvalSettings(folders=tuple(args.images)),
         **{k: v for k, v in (("class_offset", args.class_offset), ("max_images", args.eval_max_images), ("latency_runs", args.latency_runs)) if v is not None},
-        **_labels(args),
+        **labels_from_flag(args),
     )
     files = list_images(settings.folders, "evaluation")
     labels = resolve_labels(settings, files)
+    context = EvalContext(task_settings.options_for(task.kind), labels, settings.class_offset, spec)
+    plan = EvalPlan(files, task, context, feeds, {t.name: t.shape for t in info.outputs}, info.image_input.fixed_batch,
+                    settings.max_images, settings.latency_runs, args.seed)
     bar = ProgressBar()
-    with _sigint_cancels() as cancel:
+    with SigintCancels() as cancel:
         try:
-            ev = evaluate_models(args.fp32, args.int8, {t.name: t.shape for t in info.outputs}, feeds, spec, files,
-                                 labels, settings, info.image_input.fixed_batch, bar, cancel, seed=args.seed,
-                                 task=task, task_settings=task_settings)
+            ev = evaluate_models(args.fp32, args.int8, plan, bar, cancel)
         finally:
             bar.close()
     report = {
         "fp32": {"path": str(args.fp32), "size_bytes": info.size_bytes, "latency_ms": ev["latency_ms"]["fp32"]},
         "int8": {"path": str(args.int8), "size_bytes": int8_info.size_bytes, "latency_ms": ev["latency_ms"]["int8"]},
         **{k: ev[k] for k in ("task", "fidelity", "latency", "accuracy", "agreement", "outputs", "eval")},
-        "warnings": ev["warnings"] + broken_warning(ev["fidelity"]["headline"]),
+        "warnings": [n.to_dict() for n in ev["warnings"] + broken_warning(ev["fidelity"]["headline"])],
         "preprocess": spec.to_dict(),
     }
-    for w in report["warnings"]:
+    for w in texts(report["warnings"]):
         print(f"warning: {w}", file=sys.stderr)
     print(_headline(report) + format_table(summary_rows(report)))
     print(latency_line(report))
@@ -155,7 +152,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .core.demo import demo_job
+    from ..core.demo import demo_job
 
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="guiapp-demo-"))
     job = demo_job(out_dir)
@@ -167,31 +164,8 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
-class _sigint_cancels:
-    """First Ctrl-C: cancel at the next batch. Second: stop at once."""
-
-    def __enter__(self) -> CancelToken:
-        self.token = CancelToken()
-        self.previous = None
-        try:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread
-            pass
-        return self.token
-
-    def _handle(self, signum, frame) -> None:
-        if self.token.cancelled:
-            raise KeyboardInterrupt
-        self.token.cancel()
-        print("\ncancelling (Ctrl-C again to stop at once)...", file=sys.stderr)
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-
 COMMANDS = {"inspect": cmd_inspect, "quantize": cmd_quantize, "evaluate": cmd_evaluate, "demo": cmd_demo,
-            "check-norm": cli_normcheck.run}
+            "check-norm": normcheck.run}
 
 
 def main(argv: list[str] | None = None) -> int:

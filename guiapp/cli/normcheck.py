@@ -13,14 +13,15 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-EXIT_BETTER = 3
+from .exits import EXIT_BETTER, EXIT_OK, SigintCancels
+
 IMAGES = 32
 LABELED_IMAGES = 128
 
 
 def add_parser(sub, preprocess_flags) -> None:
-    from .core.tasks import TASK_KINDS
-    from .core.tasks.detection_layout import BOX_FORMATS
+    from ..core.tasks import TASK_KINDS
+    from ..core.tasks.detection_layout import BOX_FORMATS
 
     p = sub.add_parser(
         "check-norm",
@@ -48,7 +49,7 @@ def add_parser(sub, preprocess_flags) -> None:
 
 def _flags(candidate, spec) -> str:
     """The quantize flags that select ``candidate``."""
-    from .core.data.preprocess import preset
+    from ..core.data.preprocess import preset
 
     if candidate.preset is not None and candidate.same_as(replace(candidate, **_values(preset(candidate.preset, spec.channels)))):
         return f"--preset {candidate.preset}"
@@ -61,17 +62,16 @@ def _values(spec) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import EXIT_OK, _sigint_cancels
-    from .cli_flags import _input_values, _labels, spec_from_flags, task_from_flags
-    from .core.data.dataset import list_images
-    from .core.errors import JobError
-    from .core.evaluate.compare import resolve_labels
-    from .core.model.feeds import make_feeds
-    from .core.job import EvalSettings
-    from .core.model.modelinfo import inspect_model
-    from .core.data.normcheck import check_normalization
-    from .core.pipeline import check_model, resolve_spec
-    from .core.tasks import default_resize, detect_task
+    from .flags import input_values, labels_from_flag, spec_from_flags, task_from_flags
+    from ..core.context import check_model, resolve_spec
+    from ..core.data.dataset import list_images
+    from ..core.errors import JobError
+    from ..core.evaluate.compare import resolve_labels
+    from ..core.evaluate.normcheck import CheckInputs, check_normalization
+    from ..core.job import EvalSettings
+    from ..core.model.feeds import make_feeds
+    from ..core.model.modelinfo import inspect_model
+    from ..core.tasks import default_resize, detect_task
     from .terminal import ProgressBar
 
     images = args.max_images if args.max_images is not None else (LABELED_IMAGES if args.labels else IMAGES)
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise JobError("--max-images", "must be at least 1")
     info = inspect_model(args.model, layout=args.layout or "auto")
     check_model(info)
-    feeds = make_feeds(info, _input_values(args.input_value))
+    feeds = make_feeds(info, input_values(args.input_value))
     settings = task_from_flags(args)
     task = detect_task(info, settings.kind)
     spec = spec_from_flags(args, info.image_input.channels)
@@ -87,13 +87,13 @@ def run(args: argparse.Namespace) -> int:
         spec = replace(spec, resize=default_resize(task.kind))
     spec = resolve_spec(spec, info)
     files = list_images(args.images, "image")
-    labels = resolve_labels(EvalSettings(folders=tuple(args.images), **_labels(args)), files) if args.labels else None
+    labels = resolve_labels(EvalSettings(folders=tuple(args.images), **labels_from_flag(args)), files) if args.labels else None
+    inputs = CheckInputs(args.model, info, task, feeds, spec, files, settings.options_for(task.kind), labels, args.class_offset,
+                         images, args.seed)
     bar = ProgressBar()
-    with _sigint_cancels() as cancel:
+    with SigintCancels() as cancel:
         try:
-            check = check_normalization(args.model, info, task, feeds, spec, files, settings=settings, labels=labels,
-                                        class_offset=args.class_offset, images=images, seed=args.seed,
-                                        progress=bar, cancel=cancel)
+            check = check_normalization(inputs, progress=bar, cancel=cancel)
         finally:
             bar.close()
     code = EXIT_BETTER if check.verdict == "worse" else EXIT_OK

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-from .core.progress import Eta, ProgressEvent, format_seconds
+from ..core.progress import Eta, ProgressEvent, format_seconds
 
 
 class ProgressBar:

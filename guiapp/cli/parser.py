@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import APP_NAME, __version__, cli_normcheck
-from .core.calibrate.strategies import METHODS
-from .core.data.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES
-from .core.job import ACTIVATION_TYPES, FORMATS
-from .core.tasks import TASK_KINDS
-from .core.tasks.detection_layout import BOX_FORMATS
-from .core.targets.base import RKNN_PLATFORMS, TARGET_KINDS
+from .. import APP_NAME, __version__
+from . import normcheck
+from ..core.calibrate.strategies import METHODS
+from ..core.data.preprocess import COLORS, INTERPOLATIONS, LAYOUTS, PRESETS, RESIZES
+from ..core.job import ACTIVATION_TYPES, FORMATS
+from ..core.targets.registry import TARGET_KINDS
+from ..core.targets.rknn import PLATFORMS as RKNN_PLATFORMS
+from ..core.tasks import TASK_KINDS
+from ..core.tasks.detection_layout import BOX_FORMATS
 
 
 def _preprocess_flags(p: argparse.ArgumentParser) -> None:
@@ -41,11 +43,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--layout", choices=LAYOUTS, default="auto")
 
+    _quantize_parser(sub)
+
+    p = sub.add_parser("evaluate", help="compare an FP32 model and its INT8 version on images")
+    p.add_argument("fp32", type=Path)
+    p.add_argument("int8", type=Path)
+    p.add_argument("--images", type=Path, action="append", required=True, metavar="DIR")
+    _preprocess_flags(p)
+    _eval_flags(p, prefix=False)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", type=Path, metavar="R.json")
+
+    normcheck.add_parser(sub, _preprocess_flags)
+
+    p = sub.add_parser("demo", help="quantize the bundled demo model end to end")
+    p.add_argument("--out-dir", type=Path, metavar="DIR", help="where to write the demo's outputs (default: a new temp folder)")
+    return parser
+
+
+def _quantize_parser(sub) -> None:
     p = sub.add_parser("quantize", help="calibrate and quantize a model to INT8, then evaluate it")
     p.add_argument("model", type=Path, nargs="?", help="FP32 .onnx model (or give --job)")
     p.add_argument("--calib", type=Path, action="append", metavar="DIR", help="calibration image folder (repeatable)")
     p.add_argument("--out", type=Path, metavar="OUT.onnx", help="where to write the INT8 model")
     _preprocess_flags(p)
+    _quantization_flags(p)
+    _eval_flags(p)
+    _target_flags(p)
+    _file_flags(p)
+
+
+def _quantization_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("calibration and quantization")
     g.add_argument("--method", choices=METHODS, help="calibration strategy (default: minmax)")
     g.add_argument("--percentile", type=float, metavar="P", help="for --method percentile (default 99.99)")
@@ -87,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tune-minutes", type=float, metavar="M", help="time budget of the --max-drop search (default 10)")
     g.add_argument("--no-protect-outputs", dest="protect_outputs", action="store_false", default=None,
                    help="do not keep output tails that INT8 would crush (mixed-range concats, sigmoid/softmax outputs) in float")
-    _eval_flags(p)
+
+
+def _target_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("deployment target")
     g.add_argument("--target", choices=TARGET_KINDS,
                    help="runtime to build for (default onnxruntime); rknn writes a .rknn (give --out M.rknn), openvino adds "
@@ -96,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rknn-python", type=Path, metavar="PYTHON",
                    help="rknn: a Python with rknn-toolkit2 (default: $GUIAPP_RKNN_PYTHON, then what scripts/rknn-env made)")
     g.add_argument("--tensorrt-version", metavar="X.Y.Z", help="tensorrt: version named in the calibration cache (default 10.3.0)")
+
+
+def _file_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("files")
     g.add_argument("--report", type=Path, metavar="REPORT.json", help="write the full report as JSON")
     g.add_argument("--force", action="store_true", help="replace an existing output file")
@@ -104,21 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--no-cache", action="store_true", help="neither read nor write a calibration cache")
     g.add_argument("--job", type=Path, metavar="JOB.json", help="read settings from a job file (flags override it)")
     g.add_argument("--save-job", type=Path, metavar="JOB.json", help="save the settings as a job file")
-
-    p = sub.add_parser("evaluate", help="compare an FP32 model and its INT8 version on images")
-    p.add_argument("fp32", type=Path)
-    p.add_argument("int8", type=Path)
-    p.add_argument("--images", type=Path, action="append", required=True, metavar="DIR")
-    _preprocess_flags(p)
-    _eval_flags(p, prefix=False)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--report", type=Path, metavar="R.json")
-
-    cli_normcheck.add_parser(sub, _preprocess_flags)
-
-    p = sub.add_parser("demo", help="quantize the bundled demo model end to end")
-    p.add_argument("--out-dir", type=Path, metavar="DIR", help="where to write the demo's outputs (default: a new temp folder)")
-    return parser
 
 
 def _eval_flags(p: argparse.ArgumentParser, prefix: bool = True) -> None:

@@ -1,0 +1,82 @@
+"""A detector's FP32 and INT8 boxes over the image it saw.
+
+Colours: FP32 boxes green, INT8 boxes blue (dashed); an FP32 box INT8 missed
+is red, an INT8 box FP32 does not have is magenta.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..data.preprocess import PreprocessSpec
+from .base import Pictures
+from .boxes import Detections, match
+from .pictures import model_view, scale_for
+
+FP32_COLOR, INT8_COLOR = (40, 170, 70), (40, 110, 220)
+MISSED_COLOR, EXTRA_COLOR = (220, 40, 40), (200, 40, 200)
+LEGEND = (("FP32", FP32_COLOR), ("INT8", INT8_COLOR), ("FP32 only (INT8 missed it)", MISSED_COLOR),
+          ("INT8 only", EXTRA_COLOR))
+
+
+def _dets(d: dict) -> Detections:
+    return Detections(np.asarray(d["boxes"], np.float64).reshape(-1, 4), np.asarray(d["scores"], np.float64),
+                      np.asarray(d["classes"], np.int64))
+
+
+def detection_picture(sample: dict, spec: PreprocessSpec, names: list[str] | None = None, match_iou: float = 0.5) -> Image.Image:
+    """One evaluation image with FP32 and INT8 boxes (a fidelity ``samples`` entry)."""
+    img = model_view(sample["file"], spec)
+    k = scale_for(img)
+    img = img.resize((img.width * k, img.height * k), Image.Resampling.BILINEAR)
+    ref, got = _dets(sample["fp32"]), _dets(sample["int8"])
+    pairs = match(ref, got, match_iou)
+    matched_r, matched_g = {i for i, _ in pairs}, {j for _, j in pairs}
+    draw = ImageDraw.Draw(img)
+
+    def label(c: int, s: float) -> str:
+        name = names[c] if names and 0 <= c < len(names) else str(c)
+        return f"{name} {s:.2f}"
+
+    for i in range(len(ref)):
+        color = FP32_COLOR if i in matched_r else MISSED_COLOR
+        x1, y1, x2, y2 = (ref.boxes[i] * k).tolist()
+        draw.rectangle((x1, y1, x2, y2), outline=color, width=3)
+        draw.text((x1 + 2, max(0, y1 - 11)), label(int(ref.classes[i]), float(ref.scores[i])), fill=color)
+    for j in range(len(got)):
+        color = INT8_COLOR if j in matched_g else EXTRA_COLOR
+        _dashed_rect(draw, (got.boxes[j] * k).tolist(), color)
+        x2, y2 = float(got.boxes[j][2] * k), float(got.boxes[j][3] * k)
+        draw.text((max(0, x2 - 52), y2 + 1), f"{float(got.scores[j]):.2f}", fill=color)
+    return img
+
+
+def _dashed_rect(draw: ImageDraw.ImageDraw, box: list[float], color, dash: int = 6) -> None:
+    x1, y1, x2, y2 = box
+    for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = max(abs(bx - ax), abs(by - ay))
+        steps = max(1, int(length // dash))
+        for s in range(0, steps, 2):
+            t0, t1 = s / steps, min(1.0, (s + 1) / steps)
+            draw.line((ax + (bx - ax) * t0, ay + (by - ay) * t0, ax + (bx - ax) * t1, ay + (by - ay) * t1), fill=color, width=2)
+
+
+def _legend(section: dict) -> str:
+    marks = "  ".join(f"<span style='color:rgb{c}'>■</span> {t}" for t, c in LEGEND)
+    return marks + "  (INT8 boxes dashed, their scores at the lower right)"
+
+
+def _caption(sample: dict) -> str:
+    return f"FP32 {len(sample['fp32']['scores'])} boxes, INT8 {len(sample['int8']['scores'])} ({sample['matched']} matching)"
+
+
+PICTURES = Pictures(
+    usable=lambda section: section.get("compared") == "boxes",
+    title=lambda section: f"Boxes over score {section['score_threshold']:g}, FP32 and INT8 on the same images",
+    legend=_legend,
+    caption=_caption,
+    draw=lambda sample, section, spec, names: detection_picture(sample, spec, names, section.get("match_iou", 0.5)),
+    scatter=lambda section: section.get("score_pairs") or [],
+    scatter_title="Scores of matched boxes: FP32 (x) vs INT8 (y)",
+)
