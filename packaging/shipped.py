@@ -32,6 +32,8 @@ COMMON_TEXTS = {
     "pyside6-essentials": ("LGPL-3.0.txt", "GPL-3.0.txt"),
     "shiboken6": ("LGPL-3.0.txt", "GPL-3.0.txt"),
     "flatbuffers": ("Apache-2.0.txt",),
+    # Its Python and mask code come from pycocotools (BSD-2-Clause); its wheel carries only Apache-2.0.
+    "faster-coco-eval": ("BSD-2-Clause-cocoapi.txt",),
 }
 OWN = {"guiapp"}
 

@@ -8,7 +8,8 @@ import pytest
 
 from task_models import outputs_only
 from guiapp.core.errors import JobError
-from guiapp.core.model.modelinfo import ImageInput, ModelInfo, tensor_info
+from guiapp.core.model.modelinfo import ModelInfo
+from guiapp.core.model.tensors import ImageInput, tensor_info
 from guiapp.core.tasks import detect_task
 from guiapp.core.tasks.boxes import Detections, average_precision, iou_matrix, match, nms, to_xyxy
 from guiapp.core.tasks.detection_layout import DetectionLayout, anchor_centres, decode, resolve

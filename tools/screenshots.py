@@ -34,7 +34,7 @@ def main() -> int:
     ap.add_argument("--calib", type=Path)
     ap.add_argument("--eval", type=Path)
     ap.add_argument("--labels-csv", type=Path)
-    ap.add_argument("--preset", default="imagenet")
+    ap.add_argument("--preset", help="normalization preset (default: what the app chose for the model)")
     ap.add_argument("--max-images", type=int, default=200)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--size", default="1366x768")
@@ -125,8 +125,12 @@ def main() -> int:
         from guiapp.core.job import CalibrationSettings, EvalSettings
         from guiapp.core.data.preprocess import preset
 
-        state.preset_name = args.preset
-        state.preprocess = preset(args.preset, state.info.image_input.channels, resize=args.resize or state.preprocess.resize)
+        if args.preset:
+            state.preset_name = args.preset
+            state.preprocess = preset(args.preset, state.info.image_input.channels, resize=args.resize or state.preprocess.resize,
+                                      size=state.preprocess.size)
+        elif args.resize:
+            state.preprocess = replace(state.preprocess, resize=args.resize)
         n = state.info.image_input.channels
         for key in ("mean", "std"):
             if getattr(args, key):
@@ -159,9 +163,10 @@ def main() -> int:
     wait_until(lambda: not win.runner.busy)
     shoot("2-preprocessing")
     if args.raw_too:
+        before = pp.preset_combo.currentData()
         pp.preset_combo.setCurrentIndex(pp.preset_combo.findData("raw"))
         shoot("2b-preprocessing-raw-warning")
-        pp.preset_combo.setCurrentIndex(pp.preset_combo.findData(args.preset))
+        pp.preset_combo.setCurrentIndex(pp.preset_combo.findData(before))
     if args.check_norm:
         pp.color_combo.setCurrentIndex(pp.color_combo.findData(args.check_norm))
         pp._start_check()

@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import APP_NAME
 from . import normcheck
 from .exits import EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, SigintCancels
-from .flags import input_values, job_from_args, labels_from_flag, spec_from_flags, task_from_flags
+from .flags import input_values, job_from_args, labels_from_flag, model_from_flags, size_flag
 from .parser import build_parser
 from ..core.errors import Cancelled, StudioError, UserError
 from ..core.job import EvalSettings, Job
@@ -22,7 +22,7 @@ from ..core.notes import texts
 from ..core.report.summary import (
     broken_warning, format_table, headline_text, latency_line, per_layer_table, run_summary, summary_rows, write_report,
 )
-from ..core.tasks import default_resize, detect_task
+from ..core.tasks import detect_task
 from .terminal import ProgressBar
 
 
@@ -34,7 +34,7 @@ from .terminal import ProgressBar
 def cmd_inspect(args) -> int:
     from ..core.model.modelinfo import inspect_model
 
-    info = inspect_model(args.model, layout=args.layout)
+    info = inspect_model(args.model, layout=args.layout, size=size_flag(args.size) if args.size else None)
     task = detect_task(info)
     if args.json:
         print(json.dumps({**info.to_dict(), "task": task.to_dict()}, indent=2, default=str))
@@ -103,22 +103,15 @@ def _written(job: Job, report: dict) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from ..core.context import resolve_spec
     from ..core.data.dataset import list_images
     from ..core.evaluate.compare import EvalPlan, evaluate_models, resolve_labels
     from ..core.model.feeds import make_feeds
     from ..core.model.modelinfo import inspect_model
     from ..core.tasks import EvalContext
 
-    info = inspect_model(args.fp32, layout=args.layout or "auto")
-    feeds = make_feeds(info, input_values(args.input_value))  # a ModelError when there is no image input
+    info, task_settings, task, spec = model_from_flags(args, args.fp32)
+    feeds = make_feeds(info, input_values(args.input_value))
     int8_info = inspect_model(args.int8)  # a clear error if the INT8 file is broken
-    task_settings = task_from_flags(args)
-    task = detect_task(info, task_settings.kind)
-    spec = spec_from_flags(args, info.image_input.channels)
-    if args.resize is None:
-        spec = replace(spec, resize=default_resize(task.kind))
-    spec = resolve_spec(spec, info)
     settings = replace(
         EvalSettings(folders=tuple(args.images)),
         **{k: v for k, v in (("class_offset", args.class_offset), ("max_images", args.eval_max_images), ("latency_runs", args.latency_runs)) if v is not None},

@@ -4,6 +4,7 @@ check-norm)."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def _numbers(text: str, flag: str) -> tuple[float, ...]:
         raise JobError(flag, f"expected comma-separated numbers, got {text!r}", "e.g. --mean 123.675,116.28,103.53") from None
 
 
-def _size(text: str) -> tuple[int, int]:
+def size_flag(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
         return h, w
@@ -38,9 +39,14 @@ def _split(values) -> tuple[str, ...]:
     return tuple(out)
 
 
-def spec_from_flags(args, channels: int, base: PreprocessSpec | None = None) -> PreprocessSpec:
-    """The preprocessing the flags ask for, on top of ``base`` (a job's) or a preset."""
-    if args.preset or base is None:
+def spec_from_flags(args, channels: int, base: PreprocessSpec | None = None,
+                    suggested: PreprocessSpec | None = None) -> PreprocessSpec:
+    """The preprocessing the flags ask for, on top of ``base`` (a job's), else
+    ``suggested`` (what the model's file states) unless a preset is asked for,
+    else the imagenet preset."""
+    if base is None and suggested is not None and not args.preset:
+        spec = suggested
+    elif args.preset or base is None:
         name = args.preset or "imagenet"
         spec = preset(name, channels) if base is None else with_preset(base, name, channels)
     else:
@@ -62,11 +68,38 @@ def spec_from_flags(args, channels: int, base: PreprocessSpec | None = None) -> 
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
     if args.size:
-        changes["size"] = _size(args.size)
+        changes["size"] = size_flag(args.size)
     try:
         return replace(spec, **changes)
     except JobError as exc:
         raise _as_flag(exc) from None
+
+
+def file_preprocessing(info, args) -> PreprocessSpec | None:
+    """The preprocessing the model's file states (Ultralytics: RGB, x/255,
+    letterbox 114), when no flag asks for another (and the channels fit)."""
+    stated = info.exporter.preprocessing if info is not None else None
+    ii = info.image_input if info is not None else None
+    if stated is None or ii is None or ii.channels != len(stated.mean) or args.preset or args.mean or args.std:
+        return None
+    return PreprocessSpec(stated.mean, stated.std, stated.color, resize=stated.resize, pad_value=stated.pad_value)
+
+
+def model_from_flags(args, model):
+    """For commands that take a model and preprocessing flags (evaluate,
+    check-norm): (model info, task settings, task, resolved preprocessing)."""
+    from ..core.context import check_model, resolve_spec
+    from ..core.model.modelinfo import inspect_model
+
+    info = inspect_model(model, layout=args.layout or "auto", size=size_flag(args.size) if args.size else None)
+    check_model(info)
+    settings = task_from_flags(args)
+    task = detect_task(info, settings.kind)
+    suggested = file_preprocessing(info, args)
+    spec = spec_from_flags(args, info.image_input.channels, None, suggested)
+    if args.resize is None and suggested is None:
+        spec = replace(spec, resize=default_resize(task.kind))
+    return info, settings, task, resolve_spec(spec, info)
 
 
 def labels_from_flag(args) -> dict:
@@ -108,11 +141,15 @@ def job_from_args(args) -> Job:
     model = args.model or (base.model if base else None)
     if model is None:
         raise JobError("MODEL", "no model given", "Pass the .onnx file, or --job JOB.json.")
-    info = inspect_model(model, layout=args.layout or (base.preprocess.layout if base else "auto"))
+    size = size_flag(args.size) if args.size else (base.preprocess.size if base else None)
+    info = inspect_model(model, layout=args.layout or (base.preprocess.layout if base else "auto"), size=size)
     channels = info.image_input.channels if info.image_input else 3
-    spec = spec_from_flags(args, channels, base.preprocess if base else None)
+    stated = file_preprocessing(info, args) if base is None else None
+    if stated is not None:
+        print(f"preprocessing: {info.exporter.preprocessing.source} (--preset, --mean, --std override it)", file=sys.stderr)
+    spec = spec_from_flags(args, channels, base.preprocess if base else None, stated)
     task = task_from_flags(args, base.task if base else None)
-    if base is None and args.resize is None:
+    if base is None and args.resize is None and file_preprocessing(info, args) is None:
         # Detectors and dense models see the whole picture: no centre crop.
         spec = replace(spec, resize=default_resize(detect_task(info, task.kind).kind))
     target = target_from_flags(args, base.target if base else None)

@@ -62,30 +62,20 @@ def _values(spec) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .flags import input_values, labels_from_flag, spec_from_flags, task_from_flags
-    from ..core.context import check_model, resolve_spec
+    from .flags import input_values, labels_from_flag, model_from_flags
     from ..core.data.dataset import list_images
     from ..core.errors import JobError
     from ..core.evaluate.compare import resolve_labels
     from ..core.evaluate.normcheck import CheckInputs, check_normalization
     from ..core.job import EvalSettings
     from ..core.model.feeds import make_feeds
-    from ..core.model.modelinfo import inspect_model
-    from ..core.tasks import default_resize, detect_task
     from .terminal import ProgressBar
 
     images = args.max_images if args.max_images is not None else (LABELED_IMAGES if args.labels else IMAGES)
     if images < 1:
         raise JobError("--max-images", "must be at least 1")
-    info = inspect_model(args.model, layout=args.layout or "auto")
-    check_model(info)
+    info, settings, task, spec = model_from_flags(args, args.model)
     feeds = make_feeds(info, input_values(args.input_value))
-    settings = task_from_flags(args)
-    task = detect_task(info, settings.kind)
-    spec = spec_from_flags(args, info.image_input.channels)
-    if args.resize is None:
-        spec = replace(spec, resize=default_resize(task.kind))
-    spec = resolve_spec(spec, info)
     files = list_images(args.images, "image")
     labels = resolve_labels(EvalSettings(folders=tuple(args.images), **labels_from_flag(args)), files) if args.labels else None
     inputs = CheckInputs(args.model, info, task, feeds, spec, files, settings.options_for(task.kind), labels, args.class_offset,

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--layout", choices=LAYOUTS, default="auto")
+    p.add_argument("--size", metavar="HxW", help="run a model whose input size is open at this size (default: the size "
+                                               "its file states, e.g. Ultralytics' imgsz) to read the outputs' real shapes")
 
     _quantize_parser(sub)
 

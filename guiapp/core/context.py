@@ -91,7 +91,7 @@ class RunContext:
         """How the evaluation compares on ``files`` (``fixed_batch``: the INT8 model's, when fixed)."""
         e = self.job.evaluation
         return EvalPlan(files, self.task, self.eval_context(), self.feeds, self.declared, fixed_batch or self.fixed_batch,
-                        e.max_images, e.latency_runs, self.job.calibration.seed)
+                        e.max_images, e.latency_runs, self.job.calibration.seed, noise_images=e.noise_images)
 
     def calibration_inputs(self, **changes) -> CalibrationInputs:
         job = self.job
@@ -109,7 +109,7 @@ def resolve_spec(spec: PreprocessSpec, info: ModelInfo) -> PreprocessSpec:
     """A job's preprocessing made concrete for this model, or a JobError."""
     ii = info.image_input
     assert ii is not None
-    spec = spec.resolved(ii.layout, ii.size)
+    spec = spec.resolved(ii.layout, info.input_size)
     if spec.channels != ii.channels:
         want = "gray" if ii.channels == 1 else "rgb or bgr"
         raise JobError(
@@ -145,7 +145,7 @@ def open_context(job: Job, progress: ProgressFn = no_progress, cancel: CancelTok
     started = time.perf_counter()
     progress(ProgressEvent(PREPARE, 0, 3, "checking the model and settings"))
     check_outputs(job, overwrite, suffix)
-    info = inspect_model(job.model, layout=job.preprocess.layout)
+    info = inspect_model(job.model, layout=job.preprocess.layout, size=job.preprocess.size)
     check_model(info)
     task = detect_task(info, job.task.kind)
     feeds = make_feeds(info, job.inputs)

@@ -133,12 +133,14 @@ class EvalSettings:
     max_images: int = 500
     latency_runs: int = 50
     per_layer_images: int = 8
+    noise_images: int = 100  # images the noise floor is measured on (detection, maps); 0: not measured
 
     def __post_init__(self) -> None:
         check_choice("labels_from", self.labels_from, LABEL_SOURCES, "label source")
         check_at_least("max_images", self.max_images, 1)
         check_at_least("latency_runs", self.latency_runs, 1)
         check_at_least("per_layer_images", self.per_layer_images, 0)
+        check_at_least("noise_images", self.noise_images, 0)
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,21 @@ class WizardState:
             if channels != self.preprocess.channels:
                 self.preprocess = preset(self.preset_name or "imagenet", channels, resize=self.preprocess.resize)
             self.preprocess = replace(self.preprocess, size=None, layout="auto", resize=default_resize(guess.kind))
+            stated = self.file_preprocessing()
+            if stated is not None:  # what the exporter wrote (Ultralytics: RGB, x/255, letterbox 114)
+                self.preprocess = stated
+                self.preset_name = matching_preset(stated)
+        if info.image_input is not None and info.image_input.size is None and self.preprocess.size is None and info.input_size:
+            self.preprocess = replace(self.preprocess, size=info.input_size)  # the size the file states, checked by a run
+
+    def file_preprocessing(self) -> PreprocessSpec | None:
+        """The preprocessing the model's file states, when its channels fit."""
+        info = self.info
+        stated = info.exporter.preprocessing if info is not None else None
+        if stated is None or info.image_input is None or info.image_input.channels != len(stated.mean):
+            return None
+        return replace(self.preprocess, mean=stated.mean, std=stated.std, color=stated.color, resize=stated.resize,
+                       pad_value=stated.pad_value)
 
     def set_task(self, kind: str) -> TaskGuess:
         """The user's task choice ("auto" to detect). Raises JobError when the

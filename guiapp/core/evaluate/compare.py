@@ -51,6 +51,7 @@ class EvalPlan:
     latency_runs: int = 50
     seed: int = 0
     threads: int | None = None
+    noise_images: int = 0  # the noise floor (FP32 against FP32 on inputs with invisible noise) on this many images
 
     @property
     def spec(self):
@@ -99,6 +100,7 @@ def compare_outputs(runners: Runners, plan: EvalPlan, batches: Iterator[tuple[li
     shape_warnings: list[Note] = []
     stats: dict[str, OutputStats] = {}
     fidelity = make_fidelity(task, plan.context)
+    floor = NoiseFloor(plan) if plan.noise_images and TASKS[task.kind].noise_floor else None
     seen = 0
     progress(ProgressEvent(EVALUATE, 0, ptotal, "comparing FP32 and INT8 outputs"))
     for paths, batch in batches:
@@ -118,9 +120,13 @@ def compare_outputs(runners: Runners, plan: EvalPlan, batches: Iterator[tuple[li
             if seen == 0:  # the first batch tells
                 shape_warnings.extend(_declared_shape_warning(n, plan.declared.get(n), a.shape))
         fidelity.add(paths, dict(zip(runners.names, r32)), dict(zip(runners.names, r8)))
+        if floor is not None:
+            floor.add(paths, batch, feed, r32, runners)
         seen += len(paths)
         progress(ProgressEvent(EVALUATE, seen, ptotal, f"{seen}/{total_images} images"))
     fid = fidelity.result()
+    if floor is not None and floor.seen:
+        fid["headline"]["noise_floor"] = floor.result()
     return {
         "images": seen,
         "task": task.to_dict(),
@@ -131,6 +137,43 @@ def compare_outputs(runners: Runners, plan: EvalPlan, batches: Iterator[tuple[li
         "shape_warnings": list(dict.fromkeys(shape_warnings)),
         "samples": fidelity.samples,
     }
+
+
+NOISE_LEVELS = 1.0  # Gaussian input noise, in pixel levels (0..255): invisible, yet it moves a model's outputs
+
+
+class NoiseFloor:
+    """The task's headline number for FP32 against FP32 on the same images
+    with invisible Gaussian noise added (``NOISE_LEVELS`` pixel levels): how
+    much the outputs move for nothing. INT8 moving them less than this is as
+    faithful as FP32 is to itself."""
+
+    def __init__(self, plan: EvalPlan) -> None:
+        self.plan = plan
+        self.fidelity = make_fidelity(plan.task, plan.context)
+        self.rng = np.random.default_rng(plan.seed + 17)
+        self.seen = 0
+        spec = plan.spec
+        axis = 1 if spec.layout == "nchw" else 3
+        shape = [1, 1, 1, 1]
+        shape[axis] = len(spec.std)
+        self.scale = (NOISE_LEVELS / np.asarray(spec.std, np.float32)).reshape(shape)  # pixel noise in normalized units
+
+    def add(self, paths: list[Path], batch: np.ndarray, feed: dict, fp32: list, runners: Runners) -> None:
+        n = min(len(paths), self.plan.noise_images - self.seen)
+        if n <= 0:
+            return
+        noisy = (batch + self.rng.standard_normal(batch.shape).astype(batch.dtype) * self.scale).astype(batch.dtype)
+        moved = runners.fp32({**feed, self.plan.feeds.image: noisy})
+        names = runners.names
+        take = (lambda outs: {k: np.asarray(v)[:n] for k, v in zip(names, outs)}) if n < len(paths) else (
+            lambda outs: dict(zip(names, outs)))
+        self.fidelity.add(paths[:n], take(fp32), take(moved))
+        self.seen += n
+
+    def result(self) -> dict:
+        head = self.fidelity.result()["headline"]
+        return {"value": head["value"], "metric": head["metric"], "pixel_levels": NOISE_LEVELS, "images": self.seen}
 
 
 def _declared_shape_warning(name: str, declared, actual: tuple) -> list[Note]:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import JobError, ModelError
-from .modelinfo import ModelInfo, TensorInfo
+from .modelinfo import ModelInfo
+from .tensors import TensorInfo
 
 
 @dataclass(frozen=True)

@@ -8,58 +8,19 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import onnx
 
+from .exporter import ExporterFacts, read_exporter
 from .graphnorm import GraphNormalization, graph_normalization
 from .loading import load_proto
 from .quantizable import QUANTIZABLE_OP_TYPES, STRUCTURAL_OP_TYPES, is_quantized_op
+from .probe import MAX_PROBE_BYTES, RunShapes, probe
+from .tensors import ImageInput, TensorInfo, tensor_info
 
-Dim = int | str | None  # fixed size, symbolic name, or unknown
 TWO_GB = 2**31  # one protobuf's limit
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    shape: tuple[Dim, ...] | None  # None: rank unknown
-    dtype: str  # numpy-style name: float32, float16, int64, ...
-
-    @property
-    def shape_text(self) -> str:
-        if self.shape is None:
-            return "?"
-        return "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    """The model input that takes images, and how."""
-
-    name: str
-    layout: str  # "nchw" or "nhwc"
-    channels: int
-    height: Dim
-    width: Dim
-    batch: Dim
-
-    @property
-    def dynamic_axes(self) -> tuple[str, ...]:
-        """Which of batch, height and width are not fixed."""
-        return tuple(n for n, d in (("batch", self.batch), ("height", self.height), ("width", self.width)) if not isinstance(d, int))
-
-    @property
-    def size(self) -> tuple[int, int] | None:
-        """(height, width) when both are fixed."""
-        if isinstance(self.height, int) and isinstance(self.width, int):
-            return (self.height, self.width)
-        return None
-
-    @property
-    def fixed_batch(self) -> int | None:
-        return self.batch if isinstance(self.batch, int) else None
 
 
 @dataclass(frozen=True)
@@ -85,12 +46,54 @@ class ModelInfo:
     graph_normalization: GraphNormalization | None = None  # the same, with its values
     nodes: tuple[tuple[str, str], ...] = ()  # (name, op type) of named nodes ONNX Runtime can quantize
     computed_outputs: tuple[TensorInfo, ...] = ()  # outputs with sizes from shape inference, when declared symbolic
+    exporter: ExporterFacts = field(default_factory=lambda: ExporterFacts(""))
+    run: RunShapes | None = None  # the outputs of one run at a concrete size, when the declaration leaves sizes open
 
     @property
     def task_outputs(self) -> tuple[TensorInfo, ...]:
-        """The outputs with the sizes the model computes at its input size (exporters
-        with dynamic axes often declare ``[batch, dim_1, dim_2]``), else as declared."""
+        """The outputs with the sizes the model computes: from a run at a
+        concrete size, else from shape inference, else as declared (exporters
+        with dynamic axes declare ``[batch, 8, anchors]`` or long expressions)."""
+        if self.run is not None and self.run.ok:
+            return self.run.outputs
         return self.computed_outputs or self.outputs
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """(height, width) to feed: the model's own, else the size it ran at (the file's metadata or the user's)."""
+        ii = self.image_input
+        if ii is None:
+            return None
+        if ii.size is not None:
+            return ii.size
+        return self.run.size if self.run is not None and self.run.ok else None
+
+    @property
+    def sized_input(self) -> ImageInput | None:
+        """The image input with :attr:`input_size` filled in (what task layouts are decided at)."""
+        ii, size = self.image_input, self.input_size
+        if ii is None or size is None or ii.size is not None:
+            return ii
+        return replace(ii, height=size[0], width=size[1])
+
+    def outputs_text(self) -> list[str]:
+        """Each output as a person reads it: concrete shapes at the run's size,
+        and which dimensions follow the input."""
+        ran = {t.name: t for t in self.task_outputs}
+        size = self.input_size
+        run = self.run if self.run is not None and self.run.ok else None
+        follows_of = dict(zip((t.name for t in run.outputs), run.follows)) if run is not None and run.follows else {}
+        lines = []
+        for t in self.outputs:
+            got = ran.get(t.name, t)
+            text = f"{t.name} {got.shape_text}"
+            if size is not None and got is not t:
+                text += f" at {size[0]}x{size[1]}"
+            follows = follows_of.get(t.name, ())
+            if follows:
+                text += " (" + ", ".join(f"dim {i}" for i in follows) + " follow" + ("s" if len(follows) == 1 else "") + " the input size)"
+            lines.append(text)
+        return lines
 
     @property
     def is_quantized(self) -> bool:
@@ -145,11 +148,15 @@ class ModelInfo:
                 dyn = ii.dynamic_axes
                 tag = f"  image, {ii.layout.upper()}, {ii.channels} channel(s)" + (f", dynamic {'/'.join(dyn)}" if dyn else "")
             lines.append(f"Input      {t.name} {t.shape_text} {t.dtype}{tag}")
-        computed = {t.name: t for t in self.computed_outputs}
-        for t in self.outputs:
-            c = computed.get(t.name)
-            also = f" (computes {c.shape_text} at this input size)" if c is not None and c.shape != t.shape else ""
-            lines.append(f"Output     {t.name} {t.shape_text} {t.dtype}{also}")
+        ex = self.exporter
+        if ex.exporter:
+            said = [w for w in (ex.task_claim, ex.size_claim, f"{len(ex.class_names)} classes" if ex.class_names else "") if w]
+            lines.append(f"Exported   {ex.exporter}" + (f": {', '.join(said)}" if said else ""))
+        if self.run is not None and self.run.ok and self.image_input and self.image_input.size is None:
+            lines.append(f"Size       {self.run.size[0]}x{self.run.size[1]} to feed ({self.run.source})")
+        dtypes = {t.name: t.dtype for t in self.outputs}
+        for t, text in zip(self.outputs, self.outputs_text()):
+            lines.append(f"Output     {text} {dtypes[t.name]}")
         ops = ", ".join(f"{op} {n}" for op, n in self.op_counts)
         lines.append(f"Operators  {ops}")
         if self.float_only_ops:
@@ -186,36 +193,10 @@ class ModelInfo:
             "blockers": list(self.blockers),
             "notes": list(self.notes),
             "input_normalization": self.graph_normalization.to_dict() if self.graph_normalization else None,
+            "exporter": self.exporter.to_dict(),
+            "run": self.run.to_dict() if self.run else None,
+            "input_size": list(self.input_size) if self.input_size else None,
         }
-
-
-def dtype_name(elem_type: int) -> str:
-    if elem_type == onnx.TensorProto.UNDEFINED:
-        return "undefined"
-    try:
-        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
-    except (KeyError, TypeError, ValueError):
-        pass
-    try:
-        return onnx.TensorProto.DataType.Name(elem_type).lower()
-    except ValueError:  # not a defined type at all (a damaged file)
-        return f"unknown type {elem_type}"
-
-
-def tensor_info(vi: onnx.ValueInfoProto) -> TensorInfo:
-    t = vi.type.tensor_type
-    shape: tuple[Dim, ...] | None = None
-    if t.HasField("shape"):
-        dims: list[Dim] = []
-        for d in t.shape.dim:
-            if d.HasField("dim_value") and d.dim_value > 0:
-                dims.append(int(d.dim_value))
-            elif d.HasField("dim_param") and d.dim_param:
-                dims.append(d.dim_param)
-            else:  # unknown, or a non-positive size (PaddlePaddle writes -1 for dynamic)
-                dims.append(None)
-        shape = tuple(dims)
-    return TensorInfo(vi.name, shape, dtype_name(t.elem_type))
 
 
 def find_image_input(model: onnx.ModelProto, inputs: tuple[TensorInfo, ...], layout: str = "auto") -> ImageInput | None:
@@ -274,8 +255,10 @@ def _tensor_elements(t: onnx.TensorProto) -> int:
     return n
 
 
-def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
-    """Inspect ``path`` (read-only). Raises ModelError when it cannot be read."""
+def inspect_model(path: str | os.PathLike, layout: str = "auto", size: tuple[int, int] | None = None) -> ModelInfo:
+    """Inspect ``path`` (read-only). Raises ModelError when it cannot be read.
+    ``size`` (height, width): the input size to run a model whose size is
+    open at (default: the exporter's stated size, when there is one)."""
     path = Path(path)
     model = load_proto(path)
     g = model.graph
@@ -304,7 +287,6 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
     from .external import external_files
 
     ext = external_files(model)
-    size = path.stat().st_size + sum((path.parent / f).stat().st_size for f in ext if (path.parent / f).is_file())
 
     float16 = any(t.dtype == "float16" for t in inputs) or _mostly_float16(g)
     notes = []
@@ -320,9 +302,14 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
     if image is not None and image.fixed_batch is not None:
         notes.append(f"The batch size is fixed to {image.fixed_batch}; images are fed {image.fixed_batch} at a time.")
     computed = _computed_outputs(model, image, outputs)
+    dims = tuple(d for t in inputs for d in (t.shape or ()) if isinstance(d, str))
+    exporter = read_exporter(model.producer_name, model.producer_version, {p.key: p.value for p in model.metadata_props}, dims)
+    run = _run_at_size(path, image, inputs, outputs, size, exporter, size_bytes=size_total(path, ext))
+    if run is not None and not run.ok:
+        notes.append(f"The model does not run at {run.size[0]}x{run.size[1]} ({run.source}): {run.error}. Choose the input size.")
     return ModelInfo(
         path=path,
-        size_bytes=size,
+        size_bytes=size_total(path, ext),
         ir_version=int(model.ir_version),
         opset=default_opset(model),
         producer=" ".join(p for p in (model.producer_name, model.producer_version) if p),
@@ -342,7 +329,29 @@ def inspect_model(path: str | os.PathLike, layout: str = "auto") -> ModelInfo:
         graph_normalization=gnorm,
         nodes=tuple((n.name, n.op_type) for n in g.node if n.name and n.op_type in QUANTIZABLE_OP_TYPES),
         computed_outputs=computed,
+        exporter=exporter,
+        run=run,
     )
+
+
+def size_total(path: Path, external: list[str]) -> int:
+    return path.stat().st_size + sum((path.parent / f).stat().st_size for f in external if (path.parent / f).is_file())
+
+
+def _run_at_size(path: Path, image: ImageInput | None, inputs, outputs, size, exporter: ExporterFacts,
+                 size_bytes: int) -> RunShapes | None:
+    """Run the model once when its outputs' sizes are open and a size is known:
+    the model's own, the one asked, or the one the exporter states."""
+    if image is None or size_bytes > MAX_PROBE_BYTES:
+        return None
+    open_outputs = any(t.shape is None or any(not isinstance(d, int) for d in t.shape[1:]) for t in outputs)
+    if image.size is not None:
+        return probe(path, image, inputs, outputs, image.size, "the model") if open_outputs else None
+    if size is not None:
+        return probe(path, image, inputs, outputs, tuple(size), "chosen")
+    if exporter.size is not None:
+        return probe(path, image, inputs, outputs, exporter.size, f"{exporter.size_claim} in the file's metadata")
+    return None
 
 
 def _computed_outputs(model: onnx.ModelProto, image: ImageInput | None, outputs: tuple[TensorInfo, ...]) -> tuple[TensorInfo, ...]:

@@ -67,6 +67,9 @@ def headline_text(report: dict) -> str:
     if head.get("fp32") is not None:
         return f"{head['label']}: FP32 {head['fp32'] * 100:.1f}% → INT8 {v * 100:.1f}% ({(v - head['fp32']) * 100:+.1f} points)"
     text = f"{head['label']}: {v * 100:.1f}%"
+    floor = head.get("noise_floor")
+    if floor and floor.get("value") is not None:
+        text += f" (FP32 against itself under {floor['pixel_levels']:g}-level input noise: {floor['value'] * 100:.1f}%)"
     m = head.get("map50")
     if m and m.get("fp32") is not None:
         text += f"  ·  mAP@0.5 FP32 {m['fp32'] * 100:.1f} → INT8 {m['int8'] * 100:.1f} ({(m['int8'] - m['fp32']) * 100:+.1f} points)"

@@ -162,7 +162,9 @@ def _searched(ctx: RunContext, builder: VariantBuilder, q: QuantSettings, eval_f
     """The accuracy-target search's choice. A search stopped by Cancel still
     writes its best model so far: the rest of the run gets a fresh token."""
     fixed = frozenset(q.exclude_nodes) | frozenset(builder.protected)
-    tuned = tune(ctx.job, builder, ctx.eval_plan(eval_files), fixed, ctx.tmp, ctx.progress, ctx.cancel)
+    # The search keeps FP32's outputs once: no noise floor per trial (the final evaluation measures it).
+    plan = replace(ctx.eval_plan(eval_files), noise_images=0)
+    tuned = tune(ctx.job, builder, plan, fixed, ctx.tmp, ctx.progress, ctx.cancel)
     r = tuned.trial.recipe
     settings = replace(q, per_channel=r.per_channel, equalize=r.equalize, bias_correction=r.bias_correction,
                        exclude_nodes=tuple(dict.fromkeys((*q.exclude_nodes, *builder.protected, *r.float_nodes))))

@@ -83,6 +83,11 @@ def detect_task(info: ModelInfo, kind: str = "auto") -> TaskGuess:
     the first task in the registry's order that fits (the fallback, generic,
     last)."""
     if kind == "auto":
+        stated = info.exporter.task
+        if stated in TASKS:  # what the file says, when its outputs agree
+            g = TASKS[stated].guess(info)
+            if g is not None:
+                return replace(g, reason=f"{info.exporter.task_claim} in the file's metadata; {g.reason}")
         for task in sorted(TASKS.values(), key=lambda t: t.fallback):
             g = task.guess(info)
             if g is not None:

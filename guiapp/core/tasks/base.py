@@ -152,6 +152,7 @@ class Task:
     # as this task reads them (braces doubled: the lines go through str.format). CLASS_OFFSET is defined.
     board_print: str = BOARD_PRINT
     fallback: bool = False  # fits every model: asked last (generic)
+    noise_floor: bool = False  # its headline is measured against FP32, and FP32 itself moves under input noise
 
 
 

@@ -109,7 +109,8 @@ def match(ref: Detections, got: Detections, iou: float = 0.5) -> list[tuple[int,
 def average_precision(
     detections: list[Detections], truths: list[tuple[np.ndarray, np.ndarray]], iou: float = 0.5
 ) -> tuple[float | None, dict[int, float]]:
-    """mAP at one IoU threshold, COCO-style (101-point interpolated precision),
+    """mAP at one IoU threshold, COCO-style (101-point interpolated precision,
+    a detection matched to the best IoU among the still unmatched truths),
     averaged over the classes that have ground truth. ``truths`` holds per
     image (boxes [K, 4], classes [K]). Returns (mAP or None, AP per class)."""
     classes = sorted({int(c) for _, cls in truths for c in cls})
@@ -129,9 +130,9 @@ def average_precision(
             gt = tb[tc == c]
             if len(gt) == 0:
                 continue
-            ious = iou_matrix(detections[i].boxes[j:j + 1], gt)[0]
+            ious = np.where(taken[i], -1.0, iou_matrix(detections[i].boxes[j:j + 1], gt)[0])
             best = int(np.argmax(ious))
-            if ious[best] >= iou and not taken[i][best]:
+            if ious[best] >= iou:
                 taken[i][best] = True
                 tp[k] = 1
         if n_truth == 0:

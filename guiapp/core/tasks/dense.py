@@ -59,7 +59,7 @@ def _dense_reason(t, image) -> str | None:
 
 def guess(info: ModelInfo) -> TaskGuess | None:
     for t in info.task_outputs:
-        why = _dense_reason(t, info.image_input)
+        why = _dense_reason(t, info.sized_input)
         if why:
             more = f" (the first of {len(info.outputs)} outputs)" if len(info.outputs) > 1 else ""
             return TaskGuess("dense", why + more, detail=DenseMap(t.name))
@@ -205,5 +205,5 @@ def chart(report: dict) -> Chart:
 TASK = Task(
     "dense", "Dense prediction (masks, maps)", guess, DenseFidelity, options=DenseOptions, groups=groups,
     default_resize="letterbox", plausibility=plausibility, summary_rows=summary_rows, chart=chart, pictures=PICTURES,
-    metric_words=lambda labels_from: "mask IoU against FP32", needs="no [N, C, H, W] map output",
+    metric_words=lambda labels_from: "mask IoU against FP32", needs="no [N, C, H, W] map output", noise_floor=True,
 )

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from ..model.modelinfo import ImageInput, TensorInfo
+from ..model.tensors import ImageInput, TensorInfo
 from .boxes import Detections, nms, to_xyxy
 
 BOX_FORMATS = ("auto", "cxcywh", "xyxy", "xywh")

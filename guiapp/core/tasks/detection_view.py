@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..data.preprocess import PreprocessSpec
-from .base import Pictures
+from .base import Bar, Chart, Pictures
 from .boxes import Detections, match
 from .pictures import model_view, scale_for
 
@@ -80,3 +80,43 @@ PICTURES = Pictures(
     scatter=lambda section: section.get("score_pairs") or [],
     scatter_title="Scores of matched boxes: FP32 (x) vs INT8 (y)",
 )
+
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v * 100:.1f}%"
+
+
+def summary_rows(report: dict) -> list[tuple[str, str, str]]:
+    det = report["fidelity"]["detection"]
+    what = "anchors" if det["compared"] == "anchors" else "boxes"
+    rows = [(f"Detections over {det['score_threshold']:g} ({det['images']} images)", f"{det['fp32_boxes']} {what}",
+             f"{det['int8_boxes']} {what}, {det['matched']} matching FP32")]
+    if det.get("ap50_vs_fp32") is not None:
+        rows.append(("AP50 vs FP32 (FP32's confident boxes as truth)", "",
+                     f"{det['ap50_vs_fp32'] * 100:.1f}%"))
+    if det["f1"] is not None:
+        rows.append(("Detection F1 / recall / precision vs FP32", "",
+                     f"{det['f1']:.3f} / {_pct(det['recall'])} / {_pct(det['precision'])}"))
+    if det["score_mae"] is not None:
+        rows.append(("Score error of matched boxes (mean |FP32 - INT8|)", "", f"{det['score_mae']:.4f}"))
+    m = det.get("map50")
+    if m and m["fp32"] is not None:
+        rows.append((f"mAP@0.5 ({m['labeled_images']} labeled images)", f"{m['fp32'] * 100:.1f}",
+                     f"{m['int8'] * 100:.1f} ({(m['int8'] - m['fp32']) * 100:+.1f} points)"))
+        if m.get("fp32_50_95") is not None:
+            rows.append(("mAP@0.5:0.95", f"{m['fp32_50_95'] * 100:.1f}",
+                         f"{m['int8_50_95'] * 100:.1f} ({(m['int8_50_95'] - m['fp32_50_95']) * 100:+.1f} points)"))
+    return rows
+
+
+def chart(report: dict) -> Chart:
+    det = report["fidelity"]["detection"]
+    m = det.get("map50")
+    if m and m["fp32"] is not None:
+        return Chart(f"mAP@0.5, {m['labeled_images']} labeled images",
+                     (Bar("FP32", m["fp32"] * 100, "fp32"), Bar("INT8", m["int8"] * 100)))
+    what = "anchors" if det["compared"] == "anchors" else "boxes"
+    return Chart(f"{what.capitalize()} over score {det['score_threshold']:g}",
+                 (Bar("FP32", det["fp32_boxes"], "fp32"), Bar("INT8", det["int8_boxes"]), Bar("matching", det["matched"])),
+                 fmt="{:.0f}")

@@ -6,7 +6,7 @@ import html
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem,
     QSpinBox, QSplitter, QTextBrowser, QVBoxLayout, QWidget,
@@ -72,12 +72,23 @@ class ModelPage(Page):
             box.setSpecialValueText("choose")
             box.setToolTip(f"The model's input {what} is dynamic: the {what} to feed, in pixels")
             box.valueChanged.connect(self._size_changed)
-        sl.addWidget(QLabel("Input size (dynamic in the model):"))
+        size_label = QLabel("Input si&ze (dynamic in the model):")
+        size_label.setBuddy(self.height_box)
+        self.height_box.setAccessibleName("input height")
+        self.width_box.setAccessibleName("input width")
+        self.size_source = QLabel()
+        self.size_source.setStyleSheet("color: #555")
+        self.size_source.setWordWrap(True)
+        sl.addWidget(size_label)
         sl.addWidget(self.height_box)
         sl.addWidget(QLabel("×"))
         sl.addWidget(self.width_box)
-        sl.addStretch(1)
+        sl.addWidget(self.size_source, 1)
         self.size_row.hide()
+        self._resize_timer = QTimer(self)  # a new size: the model runs at it again (shapes, task), once typing pauses
+        self._resize_timer.setSingleShot(True)
+        self._resize_timer.setInterval(400)
+        self._resize_timer.timeout.connect(self._rerun_at_size)
 
         # Inputs besides the image get a constant each (an image size, a scale).
         self.inputs_box = QGroupBox("Other inputs: a constant value for each (one number fills it)")
@@ -163,8 +174,7 @@ class ModelPage(Page):
             make_feeds(info, self.state.inputs)
         except StudioError:
             return False
-        ii = info.image_input
-        return ii.size is not None or self.state.preprocess.size is not None
+        return info.input_size is not None or self.state.preprocess.size is not None
 
     # ---- actions
 
@@ -186,8 +196,10 @@ class ModelPage(Page):
         self.summary.clear()
         same = self.state.model_path is not None and Path(path) == Path(self.state.model_path)
         kind = self.state.task.kind if same else "auto"  # a job's task choice survives its model's inspection
+        size = self.state.preprocess.size if same else None
         started = self.runner.start(
-            lambda progress, cancel: _inspect(path, kind), lambda found: self._inspected(path, *found), self._failed, light=True
+            lambda progress, cancel: _inspect(path, kind, size), lambda found: self._inspected(path, *found), self._failed,
+            light=True,
         )
         if not started:
             self.path_label.setText("Busy: wait for the current job to finish.")
@@ -213,6 +225,7 @@ class ModelPage(Page):
             box.blockSignals(True)  # show the state's size (none for a newly opened model)
             box.setValue(v)
             box.blockSignals(False)
+        self.size_source.setText(_size_words(info))
         self.refresh_recent()
         self.window_.model_changed()
         self.completeChanged.emit()
@@ -272,6 +285,15 @@ class ModelPage(Page):
         h, w = self.height_box.value(), self.width_box.value()
         self.state.preprocess = replace(self.state.preprocess, size=(h, w) if h and w else None)
         self.completeChanged.emit()
+        if h and w:
+            self.size_source.setText("running the model at this size…")
+            self._resize_timer.start()
+
+    def _rerun_at_size(self) -> None:
+        if self.state.model_path is not None and not self.runner.busy:
+            self.open_model(self.state.model_path)
+        elif self.state.model_path is not None:
+            self._resize_timer.start()
 
     # ---- drag and drop
 
@@ -286,8 +308,18 @@ class ModelPage(Page):
             self.open_model(Path(urls[0].toLocalFile()))
 
 
-def _inspect(path: Path, kind: str) -> tuple[ModelInfo, TaskGuess]:
-    info = inspect_model(path)
+def _size_words(info: ModelInfo) -> str:
+    """Where the size to feed comes from, and whether the model runs at it."""
+    run = info.run
+    if run is None:
+        return "choose the size the model was trained at"
+    if not run.ok:
+        return f"it does not run at {run.size[0]}×{run.size[1]}: {run.error}"
+    return f"{run.source}; the model runs at it" if run.source != "chosen" else "the model runs at this size"
+
+
+def _inspect(path: Path, kind: str, size: tuple[int, int] | None = None) -> tuple[ModelInfo, TaskGuess]:
+    info = inspect_model(path, size=size)
     try:
         return info, detect_task(info, kind)
     except JobError:  # a job's task that does not fit this model: decide afresh
@@ -308,11 +340,17 @@ def summary_html(info: ModelInfo, guess: TaskGuess | None = None) -> str:
             dyn = ii.dynamic_axes
             tag = f" &mdash; <b>image</b>, {ii.layout.upper()}, {ii.channels} channel(s)" + (f", dynamic {'/'.join(dyn)}" if dyn else "")
         rows.append(("Input", f"<code>{e(t.name)}</code> {e(t.shape_text)} {e(t.dtype)}{tag}"))
-    computed = {t.name: t for t in info.computed_outputs}
-    for t in info.outputs:
-        c = computed.get(t.name)
-        also = f" (computes {e(c.shape_text)} at this input size)" if c is not None and c.shape != t.shape else ""
-        rows.append(("Output", f"<code>{e(t.name)}</code> {e(t.shape_text)} {e(t.dtype)}{also}"))
+    ex = info.exporter
+    if ex.exporter:
+        said = [w for w in (ex.task_claim, ex.size_claim) if w]
+        rows.append(("Exported by", e(ex.exporter) + (f" ({e(', '.join(said))})" if said else "")))
+    if ex.class_names:
+        shown = ", ".join(ex.class_names[:12]) + (f" and {len(ex.class_names) - 12} more" if len(ex.class_names) > 12 else "")
+        rows.append(("Classes", f"{len(ex.class_names)}: {e(shown)}"))
+    dtypes = {t.name: t.dtype for t in info.outputs}
+    for t, text in zip(info.outputs, info.outputs_text()):
+        name, _, rest = text.partition(" ")
+        rows.append(("Output", f"<code>{e(name)}</code> {e(rest)} {e(dtypes[t.name])}"))
     if guess is not None:
         rows.append(("Task", f"<b>{e(TASKS[guess.kind].title)}</b>: {e(guess.reason)}"))
     rows.append(("Operators", e(", ".join(f"{op} {n}" for op, n in info.op_counts))))

@@ -74,6 +74,13 @@ class PreprocessPage(Page):
         self.preset_combo.setToolTip("Normalization presets; editing mean or std makes it custom")
         self.preset_combo.currentIndexChanged.connect(self._preset_chosen)
         form.addRow("&Preset", self.preset_combo)
+        self.file_note = QLabel()
+        self.file_note.setWordWrap(True)
+        self.file_note.setStyleSheet("color: #2d6a2d")
+        self.use_file_button = button("Use the &file's preprocessing", "Set what the model's file states (its exporter's "
+                                      "normalization, channel order and resize)", self._use_file_preprocessing)
+        form.addRow(self.file_note)
+        form.addRow("", self.use_file_button)
 
         units = QWidget()
         ul = QHBoxLayout(units)
@@ -143,6 +150,7 @@ class PreprocessPage(Page):
         self.interp_combo.currentIndexChanged.connect(self._edited)
         rform.addRow("&Interpolation", self.interp_combo)
         self.size_label = QLabel()
+        self.size_label.setWordWrap(True)
         rform.addRow("Input size", self.size_label)
 
         return resize_box
@@ -307,16 +315,44 @@ class PreprocessPage(Page):
             self._complete = not self._complete
             self.completeChanged.emit()
 
+    def _update_file_note(self) -> None:
+        """What the model's file states about its preprocessing, and whether the page follows it."""
+        stated = self.state.file_preprocessing()
+        info = self.state.info
+        if stated is None:
+            self.file_note.hide()
+            self.use_file_button.hide()
+            return
+        p = self.state.preprocess
+        same = same_values(p.mean, stated.mean) and same_values(p.std, stated.std) and (p.color, p.resize, p.pad_value) == (
+            stated.color, stated.resize, stated.pad_value)
+        source = info.exporter.preprocessing.source
+        self.file_note.setText(("✓ As the file states: " if same else "The file states another: ") + source)
+        self.file_note.setStyleSheet("color: #2d6a2d" if same else "color: #7a4b00")
+        self.file_note.show()
+        self.use_file_button.setVisible(not same)
+
+    def _use_file_preprocessing(self) -> None:
+        stated = self.state.file_preprocessing()
+        if stated is not None:
+            self.state.preprocess = stated
+            self.state.preset_name = matching_preset(stated)
+            self.sync_from_state()
+            self._edited()
+
     def _update_enabled(self) -> None:
         """Only what changed: every text set relays out and repaints its widget,
         which a keystroke in mean/std should not pay for."""
+        self._update_file_note()
         policy = self.resize_combo.currentData()
         self.shorter_box.setEnabled(policy == "shorter")
         self.pad_box.setEnabled(policy == "letterbox")
         spec = self.resolved_spec()
         if spec is not None:
             _set_if_changed(self.shorter_box.specialValueText, self.shorter_box.setSpecialValueText, f"auto ({spec.shorter_side})")
-            source = "from the model" if self.state.info.image_input.size else "chosen on the Model page"
+            ii, run = self.state.info.image_input, self.state.info.run
+            source = ("from the model" if ii.size else run.source if run is not None and run.ok and run.size == spec.size
+                      else "chosen on the Model page")
             _set_if_changed(self.size_label.text, self.size_label.setText, f"{spec.size[0]} × {spec.size[1]} ({source})")
             self.equivalents.show_spec(spec)
 
