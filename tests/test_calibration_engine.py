@@ -9,13 +9,13 @@ import pytest
 from builders import convnet, deepnet, image_folder
 from guiapp.core.calibrate import calibcache
 from guiapp.core import run as pipeline
-from guiapp.core.calibrate.calibration import collect, tensors_to_calibrate
+from guiapp.core.calibrate.calibration import collect, derivation_plan, tensors_to_calibrate
 from guiapp.core.model.feeds import Feeds
 from guiapp.core.errors import Cancelled
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings
 from guiapp.core.data.preprocess import preset
 from guiapp.core.progress import CALIBRATE, CancelToken, no_progress
-from guiapp.core.calibrate.strategies import METHODS
+from guiapp.core.calibrate.strategies import METHODS, RangeTarget, StrategySettings, compute_ranges
 
 
 def test_memory_stays_flat_as_batches_grow(tmp_path):
@@ -140,3 +140,127 @@ def test_keep_float_requantizes_with_the_worst_layers_in_float(tmp_path, model_p
     if node.op_type in ("Conv", "Gemm"):
         w = next(t for t in g.initializer if t.name == node.input[1])
         assert w.data_type == onnx.TensorProto.FLOAT
+
+
+# ------------------------------------------------------------ ranges against a plain reference
+
+
+def branchy_net() -> onnx.ModelProto:
+    """Every derivation collect() makes: a Conv behind both a Relu (derived
+    from it) and a Clip(-1, 1) (read: one twin per tensor), a Clip(0, 6)
+    behind a Conv whose range is far wider (its grid is finer than its
+    input's), a Concat of derived tensors, a Flatten; shapes inferred."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+
+    def conv(name, src, cin, cout, shift):
+        w = (rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))).astype(np.float32)
+        b = (rng.standard_normal(cout) * 0.5 + shift).astype(np.float32)
+        inits.extend([numpy_helper.from_array(w, f"{name}_w"), numpy_helper.from_array(b, f"{name}_b")])
+        return helper.make_node("Conv", [src, f"{name}_w", f"{name}_b"], [name], pads=[1, 1, 1, 1], name=name)
+
+    inits = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("zero", 0), ("six", 6), ("m1", -1), ("p1", 1))]
+    nodes = [
+        conv("c1", "image", 3, 8, -0.5),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Clip", ["c1", "m1", "p1"], ["k1"], name="clip1"),
+        conv("c2", "r1", 8, 8, -3.0),
+        helper.make_node("Mul", ["c2", "six"], ["c2x"], name="widen"),  # a Conv-like range far beyond 6
+        helper.make_node("Clip", ["c2x", "zero", "six"], ["r2"], name="relu6"),
+        helper.make_node("Concat", ["r1", "r2", "k1"], ["cat"], axis=1, name="cat"),
+        conv("c3", "cat", 24, 4, 0.0),
+        helper.make_node("Flatten", ["c3"], ["out"], name="flat"),
+    ]
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 12, 12])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4 * 144])
+    model = helper.make_model(helper.make_graph(nodes, "branchy", [x], [y], inits), opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def reference_stats(model: onnx.ModelProto, batches: list[np.ndarray], ema_constant: float = 0.01) -> dict:
+    """The statistics written plainly: every calibrated tensor read from ONNX
+    Runtime, all batches kept, one histogram each in float64 on the grid of its
+    own max |x| (what collect() computed before derivations and chunking)."""
+    import math
+
+    import onnxruntime as ort
+
+    from guiapp.core.calibrate.histogram import HALF, TensorStats
+
+    names = tensors_to_calibrate(model)
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    typed = {vi.name: vi for vi in (*m.graph.value_info, *m.graph.output)}
+    del m.graph.output[:]
+    m.graph.output.extend(typed[n] for n in names if n != "image")
+    session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    seen: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for batch in batches:
+        outs = dict(zip([o.name for o in m.graph.output], session.run(None, {"image": batch})), image=batch)
+        for n in names:
+            seen[n].append(outs[n].astype(np.float64))
+    stats = {}
+    for n, parts in seen.items():
+        s = TensorStats()
+        for p in parts:
+            s.fold_extremes(float(p.min()), float(p.max()), ema_constant)
+        x = np.concatenate([p.ravel() for p in parts])
+        s.count, s.zeros = x.size, int(np.count_nonzero(x == 0))
+        absmax = float(np.abs(x).max())
+        if absmax == 0:
+            s.zeros_pending = x.size
+        else:
+            s.exp = math.frexp(absmax)[1]
+            s.hist = np.bincount((np.floor(x * 2.0 ** (12 - s.exp)) + HALF).astype(np.int64), minlength=2 * HALF)
+        stats[n] = s
+    return stats
+
+
+@pytest.mark.parametrize("target", [RangeTarget(), RangeTarget("int8", symmetric=True)], ids=["uint8", "int8 symmetric"])
+def test_every_method_gives_the_reference_ranges_within_a_bin(target):
+    model = branchy_net()
+    rng = np.random.default_rng(11)
+    batches = [(rng.standard_normal((4, 3, 12, 12)) * s).astype(np.float32) for s in (0.5, 1.0, 3.0, 0.2, 2.0)]
+    got = collect(model, Feeds("image"), ((["x"] * 4, b) for b in batches), 20, no_progress, CancelToken())
+    ref = reference_stats(model, batches)
+    plan = derivation_plan(model, list(ref), True)
+    assert {plan[n].op for n in ("r1", "r2")} == {"Relu", "Clip"} and "k1" not in plan  # both twins in use
+    assert plan["cat"].op == "Concat" and plan["out"].op == "Flatten"
+    assert ref["c2x"].exp - ref["r2"].exp >= 2  # the Clip's grid is finer than its input's
+    for method in METHODS:
+        mine = compute_ranges(got.stats, StrategySettings(method), target)
+        theirs = compute_ranges(ref, StrategySettings(method), target)
+        assert mine.keys() == theirs.keys()
+        for n, (lo, hi) in theirs.items():
+            w = ref[n].width or abs(hi - lo)
+            assert abs(mine[n][0] - lo) <= w and abs(mine[n][1] - hi) <= w, (method, n, mine[n], (lo, hi), w)
+    for n, s in ref.items():
+        g = got.stats[n]
+        assert (g.exp, g.count, g.zeros) == (s.exp, s.count, s.zeros), n
+        assert np.abs(g.hist - s.hist).sum() <= s.count // 1000, n  # ONNX Runtime's fusions may round a few values apart
+
+
+def test_collect_reports_each_batch_once_folded_and_stops_at_cancel():
+    model = branchy_net()
+    rng = np.random.default_rng(3)
+    token, events, served = CancelToken(), [], []
+
+    def batches():
+        for i in range(6):
+            served.append(i)
+            yield ["x"] * 4, rng.standard_normal((4, 3, 12, 12)).astype(np.float32)
+
+    def progress(e):
+        events.append(e.done)
+        if e.done >= 8:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        collect(model, Feeds("image"), batches(), 24, progress, token)
+    assert events == [0, 4, 8] and len(served) == 4  # cancel is checked per batch: the next one is not run
+    done = []
+    collect(model, Feeds("image"), ((["x"] * 4, b) for b in np.ones((3, 4, 3, 12, 12), np.float32)), 12,
+            lambda e: done.append(e.done), CancelToken())
+    assert done == [0, 4, 8, 12]

@@ -17,6 +17,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWizard  # noqa: E402
 
+import gui_jobs  # noqa: E402
 from builders import convnet, image_folder, save  # noqa: E402
 from guiapp.core.demo import demo_folder  # noqa: E402
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job  # noqa: E402
@@ -252,38 +253,39 @@ def test_switching_to_raw_raises_the_warning(qtbot, window, tmp_path):
 
 
 class HoldAt:
-    """Wraps the Run page's quantize so that the job stops at the first
-    progress report of one stage and stays there until it is cancelled: a
+    """Makes the Run page's job (in its worker process) stop at the first
+    progress report of one stage and stay there until it is cancelled: a
     cancel test then always cancels that stage, however fast the machine."""
 
-    def __init__(self, monkeypatch, stage: str, limit_s: float = 60.0) -> None:
+    def __init__(self, monkeypatch, tmp_path, stage: str, limit_s: float = 60.0) -> None:
+        from guiapp.core.parallel.process_job import ProcessJob
         from guiapp.gui.pages import run_page
 
-        self.stage, self.reached, self.gave_up = stage, threading.Event(), False
-        real = run_page.quantize
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        self.flag = tmp_path / f"reached-{stage}"
 
-        def quantize(job, progress, cancel, overwrite=False):
-            def report(event):
-                progress(event)
-                if event.stage == self.stage and not self.reached.is_set():
-                    self.reached.set()
-                    deadline = time.monotonic() + limit_s
-                    while not cancel.cancelled and time.monotonic() < deadline:
-                        time.sleep(0.005)
-                    self.gave_up = not cancel.cancelled
+        def in_process(job, overwrite=False):
+            return ProcessJob(gui_jobs.hold_quantize, (job, stage, str(self.flag), limit_s), (("overwrite", overwrite),),
+                              (job.output,))
 
-            return real(job, report, cancel, overwrite=overwrite)
+        monkeypatch.setattr(run_page, "quantize_in_process", in_process)
 
-        monkeypatch.setattr(run_page, "quantize", quantize)
+    @property
+    def reached(self) -> bool:
+        return self.flag.exists()
+
+    @property
+    def gave_up(self) -> bool:
+        return Path(str(self.flag) + ".gave_up").exists()
 
 
 def test_cancel_mid_run_writes_nothing_and_the_wizard_stays_usable(qtbot, window, tmp_path, monkeypatch):
-    hold = HoldAt(monkeypatch, "calibrate")
+    hold = HoldAt(monkeypatch, tmp_path / "flags", "calibrate")
     demo_state(window, tmp_path, qtbot)
     for _ in range(3):
         window.wizard.next()
     rp = page(window, "RUN")
-    qtbot.waitUntil(lambda: hold.reached.is_set() and "Calibrate" in rp.bar.format(), timeout=RUN_TIMEOUT)
+    qtbot.waitUntil(lambda: hold.reached and "Calibrate" in rp.bar.format(), timeout=RUN_TIMEOUT)
     qtbot.mouseClick(rp.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not rp.running, timeout=10_000)
     assert "Cancelled" in rp.log.toPlainText()
@@ -294,13 +296,10 @@ def test_cancel_mid_run_writes_nothing_and_the_wizard_stays_usable(qtbot, window
 
 
 def test_a_failing_run_shows_details_and_allows_going_back(qtbot, window, tmp_path, dialogs, monkeypatch):
-    from guiapp.core.errors import ModelError
+    from guiapp.core.parallel.process_job import ProcessJob
     from guiapp.gui.pages import run_page
 
-    def fail(job, progress, cancel, overwrite=False):
-        raise ModelError("synthetic failure for the test.", "Do something else.")
-
-    monkeypatch.setattr(run_page, "quantize", fail)
+    monkeypatch.setattr(run_page, "quantize_in_process", lambda job, overwrite=False: ProcessJob(gui_jobs.fail, (job,)))
     demo_state(window, tmp_path, qtbot)
     for _ in range(3):
         window.wizard.next()
@@ -338,12 +337,12 @@ def test_settings_live_in_the_test_folder(qtbot, window, tmp_path):
 
 
 def test_closing_during_a_run_asks_cancels_and_waits(qtbot, window, tmp_path, dialogs, monkeypatch):
-    hold = HoldAt(monkeypatch, "calibrate")
+    hold = HoldAt(monkeypatch, tmp_path / "flags", "calibrate")
     demo_state(window, tmp_path, qtbot)
     for _ in range(3):
         window.wizard.next()
     rp = page(window, "RUN")
-    qtbot.waitUntil(lambda: hold.reached.is_set() and "Calibrate" in rp.bar.format(), timeout=RUN_TIMEOUT)
+    qtbot.waitUntil(lambda: hold.reached and "Calibrate" in rp.bar.format(), timeout=RUN_TIMEOUT)
     dialogs.answer = False
     window.close()
     assert window.isVisible() and window.runner.busy  # "no": keeps running
@@ -499,12 +498,12 @@ def test_cancel_at_every_stage_in_the_wizard(qtbot, window, tmp_path, stage, mon
     from guiapp.core.progress import STAGES
     from guiapp.gui.pages.run_page import MARK, STAGE_TEXT
 
-    hold = HoldAt(monkeypatch, stage)
+    hold = HoldAt(monkeypatch, tmp_path.parent / f"{tmp_path.name}-flags", stage)
     demo_state(window, tmp_path, qtbot, calib=24, evaluate=24)
     for _ in range(3):
         window.wizard.next()
     rp = page(window, "RUN")
-    qtbot.waitUntil(lambda: hold.reached.is_set() and STAGE_TEXT[stage] in rp.bar.format(), timeout=RUN_TIMEOUT)
+    qtbot.waitUntil(lambda: hold.reached and STAGE_TEXT[stage] in rp.bar.format(), timeout=RUN_TIMEOUT)
     assert rp.running and not rp.done
     qtbot.mouseClick(rp.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not rp.running, timeout=15_000)

@@ -14,11 +14,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from builders import IR_VERSION, OPSET
 from task_models import outputs_only
+from guiapp.core.model.exporter import read_exporter
 from guiapp.core.model.modelinfo import ImageInput, TensorInfo, tensor_info
 from guiapp.core.tasks.boxes import Detections
-from guiapp.core.tasks.centernet import CenterNetLayout, decode, guess, local_maxima, resolve
+from guiapp.core.tasks.centernet import CenterNetLayout, cell_predictions, decode, guess, local_maxima, resolve
+from guiapp.core.tasks.detection_decode import decode_with_keypoints, resolve as resolve_layout
+from guiapp.core.tasks.detection_layout import guess as guess_layout
 from guiapp.core.tasks.keypoints import KeypointErrors, pair_distances, summarize
-from guiapp.core.tasks.yolo_heads import box_class_rows, decode_pose, keypoint_rows_in, pose_keypoints, recognize
+from guiapp.core.tasks.yolo_heads import HeadHints, box_class_rows, hints_from, keypoint_rows_in, pose_keypoints, recognize
 
 HW = 64  # input 64x64 -> maps 16x16 at stride 4
 IMAGE = ImageInput("input.1", "nchw", 3, HW, HW, 1)
@@ -231,6 +234,14 @@ def test_keypoint_distances_skip_unmatched_and_unseen_points():
 IMAGE640 = ImageInput("images", "nchw", 3, 640, 640, 1)
 POSE = (ti("output0", (1, 56, 8400)),)
 SEG = (ti("output0", (1, 116, 8400)), ti("output1", (1, 32, 160, 160)))
+U = {"author": "Ultralytics", "imgsz": "[640, 640]"}  # what makes the exporter read kpt_shape
+ULTRALYTICS_POSE = {"author": "Ultralytics", "version": "8.3.40", "task": "pose", "imgsz": "[640, 640]", "stride": "32",
+                    "batch": "1", "names": "{0: 'person'}", "kpt_shape": "[17, 3]"}
+
+
+def hints(metadata: dict[str, str]) -> HeadHints:
+    """What a file with this metadata tells (as detection's guess reads it: the exporter's facts and the task word)."""
+    return hints_from(read_exporter("pytorch", "2.5", metadata), metadata)
 
 
 def pose_values(classes: int = 1, points: int = 17, dims: int = 3, anchors: int = 8400) -> np.ndarray:
@@ -247,47 +258,48 @@ def pose_values(classes: int = 1, points: int = 17, dims: int = 3, anchors: int 
 
 
 @pytest.mark.parametrize("metadata", [
-    {"task": "pose", "kpt_shape": "[17, 3]", "names": "{0: 'person'}"},
-    {"kpt_shape": "[17, 3]"},  # no task: the keypoint shape says pose
+    ULTRALYTICS_POSE,
+    {k: v for k, v in ULTRALYTICS_POSE.items() if k != "task"},  # no task: the keypoint shape says pose
     {"task": "pose", "names": "{0: 'person'}"},  # 51 trailing rows: 17 x 3 (not a multiple of 2)
 ])
 def test_pose_head_is_recognized_from_its_metadata(metadata):
-    head, why = recognize(POSE, metadata, IMAGE640)
+    head, why = recognize(POSE, IMAGE640, hints(metadata))
     assert (head.task, head.classes, head.trailing, head.keypoints) == ("pose", 1, 51, (17, 3))
     assert head.box_rows == slice(0, 5) and head.keypoint_rows == slice(5, 56) and "17 keypoints" in why
 
 
 def test_pose_head_without_metadata_needs_its_fp32_values():
-    assert recognize(POSE, {}, IMAGE640) is None  # 56 rows could be 52 classes
-    head, why = recognize(POSE, {}, IMAGE640, fp32=pose_values())
+    assert recognize(POSE, IMAGE640) is None  # 56 rows could be 52 classes
+    head, why = recognize(POSE, IMAGE640, fp32=pose_values())
     assert (head.classes, head.keypoints) == (1, (17, 3)) and "FP32" in why
     assert keypoint_rows_in(pose_values(classes=3, points=5, dims=2)) == (3, (5, 2))
     assert keypoint_rows_in(np.full((1, 56, 100), np.nan)) is None
     detector = np.random.default_rng(2).uniform(0, 1, (1, 56, 8400))
     detector[:, :4] *= 640
-    assert recognize(POSE, {}, IMAGE640, fp32=detector) is None  # all score rows in 0..1: a 52-class detector
+    assert recognize(POSE, IMAGE640, fp32=detector) is None  # all score rows in 0..1: a 52-class detector
 
 
 def test_pose_head_read_through_a_model_file():
     m = outputs_only({"output0": ["batch", 56, 8400]}, hw=640)
-    onnx.helper.set_model_props(m, {"task": "pose", "kpt_shape": "[17, 3]", "names": "{0: 'person'}"})
+    onnx.helper.set_model_props(m, ULTRALYTICS_POSE)
     outs = tuple(tensor_info(o) for o in m.graph.output)
-    head, _ = recognize(outs, {p.key: p.value for p in m.metadata_props}, IMAGE640)
-    assert head.to_dict() == {"task": "pose", "output": "output0", "classes": 1, "trailing": 51, "keypoints": [17, 3], "protos": None}
+    head, _ = recognize(outs, IMAGE640, hints({p.key: p.value for p in m.metadata_props}))
+    assert head.to_dict() == {"task": "pose", "output": "output0", "classes": 1, "trailing": 51, "keypoints": [17, 3],
+                              "protos": None, "shape": ["batch", 56, 8400], "protos_shape": []}
 
 
 @pytest.mark.parametrize("metadata", [{"task": "segment", "names": str({i: f"c{i}" for i in range(80)})}, {}])
 def test_segmentation_head_is_recognized_with_or_without_metadata(metadata):
-    head, why = recognize(SEG, metadata, IMAGE640)
+    head, why = recognize(SEG, IMAGE640, hints(metadata))
     assert (head.task, head.classes, head.trailing, head.protos, head.keypoint_rows) == ("segment", 80, 32, "output1", None)
     assert "prototype masks" in why and "judged by its boxes" in head.describe()
-    assert recognize(SEG, metadata, None) is not None  # the prototypes' size gives the anchors
+    assert recognize(SEG, None, hints(metadata)) is not None  # the prototypes' size gives the anchors
 
 
 @pytest.mark.parametrize("outputs, metadata, image", [
-    (POSE, {"task": "pose", "kpt_shape": "[17, 3]", "names": "{0: 'a', 1: 'b'}"}, IMAGE640),  # 4 + 2 + 51 != 56
-    (POSE, {"task": "detect", "kpt_shape": "[17, 3]"}, IMAGE640),  # the file says detection
-    (POSE, {"task": "pose", "kpt_shape": "[17, 3]"}, ImageInput("images", "nchw", 3, 320, 320, 1)),  # 8400 anchors != 320's
+    (POSE, {**U, "task": "pose", "kpt_shape": "[17, 3]", "names": "{0: 'a', 1: 'b'}"}, IMAGE640),  # 4 + 2 + 51 != 56
+    (POSE, {**U, "task": "detect", "kpt_shape": "[17, 3]"}, IMAGE640),  # the file says detection
+    (POSE, {**U, "task": "pose", "kpt_shape": "[17, 3]"}, ImageInput("images", "nchw", 3, 320, 320, 1)),  # 8400 anchors != 320's
     (POSE, {"task": "pose", "names": str({i: f"c{i}" for i in range(46)})}, IMAGE640),  # 6 rows: 3 points x 2 or 2 x 3?
     ((ti("output0", (1, 84, 8400)),), {}, IMAGE640),  # plain YOLOv8
     ((ti("output0", (1, 84, 8400)),), {"task": "detect", "names": "{0: 'a'}"}, IMAGE640),
@@ -295,22 +307,37 @@ def test_segmentation_head_is_recognized_with_or_without_metadata(metadata):
     ((ti("output0", (1, 116, 8400)), ti("output1", (1, 32, 80, 80))), {}, IMAGE640),  # protos not at 1/4
     (SEG, {"names": "{0: 'a'}"}, IMAGE640),  # 80 classes by shape, 1 by name
     (SEG, {"task": "pose"}, IMAGE640),
-    ((ti("output0", (1, 8400, 56)),), {"task": "pose", "kpt_shape": "[17, 3]"}, IMAGE640),  # anchors first: not v8/11
-    (POSE, {"task": "pose", "kpt_shape": "[17, 3]", "end2end": "True"}, IMAGE640),  # boxes already filtered
-    ((ti("output0", (1, 56, "anchors")),), {"task": "pose", "kpt_shape": "[17, 3]"}, IMAGE640),  # size unknown
+    ((ti("output0", (1, 8400, 56)),), {**U, "task": "pose", "kpt_shape": "[17, 3]"}, IMAGE640),  # anchors first: not v8/11
+    (POSE, {**U, "task": "pose", "kpt_shape": "[17, 3]", "end2end": "True"}, IMAGE640),  # boxes already filtered
+    ((ti("output0", (1, 56, "anchors")),), {**U, "task": "pose", "kpt_shape": "[17, 3]"}, IMAGE640),  # size unknown
 ])
 def test_unsure_or_other_heads_are_not_recognized(outputs, metadata, image):
-    assert recognize(outputs, metadata, image) is None
+    assert recognize(outputs, image, hints(metadata)) is None
 
 
 def test_pose_rows_decode_to_boxes_and_keypoints_in_pixels():
-    head, _ = recognize((ti("output0", (1, 11, 20)),), {"kpt_shape": "[2, 3]"}, None)
+    outputs = (ti("output0", (1, 11, 20)),)
+    lay, _ = guess_layout(outputs, None, HeadHints(keypoints=(2, 3)))
+    head = lay.head
     out = np.zeros((1, 11, 20))
     out[0, :, 3] = [50, 60, 20, 30, 0.9, 45, 55, 0.9, 55, 65, 0.2]  # box (cx, cy, w, h), score, 2 x (x, y, v)
     out[0, :, 4] = [51, 60, 20, 30, 0.6, 0, 0, 0, 0, 0, 0]  # the same object, weaker: suppressed
     out[0, :, 1] = [10, 10, 4, 4, 0.1, 0, 0, 0, 0, 0, 0]  # under the threshold
-    (det,), (kps,) = decode_pose(head, out, threshold=0.25, nms_iou=0.45)
+    lay = resolve_layout(lay, {"output0": out})
+    assert (lay.kind, lay.sigmoid, lay.keypoints) == ("yolo_pose", False, (2, 3))
+    (det,), (kps,) = decode_with_keypoints(lay, {"output0": out}, threshold=0.25, nms_iou=0.45)
     assert det.boxes.tolist() == [[40, 45, 60, 75]] and det.scores.tolist() == [0.9]
     assert kps.tolist() == [[[45, 55, 0.9], [55, 65, 0.2]]]
     assert pose_keypoints(head, out).shape == (1, 20, 2, 3)
     assert box_class_rows(head, out).shape == (1, 5, 20)
+
+
+def test_centernet_cells_give_every_cell_a_box():
+    model = centerface_net(centerface_maps())
+    out = run(model)
+    lay = resolve(guess(tuple(tensor_info(o) for o in model.graph.output), IMAGE)[0], out)
+    boxes, scores = cell_predictions(lay, out)
+    assert boxes.shape == (1, 16 * 16, 4) and scores.shape == (1, 16 * 16, 1)
+    cx, cy, *_ = FACE_A
+    assert boxes[0, cy * 16 + cx].tolist() == pytest.approx(BOX_A, abs=1e-4)  # cells run row by row
+    assert scores[0, cy * 16 + cx, 0] == pytest.approx(0.9)

@@ -1,9 +1,11 @@
 """Calibration strategies and streaming statistics against numpy references."""
 
+import math
+
 import numpy as np
 import pytest
 
-from guiapp.core.calibrate.histogram import HALF, TensorStats
+from guiapp.core.calibrate.histogram import HALF, TensorStats, TwinStats, derived_extremes
 from guiapp.core.calibrate.strategies import StrategySettings, RangeTarget, entropy_threshold, mse_range, percentile_range, tensor_range
 
 
@@ -55,6 +57,51 @@ def test_all_zero_then_values():
 def test_nan_and_inf_do_not_poison_the_range():
     s = stats_of(np.array([[1.0, np.nan, -2.0, np.inf]], np.float32))
     assert (s.lo, s.hi) == (-2.0, 1.0)
+
+
+def reference_hist(x):
+    """One histogram of all of ``x`` in float64 on the grid of its max |x|."""
+    x = np.asarray(x, np.float64).ravel()
+    exp = math.frexp(float(np.abs(x).max()))[1]
+    return exp, np.bincount((np.floor(x * 2.0 ** (12 - exp)) + HALF).astype(np.int64), minlength=2 * HALF)
+
+
+def test_batches_of_many_chunks_widening_inside_a_batch_bin_as_a_float64_reference():
+    rng = np.random.default_rng(8)
+    small = rng.standard_normal(150_000).astype(np.float32) * 0.01  # over two chunks before the range widens
+    wide = rng.standard_t(2, 200_000).astype(np.float32) * 50.0
+    edges = np.array([-4.0, -2.0, -0.5, 0.0, 0.0, 2.0 - 2.0**-20, 1.0, -(2.0**-130)], np.float32)  # bin edges, a subnormal
+    batches = [np.concatenate([small, wide[:100_000]]), edges, wide[100_000:].reshape(4, -1)]
+    s = TensorStats()
+    for b in batches:
+        s.fold(b)
+    x = np.concatenate([b.ravel() for b in batches])
+    exp, hist = reference_hist(x)
+    assert s.exp == exp and s.count == x.size and s.zeros == int(np.count_nonzero(x == 0))
+    np.testing.assert_array_equal(s.hist, hist)
+
+
+@pytest.mark.parametrize("bounds", [(0.0, math.inf), (0.0, 6.0), (-1.0, 1.0), (-math.inf, 2.0), (0.0, 0.0)],
+                         ids=["relu", "relu6", "clip(-1,1)", "clip(max=2)", "clip(0,0)"])
+def test_a_twin_gives_both_tensors_as_collecting_each_would(bounds):
+    rng = np.random.default_rng(6)
+    # all-negative first (the clipped output all zeros), then zeros, a widening range, a range far wider than 6
+    parts = [-np.abs(rng.standard_normal((2, 3000))).astype(np.float32), np.zeros((1, 500), np.float32),
+             *_parts(rng, (0.3, 4.0, 0.01), -1.0), (rng.standard_normal((3, 70_000)) * 40).astype(np.float32)]
+    parts[-1][0, :999] = 0.0
+    y, z = TensorStats(), TensorStats()
+    direct_y, direct_z = TensorStats(), TensorStats()
+    twin = TwinStats(y, bounds)
+    for p in parts:
+        extremes = twin.fold(p, 0.3)
+        z.fold_extremes(*derived_extremes("Clip", [extremes], bounds), 0.3)
+        direct_y.fold(p, 0.3)
+        direct_z.fold(np.clip(p, *bounds), 0.3)
+    twin.finish(z)
+    for got, want in ((y, direct_y), (z, direct_z)):
+        for f in ("lo", "hi", "ema_lo", "ema_hi", "exp", "count", "zeros", "zeros_pending"):
+            assert getattr(got, f) == pytest.approx(getattr(want, f)), f
+        np.testing.assert_array_equal(got.hist, want.hist)
 
 
 # ------------------------------------------------------------ strategies

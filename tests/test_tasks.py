@@ -8,20 +8,23 @@ import pytest
 
 from task_models import outputs_only
 from guiapp.core.errors import JobError
+from guiapp.core.model.exporter import read_exporter
 from guiapp.core.model.modelinfo import ModelInfo
 from guiapp.core.model.tensors import ImageInput, tensor_info
-from guiapp.core.tasks import detect_task
+from guiapp.core.tasks import TASKS, detect_task
 from guiapp.core.tasks.boxes import Detections, average_precision, iou_matrix, match, nms, to_xyxy
-from guiapp.core.tasks.detection_layout import DetectionLayout, anchor_centres, decode, resolve
+from guiapp.core.tasks.detection_decode import anchor_centres, decode, resolve
+from guiapp.core.tasks.detection_layout import DetectionLayout
 
 
-def info_for(shapes: dict[str, list], hw: int = 32) -> ModelInfo:
+def info_for(shapes: dict[str, list], hw: int = 32, metadata: dict[str, str] | None = None) -> ModelInfo:
     m = outputs_only(shapes, hw)
     outs = tuple(tensor_info(o) for o in m.graph.output)
-    return ModelInfo(path=None, size_bytes=0, ir_version=8, opset=13, producer="", doc_string="", metadata={},
+    md = dict(metadata or {})
+    return ModelInfo(path=None, size_bytes=0, ir_version=8, opset=13, producer="", doc_string="", metadata=md,
                      inputs=(tensor_info(m.graph.input[0]),), outputs=outs,
                      image_input=ImageInput("image", "nchw", 3, hw, hw, "N"), op_counts=(), parameter_count=0,
-                     quantized_ops=(), float_only_ops=())
+                     quantized_ops=(), float_only_ops=(), exporter=read_exporter("pytorch", "2.5", md))
 
 
 @pytest.mark.parametrize(
@@ -63,6 +66,51 @@ def test_per_stride_heads_with_distributions_get_their_strides():
     assert lay.kind == "strides" and lay.strides == (8, 16, 32, 64)
     assert (lay.bins, lay.classes, lay.anchors_only) == (8, 80, False)
     assert lay.scores[0] == "cls_0" and lay.boxes[0] == "reg_0"
+
+
+POSE_METADATA = {"author": "Ultralytics", "version": "8.3.40", "task": "pose", "imgsz": "[320, 320]", "stride": "32",
+                 "batch": "1", "names": "{0: 'person'}", "kpt_shape": "[17, 3]"}
+
+
+def test_a_pose_output_with_its_metadata_is_not_read_as_a_52_class_detector():
+    g = detect_task(info_for({"output0": [1, 56, 2100]}, hw=320, metadata=POSE_METADATA))
+    lay = g.detail
+    assert (g.kind, lay.kind, lay.classes, lay.keypoints, lay.head.keypoint_rows) == ("detection", "yolo_pose", 1, (17, 3), slice(5, 56))
+    assert g.reason.startswith("task=pose (boxes and keypoints) in the file's metadata")
+    assert lay.describe() == "YOLOv8/11 pose head: 1 class, 17 keypoints (x, y, visibility) in output0 [1, 56, 2100]"
+    assert g.to_dict()["detection"]["head"]["keypoints"] == [17, 3]
+    # Without metadata it stays what it was: 56 rows read as 4 box values and 52 class scores.
+    plain = detect_task(info_for({"output0": [1, 56, 2100]}, hw=320)).detail
+    assert (plain.kind, plain.classes, plain.keypoints, plain.head) == ("yolo", 52, None, None)
+    # A file that says detect, or whose class names do not add up, is read as a plain detector too.
+    for said in ({**POSE_METADATA, "task": "detect"}, {**POSE_METADATA, "names": "{0: 'a', 1: 'b'}"}):
+        assert detect_task(info_for({"output0": [1, 56, 2100]}, hw=320, metadata=said)).detail.kind == "yolo"
+
+
+def test_segmentation_pairs_and_centernet_maps_are_detectors():
+    seg = detect_task(info_for({"output0": [1, 38, 2100], "output1": [1, 32, 80, 80]}, hw=320)).detail
+    assert (seg.kind, seg.classes, seg.head.protos, seg.keypoints) == ("yolo_seg", 2, "output1", None)
+    assert "judged by its boxes" in seg.describe()
+    face = detect_task(info_for({"537": [1, 1, 16, 16], "538": [1, 2, 16, 16], "539": [1, 2, 16, 16], "540": [1, 10, 16, 16]}, hw=64))
+    lay = face.detail
+    assert (face.kind, lay.kind, lay.classes, lay.keypoints, lay.centernet.style) == ("detection", "centernet", 1, (5, 2), "centerface")
+    assert lay.to_dict()["centernet"]["landmarks"] == "540" and lay.to_dict()["keypoints"] == [5, 2]
+    named = detect_task(info_for({"hm": [1, 80, 16, 16], "wh": [1, 2, 16, 16], "reg": [1, 2, 16, 16]}, hw=64)).detail
+    assert (named.kind, named.classes, named.keypoints) == ("centernet", 80, None)
+    # Per-stride heads are asked before CenterNet: PicoDet's pairs stay "strides".
+    shapes = {f"{w}_{i}": [1, 80 if w == "cls" else 32, g, g] for i, g in enumerate((8, 4, 2, 1)) for w in ("cls", "reg")}
+    assert detect_task(info_for(shapes, hw=64)).detail.kind == "strides"
+
+
+def test_pose_rows_are_grouped_for_the_per_part_error():
+    g = detect_task(info_for({"output0": [1, 56, 2100]}, hw=320, metadata=POSE_METADATA))
+    groups = {label: sl for label, axis, sl in TASKS["detection"].groups(g, "output0", (1, 56, 2100))}
+    assert groups == {"box values": slice(0, 4), "class scores (1)": slice(4, 5), "keypoint x (17)": slice(5, 56, 3),
+                      "keypoint y (17)": slice(6, 56, 3), "keypoint visibility (17)": slice(7, 56, 3)}
+    seg = detect_task(info_for({"output0": [1, 38, 2100], "output1": [1, 32, 80, 80]}, hw=320))
+    assert [label for label, _, _ in TASKS["detection"].groups(seg, "output0", (1, 38, 2100))] == [
+        "box values", "class scores (2)", "mask coefficients (32)"]
+    assert TASKS["detection"].groups(seg, "output1", (1, 32, 80, 80)) == []
 
 
 def test_user_choice_overrides_and_impossible_choice_is_refused():

@@ -7,6 +7,11 @@ from __future__ import annotations
 class StudioError(Exception):
     """Base of every error the engine raises on purpose."""
 
+    def __reduce__(self):
+        """Errors cross process boundaries (workers) whole: their fields and
+        words, whatever their constructors take."""
+        return (restore_error, (type(self), self.args, dict(self.__dict__)))
+
 
 class UserError(StudioError):
     """Bad input: a file, a folder, a setting. The CLI exits with code 2."""
@@ -54,3 +59,10 @@ class Cancelled(StudioError):
 
     def __init__(self, message: str = "cancelled; nothing was written") -> None:
         super().__init__(message)
+
+
+def restore_error(cls, args, state):
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc

@@ -14,6 +14,7 @@ from typing import Any
 from .context import QuantResult, check_outputs, open_context
 from .errors import JobError
 from .job import Job, read_job_file
+from .parallel.process_job import ProcessJob
 from .progress import CancelToken, ProgressFn, no_progress
 from .targets.registry import TARGETS, option_types
 
@@ -30,6 +31,15 @@ def quantize(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken |
     target.require(job.target)
     with open_context(job, progress, cancel, overwrite, target.suffix, target.check) as ctx:
         return target.run(ctx)
+
+
+def quantize_in_process(job: Job, overwrite: bool = False) -> ProcessJob:
+    """:func:`quantize` as a job for a child process of its own (the wizard's
+    way: a native crash ends the child, not the window)."""
+    target = TARGETS[job.target.kind]
+    outputs = tuple(p for p in (job.output, *target.companions(job.output), job.report, job.cache) if p is not None) \
+        if job.output is not None else ()
+    return ProcessJob(quantize, (job,), (("overwrite", overwrite),), outputs)
 
 
 def job_from_dict(data: Any, base_dir=None) -> Job:

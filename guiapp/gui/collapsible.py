@@ -18,7 +18,7 @@ class Collapsible(QWidget):
         self.button.setCheckable(True)
         self.button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.button.setStyleSheet("QToolButton { border: none; font-weight: bold; }")
-        self.button.setAccessibleName(title)
+        self.button.setAccessibleName(title.replace("&", ""))
         self.content = content
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)

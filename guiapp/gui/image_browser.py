@@ -41,7 +41,7 @@ class ImageBrowser(QWidget):
         nav.addWidget(self.next_button)
         nav.addWidget(self.label, 1)
         nav.addWidget(button("Open &image…", "Preview on any image file", self.choose_image))
-        nav.addWidget(button("Image &folder…", "Preview on the images of a folder (it also becomes the calibration "
+        nav.addWidget(button("Ima&ge folder…", "Preview on the images of a folder (it also becomes the calibration "
                                                "folder when none is set)", self.choose_folder))
 
     def choose_image(self) -> None:

@@ -155,7 +155,7 @@ class MainWindow(QMainWindow):
         if not path:
             return
         try:
-            self.state.to_job().save(path)
+            self.state.job_document().save(path)
         except StudioError as exc:
             dialogs.show_error(self, "Cannot save the job", str(exc))
             return

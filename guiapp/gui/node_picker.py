@@ -4,7 +4,7 @@ ticked to stay in float."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QGroupBox, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout
+from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout
 
 
 class NodePicker(QGroupBox):
@@ -20,8 +20,14 @@ class NodePicker(QGroupBox):
         self.nodes = QListWidget()
         self.nodes.setMinimumHeight(120)
         self.nodes.setToolTip("Ticked nodes stay in float32 (sensitive layers, often the first and last)")
+        self.nodes.setAccessibleName("nodes kept in float")
         self.nodes.itemChanged.connect(self.edited)
-        layout.addWidget(self.filter)
+        label = QLabel("Filter")
+        label.setBuddy(self.filter)
+        row = QHBoxLayout()
+        row.addWidget(label)
+        row.addWidget(self.filter, 1)
+        layout.addLayout(row)
         layout.addWidget(self.nodes)
 
     def fill(self, nodes, excluded) -> None:

@@ -20,7 +20,7 @@ from ..core.data.normcandidates import Candidate
 from ..core.evaluate.normcheck import CheckInputs, NormCheck, check_normalization
 from ..core.tasks import detect_task
 from . import dialogs
-from .widgets import message_label, sentence
+from .widgets import message_label, numbers_text, sentence
 
 COLUMNS = ("Group", "Score", "Setting", "Order", "Mean", "Std")
 GROUP_COLOURS = ("#e3f1e3", "#f4f4f4")  # the best group, the others
@@ -245,5 +245,6 @@ class NormCheckPanel(QWidget):
 
 
 def _numbers(values) -> str:
-    vals = [f"{round(v, 3):g}" for v in values]
-    return vals[0] if len(set(vals)) == 1 else ", ".join(vals)
+    """As the form's mean and std boxes write them (the locale's decimal point)."""
+    vals = [numbers_text((round(v, 3),)) for v in values]
+    return vals[0] if len(set(vals)) == 1 else numbers_text([round(v, 3) for v in values])

@@ -5,6 +5,11 @@ worker thread; its progress, result or error come back by queued signals to
 this object, which lives on the GUI thread, and from here to the callbacks the
 caller gave (bound methods of GUI objects). Nothing of Qt reaches the worker.
 One job at a time: a new light job (a preview decode) replaces a pending one.
+
+A heavy job (a quantization, a normalization check) is a ``ProcessJob``: the
+worker thread runs it in a spawned child process and relays its progress, so
+that a native crash, a kill or running out of memory ends the child and is
+reported in words, and the window stays usable for the next run.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 
+from ..core.parallel.process_job import ProcessJob, run_in_process
 from ..core.progress import CancelToken, ProgressEvent
 
 Callback = Callable[[Any], None]
@@ -69,7 +75,7 @@ class JobRunner(QObject):
 
         def work() -> None:
             try:
-                result = fn(progress, token)
+                result = run_in_process(fn, progress, token) if isinstance(fn, ProcessJob) else fn(progress, token)
             except BaseException as exc:  # noqa: BLE001 - handed to the GUI thread
                 self._failed.emit(job_id, exc)
             else:

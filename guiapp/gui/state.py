@@ -26,7 +26,10 @@ class WizardState:
     calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
     quantization: QuantSettings = field(default_factory=QuantSettings)
     evaluation: EvalSettings = field(default_factory=EvalSettings)
-    output: Path | None = None
+    output: Path | None = None  # None: the default place, beside the model (default_output)
+    output_unset: bool = False  # the job opened had no output: a saved job keeps it so
+    cache: Path | None = None  # the job's calibration cache (None: the default place, cache_path)
+    report_path: Path | None = None  # where a run writes its report (a job may name one)
     inputs: dict[str, tuple[float, ...]] = field(default_factory=dict)  # constants for inputs besides the image
     task: TaskSettings = field(default_factory=TaskSettings)
     tuning: TuningSettings = field(default_factory=TuningSettings)
@@ -42,10 +45,13 @@ class WizardState:
         return self.model_path.with_name(self.model_path.name.removesuffix(".onnx") + ".int8" + target_suffix(self.target.kind))
 
     def cache_path(self) -> Path | None:
-        """Calibration statistics live beside the job file, else beside the
-        output (none for RKNN, whose toolkit calibrates itself)."""
+        """The job's cache, else calibration statistics live beside the job
+        file, else beside the output (none for RKNN, whose toolkit calibrates
+        itself)."""
         out = self.output or self.default_output()
-        return None if out is None or not TARGETS[self.target.kind].uses_cache else default_path(out, self.job_file)
+        if not TARGETS[self.target.kind].uses_cache or (out is None and self.cache is None):
+            return None
+        return self.cache or default_path(out, self.job_file)
 
     def set_target(self, target: TargetSettings) -> None:
         """A new target: an output named for another target's file type follows."""
@@ -54,7 +60,16 @@ class WizardState:
         if self.output is not None and old != new and self.output.name.endswith(old):
             self.output = self.output.with_name(self.output.name.removesuffix(old) + new)
 
+    def job_document(self) -> Job:
+        """The job as a file keeps it: what the job opened held, with the
+        user's edits. Unset places stay unset (the cache's default is decided
+        when the job runs); an output the wizard chose is written out, so
+        that ``guiapp quantize --job`` runs the file as it is."""
+        job = self.to_job()
+        return replace(job, output=None if self.output is None and self.output_unset else job.output, cache=self.cache)
+
     def to_job(self) -> Job:
+        """The job a run gets: every place decided."""
         assert self.model_path is not None
         return Job(
             model=self.model_path,
@@ -63,7 +78,7 @@ class WizardState:
             calibration=self.calibration,
             quantization=self.quantization,
             evaluation=self.evaluation,
-            report=None,
+            report=self.report_path,
             cache=self.cache_path(),
             inputs=dict(self.inputs),
             task=self.task,
@@ -79,7 +94,8 @@ class WizardState:
         self.calibration = job.calibration
         self.quantization = job.quantization
         self.evaluation = job.evaluation
-        self.output = job.output
+        self.output, self.output_unset = job.output, job.output is None
+        self.cache, self.report_path = job.cache, job.report
         self.inputs = dict(job.inputs)
         self.task = job.task
         self.tuning = job.tuning
@@ -96,7 +112,7 @@ class WizardState:
         same = self.model_path is not None and Path(path) == Path(self.model_path)
         self.model_path, self.info, self.task_guess = Path(path), info, guess
         if not same:
-            self.output = None
+            self.output, self.output_unset, self.cache, self.report_path = None, False, None, None
             self.inputs = {}
             self.quantization = replace(self.quantization, exclude_nodes=())
             self.report = None
@@ -110,8 +126,9 @@ class WizardState:
             if stated is not None:  # what the exporter wrote (Ultralytics: RGB, x/255, letterbox 114)
                 self.preprocess = stated
                 self.preset_name = matching_preset(stated)
-        if info.image_input is not None and info.image_input.size is None and self.preprocess.size is None and info.input_size:
-            self.preprocess = replace(self.preprocess, size=info.input_size)  # the size the file states, checked by a run
+            if info.image_input is not None and info.image_input.size is None and info.input_size:
+                self.preprocess = replace(self.preprocess, size=info.input_size)  # the size the file states, checked by a run
+        # A job's own size stays as it was (None: the size the model runs at, which the Model page shows).
 
     def file_preprocessing(self) -> PreprocessSpec | None:
         """The preprocessing the model's file states, when its channels fit."""

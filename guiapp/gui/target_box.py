@@ -29,7 +29,7 @@ class TargetBox(QGroupBox):
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #555")
-        label = QLabel("&Runtime")
+        label = QLabel("Run&time")
         label.setBuddy(self.combo)
         form.addRow(label, self.combo)
         form.addRow("", self.note)
@@ -52,12 +52,19 @@ class TargetBox(QGroupBox):
             self.combo.setCurrentIndex(self.combo.findData(target.kind))
             for kind, view in self.views.items():
                 view.set_options(TARGETS[kind].options_of(target))
-                if kind in target.options or view.options() != TARGETS[kind].options():  # a remembered value
-                    target = target.with_options(kind, view.options())
         finally:
             self._syncing = False
-        self._target = target
+        self._target = self._with_remembered(target)
         self._refresh()
+
+    def _with_remembered(self, target: TargetSettings) -> TargetSettings:
+        """``target`` with what its view filled in from this machine's
+        remembered values (RKNN's Python), for the chosen target only: a job
+        for another target is saved as it was opened."""
+        view = self.views.get(target.kind)
+        if view is None or view.options() == TARGETS[target.kind].options_of(target):
+            return target
+        return target.with_options(target.kind, view.options())
 
     def target(self) -> TargetSettings:
         return self._target
@@ -69,7 +76,7 @@ class TargetBox(QGroupBox):
     def _changed(self) -> None:
         if self._syncing:
             return
-        self._target = replace(self._target, kind=self.combo.currentData())
+        self._target = self._with_remembered(replace(self._target, kind=self.combo.currentData()))
         self._refresh()
         self.edited.emit()
 

@@ -9,12 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QWidget
+from PySide6.QtWidgets import QComboBox, QFormLayout, QLineEdit, QWidget
 
 from ..core.targets.rknn import PLATFORMS, RknnOptions
 from ..core.targets.tensorrt import TensorRTOptions
 from . import dialogs
-from .widgets import path_row
+from .widgets import buddy, path_row
 
 RKNN_PYTHON_KEY = "targets/rknn_python"
 
@@ -33,12 +33,6 @@ class OptionsView(QWidget):
         raise NotImplementedError
 
 
-def _buddy(text: str, widget: QWidget) -> QLabel:
-    label = QLabel(text)
-    label.setBuddy(widget)
-    return label
-
-
 class RknnOptionsView(OptionsView):
     def __init__(self, settings, parent: QWidget | None = None) -> None:
         super().__init__(settings, parent)
@@ -49,7 +43,7 @@ class RknnOptionsView(OptionsView):
         for p in PLATFORMS:
             self.platform.addItem(p.upper(), p)
         self.platform.setToolTip("The Rockchip chip the .rknn model is compiled for")
-        form.addRow(_buddy("C&hip", self.platform), self.platform)
+        form.addRow(buddy("&Chip", self.platform), self.platform)
         self.python = QLineEdit()
         self.python.setPlaceholderText("default: $GUIAPP_RKNN_PYTHON, else what scripts/rknn-env makes")
         self.python.setToolTip("RKNN-Toolkit2 runs in its own Python, never in the app's; remembered between runs")
@@ -57,7 +51,7 @@ class RknnOptionsView(OptionsView):
         layout = path_row(self.python, "Choose the Python that has rknn-toolkit2", self.choose_python)
         layout.setContentsMargins(0, 0, 0, 0)
         row.setLayout(layout)
-        form.addRow(_buddy("RKNN &Python", self.python), row)
+        form.addRow(buddy("RKNN P&ython", self.python), row)
         self.platform.currentIndexChanged.connect(self._changed)
         self.python.editingFinished.connect(self._changed)
 
@@ -100,7 +94,7 @@ class TensorRTOptionsView(OptionsView):
         for v in ("10.3.0", "10.0.1", "8.6.1"):
             self.version.addItem(v)
         self.version.setToolTip("The TensorRT version named in the calibration cache's header (TensorRT rejects another's)")
-        form.addRow(_buddy("TensorRT &version", self.version), self.version)
+        form.addRow(buddy("TensorRT version", self.version), self.version)
         self.version.currentTextChanged.connect(self._changed)
 
     def set_options(self, options: TensorRTOptions) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QWidget
 
 from ..core.tasks.detection import DetectionOptions
 from ..core.tasks.detection_layout import BOX_FORMATS
-from .widgets import add_items
+from .widgets import add_items, buddy, kept
 
 
 class OptionsView(QWidget):
@@ -34,9 +34,9 @@ class DetectionOptionsView(OptionsView):
         super().__init__(parent)
         self._options = DetectionOptions()
         self.threshold_box = QDoubleSpinBox()
-        self.threshold_box.setRange(0.01, 0.99)
+        self.threshold_box.setRange(0.001, 0.999)
         self.threshold_box.setSingleStep(0.05)
-        self.threshold_box.setDecimals(2)
+        self.threshold_box.setDecimals(3)
         self.threshold_box.setToolTip("Boxes count from this score on, for FP32 and INT8 alike (0.25 as Ultralytics; "
                                       "face detectors often use 0.7)")
         self.box_format_combo = QComboBox()
@@ -46,11 +46,8 @@ class DetectionOptionsView(OptionsView):
                                          "corner and size (xywh); auto takes it from the layout")
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        threshold_label = QLabel("Score &threshold")
-        threshold_label.setBuddy(self.threshold_box)
-        boxes_label = QLabel("Bo&xes")
-        boxes_label.setBuddy(self.box_format_combo)
-        for w in (threshold_label, self.threshold_box, boxes_label, self.box_format_combo):
+        for w in (buddy("&Score threshold", self.threshold_box), self.threshold_box, buddy("Bo&xes", self.box_format_combo),
+                  self.box_format_combo):
             lay.addWidget(w)
         self.threshold_box.valueChanged.connect(self._changed)
         self.box_format_combo.currentIndexChanged.connect(self._changed)
@@ -68,7 +65,7 @@ class DetectionOptionsView(OptionsView):
         return self._options
 
     def _changed(self) -> None:
-        self._options = replace(self._options, score_threshold=round(self.threshold_box.value(), 2),
+        self._options = replace(self._options, score_threshold=kept(self.threshold_box, self._options.score_threshold),
                                 box_format=self.box_format_combo.currentData())
         self.edited.emit()
 

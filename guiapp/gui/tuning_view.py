@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.job import TuningSettings
+from .widgets import kept
 
 MEETS, MISSES, CHOSEN = "#27ae60", "#c0392b", "#2a7ab8"
 
@@ -25,19 +26,20 @@ class AccuracyTargetBox(QGroupBox):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Accuracy target (optional)", parent)
-        self.auto_check = QCheckBox("Automatic: find the fastest INT8 model at most")
+        self._held = TuningSettings()  # the job's values, kept while the boxes show them
+        self.auto_check = QCheckBox("Auto&matic: find the fastest INT8 model at most")
         self.auto_check.setToolTip("Tries strategies, equalization and bias correction (per-tensor), and layers in float, "
                                 "and writes the best model that meets the target (or the best found, saying by how much "
                                 "it missed)")
         self.drop = QDoubleSpinBox()
         self.drop.setRange(0.0, 100.0)
-        self.drop.setDecimals(1)
+        self.drop.setDecimals(2)
         self.drop.setSingleStep(0.5)
         self.drop.setSuffix(" points")
         self.drop.setToolTip("How far below FP32 the task's headline number may go: top-1 with labels; without labels "
                              "top-1 agreement (classifiers), detection F1 or mask IoU against FP32")
         self.minutes = QDoubleSpinBox()
-        self.minutes.setRange(0.5, 600.0)
+        self.minutes.setRange(0.1, 10000.0)
         self.minutes.setDecimals(1)
         self.minutes.setSuffix(" min")
         self.minutes.setToolTip("Time budget of the search; when it runs out, the best model so far is written")
@@ -47,7 +49,10 @@ class AccuracyTargetBox(QGroupBox):
         row = QHBoxLayout()
         row.addWidget(self.auto_check)
         row.addWidget(self.drop)
-        row.addWidget(QLabel("below FP32, within"))
+        within = QLabel("below FP32, &within")
+        within.setBuddy(self.minutes)
+        self.drop.setAccessibleName("allowed drop below FP32")
+        row.addWidget(within)
         row.addWidget(self.minutes)
         row.addStretch(1)
         lay = QVBoxLayout(self)
@@ -58,6 +63,7 @@ class AccuracyTargetBox(QGroupBox):
         self.minutes.valueChanged.connect(self._changed)
 
     def set_settings(self, t: TuningSettings, metric_text: str) -> None:
+        self._held = t
         for w in (self.auto_check, self.drop, self.minutes):
             w.blockSignals(True)
         self.auto_check.setChecked(t.max_drop is not None)
@@ -69,7 +75,9 @@ class AccuracyTargetBox(QGroupBox):
         self._enable()
 
     def settings(self) -> TuningSettings:
-        return TuningSettings(self.drop.value() if self.auto_check.isChecked() else None, self.minutes.value())
+        held = self._held
+        drop = kept(self.drop, held.max_drop) if self.auto_check.isChecked() else None
+        return TuningSettings(drop, kept(self.minutes, held.minutes))
 
     def _enable(self) -> None:
         self.drop.setEnabled(self.auto_check.isChecked())

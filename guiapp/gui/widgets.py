@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QLocale, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
 
 
@@ -22,31 +22,51 @@ class ChannelEdits(QWidget):
         self._boxes: list[QDoubleSpinBox] = []
         self._labels: list[QLabel] = []
         self._unit = 1.0
+        self._count = 0
         self._values: tuple[float, ...] = ()
         self.set_channels(("R", "G", "B"))
 
     def set_channels(self, names: tuple[str, ...]) -> None:
-        if [lbl.text() for lbl in self._labels] == list(names):
+        """One box per name. Boxes are made once and then relabelled, shown or
+        hidden, never replaced: a replaced box lingers in the layout until the
+        event loop deletes it (six fields for a BGR job), and new boxes would
+        come last in the tab order."""
+        if self.names() == tuple(names):
             return
-        for w in self._boxes + self._labels:
-            w.deleteLater()
-        self._boxes, self._labels = [], []
+        while len(self._boxes) < len(names):
+            self._add_box()
+        for i, (label, box) in enumerate(zip(self._labels, self._boxes)):
+            used = i < len(names)
+            label.setVisible(used)
+            box.setVisible(used)
+            if used:
+                label.setText(names[i])
+                box.setAccessibleName(f"{self.what} {names[i]}")
+                box.setToolTip(f"{self.what} of the {names[i]} channel")
+        self._count = len(names)
         self._values = (0.0,) * len(names)
-        for i, name in enumerate(names):
-            label = QLabel(name)
-            box = QDoubleSpinBox()
-            self._format(box)
-            box.setRange(-100000, 100000)
-            box.setKeyboardTracking(True)
-            box.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
-            box.setMinimumWidth(64)
-            box.setAccessibleName(f"{self.what} {name}")
-            box.setToolTip(f"{self.what} of the {name} channel")
-            box.valueChanged.connect(lambda v, i=i: self._box_changed(i, v))
-            self._layout.addWidget(label)
-            self._layout.addWidget(box, 1)
-            self._labels.append(label)
-            self._boxes.append(box)
+        self.setFocusProxy(self._boxes[0] if names else None)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(label.text() for label in self._labels[:self._count])
+
+    def _add_box(self) -> None:
+        i = len(self._boxes)
+        label = QLabel()
+        box = QDoubleSpinBox()
+        self._format(box)
+        box.setRange(-100000, 100000)
+        box.setKeyboardTracking(True)
+        box.setButtonSymbols(QDoubleSpinBox.ButtonSymbols.NoButtons)
+        box.setMinimumWidth(64)
+        box.valueChanged.connect(lambda v, i=i: self._box_changed(i, v))
+        label.setBuddy(box)
+        self._layout.addWidget(label)
+        self._layout.addWidget(box, 1)
+        if self._boxes:
+            QWidget.setTabOrder(self._boxes[-1], box)
+        self._labels.append(label)
+        self._boxes.append(box)
 
     def set_unit(self, unit: float) -> None:
         """Show values divided by ``unit`` (255 for 0..1 units)."""
@@ -60,7 +80,7 @@ class ChannelEdits(QWidget):
 
     def set_values(self, values: tuple[float, ...]) -> None:
         new = list(self._values)
-        for i, (box, v) in enumerate(zip(self._boxes, values)):
+        for i, (box, v) in enumerate(zip(self.boxes(), values)):
             new[i] = float(v)
             box.blockSignals(True)
             box.setValue(v / self._unit)
@@ -68,7 +88,8 @@ class ChannelEdits(QWidget):
         self._values = tuple(new)
 
     def boxes(self) -> list[QDoubleSpinBox]:
-        return list(self._boxes)
+        """The boxes in use (one per channel)."""
+        return self._boxes[:self._count]
 
     def _format(self, box: QDoubleSpinBox) -> None:
         fraction = self._unit != 1.0
@@ -116,7 +137,9 @@ def path_row(edit: QLineEdit, tip: str, choose) -> QHBoxLayout:
     """A path field with a "…" button that opens a chooser."""
     row = QHBoxLayout()
     row.addWidget(edit, 1)
-    row.addWidget(button("…", tip, choose))
+    chooser = button("…", tip, choose)
+    chooser.setAccessibleName(tip)  # "…" says nothing to a screen reader
+    row.addWidget(chooser)
     return row
 
 
@@ -125,3 +148,61 @@ def add_items(combo: QComboBox, items) -> None:
     for text, data, tip in items:
         combo.addItem(text, data)
         combo.setItemData(combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+
+
+def buddy(text: str, widget: QWidget) -> QLabel:
+    """A label for ``widget``: its mnemonic focuses it, and screen readers
+    read it as the widget's name."""
+    label = QLabel(text)
+    label.setBuddy(widget)
+    return label
+
+
+def chain_tab_order(*widgets: QWidget) -> None:
+    """Tab visits ``widgets`` in this order (the order a reader sees them in)."""
+    for a, b in zip(widgets, widgets[1:]):
+        QWidget.setTabOrder(a, b)
+
+
+def kept(box: QDoubleSpinBox, held: float | None) -> float:
+    """``held`` while ``box`` still shows it (a job's 99.995 shown as 99.99 is
+    not an edit), else what the user set."""
+    if held is not None and abs(box.value() - box.valueFromText(box.textFromValue(held))) < 10 ** -(box.decimals() + 2):
+        return held
+    return box.value()
+
+
+def _locale(locale: QLocale | None) -> QLocale:
+    loc = QLocale(locale) if locale is not None else QLocale()
+    # No thousands separators: in German "1.000" would be a thousand, and a
+    # point that a pasted "0.5" has must read as the decimal point.
+    loc.setNumberOptions(QLocale.NumberOption.OmitGroupSeparator | QLocale.NumberOption.RejectGroupSeparator)
+    return loc
+
+
+def numbers_text(values, locale: QLocale | None = None) -> str:
+    """Numbers for an editable field, with the locale's decimal point
+    ("0,5; 1" where the comma is the decimal point, else "0.5, 1")."""
+    loc = _locale(locale)
+    separator = "; " if loc.decimalPoint() == "," else ", "
+    return separator.join(loc.toString(float(v), "g", 12) for v in values)
+
+
+def parse_numbers(text: str, locale: QLocale | None = None) -> tuple[float, ...] | None:
+    """The numbers :func:`numbers_text` writes (a point is read as the decimal
+    point too, as pasted code has it); None when one is not a number."""
+    loc = _locale(locale)
+    separators = ";" if loc.decimalPoint() == "," else ";,"
+    for sep in separators[1:]:
+        text = text.replace(sep, separators[0])
+    values = []
+    for part in (p.strip() for p in text.split(separators[0])):
+        if not part:
+            continue
+        value, ok = loc.toDouble(part)
+        if not ok:
+            value, ok = QLocale.c().toDouble(part)
+        if not ok:
+            return None
+        values.append(value)
+    return tuple(values)

@@ -7,7 +7,9 @@ images (ONNX Runtime's histogram calibrators keep every activation; NOTES.md).
 from __future__ import annotations
 
 import itertools
+import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,12 +25,13 @@ from ..errors import ModelError
 from ..model.feeds import Feeds
 from ..model.graphprep import with_outputs
 from ..progress import CALIBRATE, CancelToken, ProgressEvent, ProgressFn
-from .histogram import EXTREMES_DERIVABLE, HISTOGRAM_DERIVABLE, TensorStats, derived_extremes, derived_hist
+from .histogram import EXTREMES_DERIVABLE, TWIN_DERIVABLE, TensorStats, TwinStats, derived_extremes, derived_hist
 from ..model.quantizable import QUANTIZABLE_OP_TYPES
 from ..evaluate.sessions import make_session
 from .strategies import HISTOGRAM_METHODS
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+RELU_BOUNDS = (0.0, math.inf)
 
 
 def tensors_to_calibrate(model: onnx.ModelProto, op_types=QUANTIZABLE_OP_TYPES) -> list[str]:
@@ -71,13 +74,17 @@ def derivation_plan(model: onnx.ModelProto, names: list[str], histograms: bool) 
     """Calibrated tensors whose statistics follow exactly from other calibrated
     tensors, in graph order. The collector never reads these, which about
     halves what it reads in a typical CNN (and lets ONNX Runtime keep more
-    buffers to itself). See histogram.py for which derivations are exact."""
-    allowed = HISTOGRAM_DERIVABLE if histograms else EXTREMES_DERIVABLE
+    buffers to itself). With histograms, a Relu or Clip output derives from a
+    tensor the collector reads itself (a graph input is fed, not read), one
+    per such tensor, and only when its bounds enclose 0 (TwinStats). See
+    histogram.py for which derivations are exact."""
     wanted = set(names)
     consts = {t.name: t for t in model.graph.initializer}
+    graph_inputs = {i.name for i in model.graph.input}
+    twinned: set[str] = set()
     plan: dict[str, Derivation] = {}
     for node in model.graph.node:
-        if node.op_type not in allowed or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
+        if node.op_type not in EXTREMES_DERIVABLE or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
             continue
         out = node.output[0]
         inputs = list(node.input) if node.op_type == "Concat" else [node.input[0]]
@@ -88,6 +95,11 @@ def derivation_plan(model: onnx.ModelProto, names: list[str], histograms: bool) 
             bounds = _clip_bounds(node, consts)
             if bounds is None:
                 continue
+        if histograms and node.op_type in TWIN_DERIVABLE:
+            src, (low, high) = inputs[0], bounds or RELU_BOUNDS
+            if src in plan or src in graph_inputs or src in twinned or not low <= 0.0 <= high:
+                continue
+            twinned.add(src)
         plan[out] = Derivation(node.op_type, inputs, bounds)
     return plan
 
@@ -134,47 +146,87 @@ def collect(model: onnx.ModelProto, feeds: Feeds, batches: Iterator[tuple[list[P
             progress: ProgressFn, cancel: CancelToken, folding: Folding = Folding()) -> Collected:
     """Run ``batches`` through ``model`` and fold every calibrated tensor into
     fixed-size statistics; each batch's activations are dropped once folded.
-    Without ``histograms`` only extremes are kept (all MinMax needs)."""
+    Without ``histograms`` only extremes are kept (all MinMax needs).
+
+    A worker folds batch i while ONNX Runtime runs batch i+1 (numpy and ONNX
+    Runtime both release the GIL): at most two batches of activations are alive."""
     t0 = time.perf_counter()
-    ema_constant, histograms = folding.ema_constant, folding.histograms
     names = tensors_to_calibrate(model)
-    plan = derivation_plan(model, names, histograms)
+    plan = derivation_plan(model, names, folding.histograms)
     fed = {feeds.image} | {c.name for c in feeds.constants}
     exposed = [n for n in names if n not in plan and n not in fed]
     session = make_session(augmented(model, exposed).SerializeToString(), threads=folding.threads)
-    stats = {n: TensorStats() for n in names}
+    folder = BatchFolder({n: TensorStats() for n in names}, plan, folding)
     images = 0
     progress(ProgressEvent(CALIBRATE, 0, total_images, "running the FP32 model on calibration images"))
-    for paths, batch in batches:
-        cancel.check()
+
+    def folded(job: Future) -> int:
+        done = images + job.result()
+        progress(ProgressEvent(CALIBRATE, done, total_images, f"{done}/{total_images} images"))
+        return done
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="guiapp-fold") as pool:
+        pending: Future | None = None
+        for paths, batch in batches:
+            cancel.check()
+            feed = feeds(batch)
+            try:
+                # OrtValues: their .numpy() views ONNX Runtime's buffers, no copy.
+                values = session.run_with_ort_values(exposed, {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in feed.items()})
+            except Exception as exc:  # noqa: BLE001 - ORT's own exception types
+                raise ModelError(
+                    f"the model failed on calibration image {paths[0].name}: {str(exc).splitlines()[0][:200]}",
+                    "Check the input size and preprocessing settings.",
+                ) from None
+            if pending is not None:
+                images = folded(pending)
+            pending = pool.submit(folder.fold, feed, dict(zip(exposed, values)), len(paths))
+            del values
+        if pending is not None:
+            images = folded(pending)
+    folder.finish()
+    return Collected(folder.stats, images, time.perf_counter() - t0, folding.histograms)
+
+
+class BatchFolder:
+    """Folds one batch's tensors into their statistics: the fed and read ones
+    directly (a tensor behind a derived Relu or Clip through a TwinStats), the
+    derived ones' extremes from their inputs' (histograms at :meth:`finish`)."""
+
+    def __init__(self, stats: dict[str, TensorStats], plan: dict[str, Derivation], folding: Folding):
+        self.stats, self.plan, self.folding = stats, plan, folding
+        twins = {d.inputs[0]: TwinStats(stats[d.inputs[0]], d.bounds or RELU_BOUNDS)
+                 for d in plan.values() if folding.histograms and d.op in TWIN_DERIVABLE}
+        self.folders: dict[str, TensorStats | TwinStats] = {**stats, **twins}
+        self.twins = {out: twins[d.inputs[0]] for out, d in plan.items() if d.inputs[0] in twins and d.op in TWIN_DERIVABLE}
+
+    def fold(self, feed: dict[str, np.ndarray], outputs: dict[str, ort.OrtValue], images: int) -> int:
+        """Fold one batch; returns its number of images."""
+        ema, histograms = self.folding.ema_constant, self.folding.histograms
         extremes: dict[str, tuple[float, float]] = {}
-        feed = feeds(batch)
         for name, value in feed.items():
-            if name in stats:
-                extremes[name] = stats[name].fold(value, ema_constant, histograms)
-        try:
-            # OrtValues: their .numpy() views ONNX Runtime's buffers, no copy.
-            values = session.run_with_ort_values(exposed, {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in feed.items()})
-        except Exception as exc:  # noqa: BLE001 - ORT's own exception types
-            raise ModelError(
-                f"the model failed on calibration image {paths[0].name}: {str(exc).splitlines()[0][:200]}",
-                "Check the input size and preprocessing settings.",
-            ) from None
-        for name, value in zip(exposed, values):
+            if name in self.stats:
+                extremes[name] = self.stats[name].fold(value, ema, histograms)
+        for name, value in outputs.items():
             array = value.numpy()
             if array.dtype.kind == "f":
-                extremes[name] = stats[name].fold(array, ema_constant, histograms)
-        del values
-        for name, d in plan.items():
+                extremes[name] = self.folders[name].fold(array, ema, histograms)
+        for name, d in self.plan.items():
             if all(i in extremes for i in d.inputs):
                 extremes[name] = derived_extremes(d.op, [extremes[i] for i in d.inputs], d.bounds)
-                stats[name].fold_extremes(*extremes[name], ema_constant)
-        images += len(paths)
-        progress(ProgressEvent(CALIBRATE, images, total_images, f"{images}/{total_images} images"))
-    if histograms:
-        for name, d in plan.items():
-            derived_hist(d.op, [stats[i] for i in d.inputs], stats[name])
-    return Collected(stats, images, time.perf_counter() - t0, histograms)
+                self.stats[name].fold_extremes(*extremes[name], ema)
+        return images
+
+    def finish(self) -> None:
+        """The derived histograms, once every batch is folded: the twins' first
+        (other derivations may read their inputs), then the rest in graph order."""
+        if not self.folding.histograms:
+            return
+        for out, twin in self.twins.items():
+            twin.finish(self.stats[out])
+        for name, d in self.plan.items():
+            if name not in self.twins:
+                derived_hist(d.op, [self.stats[i] for i in d.inputs], self.stats[name])
 
 
 @dataclass(frozen=True)

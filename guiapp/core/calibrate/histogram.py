@@ -7,27 +7,83 @@ doubles (once or more) and every 2^k old bins merge exactly into one new bin,
 since the grids nest. Binning by a power-of-two scale is exact in float32, so
 collecting batch by batch gives the same histogram as collecting everything at
 once. Since max|x| > a/2, at least HALF/2 = 2048 bins cover [0, max|x|].
+
+A batch is folded in cache-sized chunks, each read from memory once: its
+extremes, its exact zeros, and its bin indices (a multiply by the grid's power
+of two, floor and offset, all exact in float32) counted by one np.bincount.
+The grid may widen from one chunk to the next; merging is exact, so the
+histogram is the one binning the whole batch at once would give. A tensor read
+only for its Relu, or for a Clip whose bounds enclose 0, is folded by a
+:class:`TwinStats`, which gives that output's statistics too without reading it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
 HALF = 4096  # bins per side; max|x| > a/2, so at least HALF/2 bins cover the data
-_CHUNK = 1 << 16
+_LOG2_HALF = 12
+_CHUNK = 1 << 16  # 256 KB of float32: every pass over a chunk reads from cache
 _local = threading.local()
 
 
-def _scratch() -> tuple[np.ndarray, np.ndarray]:
-    """Per-thread chunk buffers, allocated once: allocating them per call
-    costs an mmap and page faults each time."""
+def _scratch() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-thread chunk buffers (two float32, intp indices, a mask), allocated
+    once: allocating them per call costs an mmap and page faults each time."""
     if not hasattr(_local, "buffers"):
-        _local.buffers = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.int64))  # bincount wants intp
+        _local.buffers = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.float32),
+                          np.empty(_CHUNK, np.intp), np.empty(_CHUNK, np.bool_))  # bincount wants intp
     return _local.buffers
+
+
+def _chunks(batch: np.ndarray) -> Iterator[np.ndarray]:
+    x = np.asarray(batch)
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)
+    values = x.reshape(-1)
+    for start in range(0, values.size, _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def _finite_extremes(chunk: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """The chunk's min and max. NaN and inf carry no range: they count as 0
+    (in a copy of the chunk)."""
+    lo, hi = float(chunk.min()), float(chunk.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        chunk = np.where(np.isfinite(chunk), chunk, np.float32(0))
+        lo, hi = float(chunk.min()), float(chunk.max())
+    return lo, hi, chunk
+
+
+def _exact_zeros(chunk: np.ndarray, mask: np.ndarray) -> int:
+    # A compare and a count of booleans: count_nonzero on float32 is several times slower.
+    m = mask[: chunk.size]
+    np.equal(chunk, 0, out=m)
+    return int(np.count_nonzero(m))
+
+
+def _scaled_floor(chunk: np.ndarray, exp: int, buffer: np.ndarray) -> np.ndarray:
+    """floor(chunk * HALF / 2**exp) in ``buffer``: the signed bin index on the
+    grid of half-range 2**exp. Exact: a power-of-two scale only moves the
+    exponent (beyond float32's largest power of two, in two steps)."""
+    f = buffer[: chunk.size]
+    shift, source = _LOG2_HALF - exp, chunk
+    if shift > 127:  # every value below 2**-115
+        np.multiply(chunk, np.float32(2.0**64), out=f)
+        shift, source = shift - 64, f
+    np.multiply(source, np.float32(2.0**shift), out=f)
+    np.floor(f, out=f)
+    return f
+
+
+def _grid_for(absmax: float) -> int:
+    return math.frexp(absmax)[1]  # smallest e with absmax < 2**e (absmax == 2**e-1 lands in the top bin)
 
 
 @dataclass
@@ -47,30 +103,14 @@ class TensorStats:
     def fold(self, batch: np.ndarray, ema_constant: float = 0.01, histogram: bool = True) -> tuple[float, float]:
         """Add one batch to the statistics; returns the batch's (min, max).
         Without ``histogram`` only the extremes and their moving average are kept."""
-        x = np.asarray(batch)
-        if x.dtype != np.float32:
-            x = x.astype(np.float32)
-        if x.size == 0:
-            return math.inf, -math.inf
-        flat = x.reshape(x.shape[0], -1) if x.ndim > 1 else x.reshape(1, -1)
-        lo, hi = float(flat.min()), float(flat.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            flat = np.where(np.isfinite(flat), flat, np.float32(0))  # NaN/inf carry no range
-            lo, hi = float(flat.min()), float(flat.max())
-        self.fold_extremes(lo, hi, ema_constant)
-        if not histogram:
-            return lo, hi
-        self.count += flat.size
-        absmax = max(-lo, hi)
-        if absmax == 0.0:
-            self.zeros += flat.size
-            if self.exp is None:
-                self.zeros_pending += flat.size
-            else:
-                self.hist[HALF] += flat.size
-            return lo, hi
-        self._grow_to(absmax)
-        self._add(flat)
+        lo, hi = math.inf, -math.inf
+        for chunk in _chunks(batch):
+            clo, chi, chunk = _finite_extremes(chunk)
+            lo, hi = min(lo, clo), max(hi, chi)
+            if histogram:
+                self._add(chunk, clo, chi)
+        if lo <= hi:
+            self.fold_extremes(lo, hi, ema_constant)
         return lo, hi
 
     def fold_extremes(self, lo: float, hi: float, ema_constant: float = 0.01) -> None:
@@ -91,7 +131,7 @@ class TensorStats:
             self.ema_hi += c * (hi - self.ema_hi)
 
     def _grow_to(self, absmax: float) -> None:
-        need = math.frexp(absmax)[1]  # smallest e with absmax < 2**e (absmax == 2**e-1 lands in the top bin)
+        need = _grid_for(absmax)
         if self.exp is None:
             self.exp = need
             self.hist[HALF] += self.zeros_pending
@@ -100,24 +140,28 @@ class TensorStats:
             self.hist = rebin(self.hist, need - self.exp)
             self.exp = need
 
-    def _add(self, flat: np.ndarray) -> None:
-        # x * 2**k and floor() are exact in float32; the offset is added in
-        # integers (adding it in float32 would round values near bin edges
-        # differently at different scales). Cache-sized chunks: every pass
-        # then reads from cache instead of memory, about twice as fast.
-        scale = np.float32(2.0 ** (math.log2(HALF) - self.exp))
-        values = flat.reshape(-1)
-        fbuf, ibuf = _scratch()
-        for start in range(0, values.size, _CHUNK):
-            chunk = values[start : start + _CHUNK]
-            self.zeros += chunk.size - int(np.count_nonzero(chunk))
-            f, b = fbuf[: chunk.size], ibuf[: chunk.size]
-            np.multiply(chunk, scale, out=f)
-            np.floor(f, out=f)
-            b[...] = f
-            b += HALF
-            np.clip(b, 0, 2 * HALF - 1, out=b)
-            self.hist += np.bincount(b, minlength=2 * HALF)
+    def _add(self, chunk: np.ndarray, lo: float, hi: float) -> None:
+        # The offset is added after the floor, in float32 on integers (exact);
+        # added before, values near bin edges would round differently at
+        # different scales.
+        n = chunk.size
+        self.count += n
+        absmax = max(-lo, hi)
+        if absmax == 0.0:
+            self.zeros += n
+            if self.exp is None:
+                self.zeros_pending += n
+            else:
+                self.hist[HALF] += n
+            return
+        self._grow_to(absmax)
+        fbuf, _, ibuf, mask = _scratch()
+        self.zeros += _exact_zeros(chunk, mask)
+        f = _scaled_floor(chunk, self.exp, fbuf)
+        f += HALF  # |chunk| < 2**exp, so every index is in [0, 2 * HALF)
+        index = ibuf[:n]
+        index[...] = f
+        self.hist += np.bincount(index, minlength=2 * HALF)
 
     # ------------------------------------------------------------ views
 
@@ -150,21 +194,136 @@ def rebin(hist: np.ndarray, doublings: int) -> np.ndarray:
     return out
 
 
+class TwinStats:
+    """Folds a tensor y into ``stats`` and gives, from the same pass, the
+    statistics of z = clip(y, low, high) with low <= 0 <= high (a Relu, or a
+    Clip around 0): z is neither output by ONNX Runtime nor binned.
+
+    z's grid is often finer than y's (y in [-30, 20], z in [0, 6]: half-ranges
+    32 and 8), so y's values within z's grid are binned on it ("fine" bins)
+    and the others on y's grid ("coarse" bins). A value left outside z's grid
+    when binned is one the clip moves (|clip(v)| <= z's max < the grid's
+    half-range <= |v|): for z only the side it fell on counts. Both grids nest
+    in y's, so y's histogram is exact too. Exact zeros are counted apart and
+    put back by :meth:`finish`.
+    """
+
+    def __init__(self, stats: TensorStats, bounds: tuple[float, float]):
+        self.stats = stats  # y's extremes, count and zeros as folded; its histogram comes at finish()
+        self.low, self.high = bounds
+        self.coarse = np.zeros(2 * HALF, np.int64)  # on y's grid, stats.exp
+        self.fine = np.zeros(2 * HALF, np.int64)  # on z's grid, fine_exp
+        self.fine_exp: int | None = None
+        self._lo, self._hi = math.inf, -math.inf  # y's extremes so far, chunk by chunk
+
+    def fold(self, batch: np.ndarray, ema_constant: float = 0.01, histogram: bool = True) -> tuple[float, float]:
+        """As :meth:`TensorStats.fold` (always with histograms)."""
+        lo, hi = math.inf, -math.inf
+        for chunk in _chunks(batch):
+            clo, chi, chunk = _finite_extremes(chunk)
+            lo, hi = min(lo, clo), max(hi, chi)
+            self._add(chunk, clo, chi)
+        if lo <= hi:
+            self.stats.fold_extremes(lo, hi, ema_constant)
+        return lo, hi
+
+    def _clip(self, v: float) -> float:
+        return min(max(v, self.low), self.high)
+
+    def _grow(self) -> None:
+        s = self.stats
+        need = _grid_for(max(-self._lo, self._hi))
+        if s.exp is None or need > s.exp:
+            self.coarse = self.coarse if s.exp is None else rebin(self.coarse, need - s.exp)
+            s.exp = need
+        zmax = max(-self._clip(self._lo), self._clip(self._hi))
+        need = _grid_for(zmax) if zmax > 0 else None
+        if need is not None and (self.fine_exp is None or need > self.fine_exp):
+            self.fine = self.fine if self.fine_exp is None else rebin(self.fine, need - self.fine_exp)
+            self.fine_exp = need
+
+    def _add(self, chunk: np.ndarray, lo: float, hi: float) -> None:
+        s, n = self.stats, chunk.size
+        s.count += n
+        self._lo, self._hi = min(self._lo, lo), max(self._hi, hi)
+        if max(-lo, hi) == 0.0:
+            s.zeros += n
+            return
+        self._grow()
+        fbuf, gbuf, ibuf, mask = _scratch()
+        zeros = _exact_zeros(chunk, mask)
+        s.zeros += zeros
+        index = ibuf[:n]
+        if self.fine_exp == s.exp:  # z's grid is y's: every value is on it
+            f = _scaled_floor(chunk, s.exp, fbuf)
+            f += HALF
+            index[...] = f
+            self.fine += np.bincount(index, minlength=2 * HALF)
+            self.fine[HALF] -= zeros
+            return
+        g = _scaled_floor(chunk, s.exp, gbuf)
+        g += HALF
+        if self.fine_exp is not None:  # else z is all zeros so far: every nonzero value is clipped
+            # Far outside z's grid the scaled values may overflow to inf: masked out anyway.
+            with np.errstate(over="ignore") if s.exp - self.fine_exp > 100 else contextlib.nullcontext():
+                f = _scaled_floor(chunk, self.fine_exp, fbuf)
+            inside = mask[:n]
+            np.less(np.abs(f, out=ibuf.view(np.float32)[:n]), HALF, out=inside)
+            f += 3 * HALF
+            np.copyto(g, f, where=inside)  # fine bins after the coarse ones
+        index[...] = g
+        counts = np.bincount(index, minlength=4 * HALF)
+        self.coarse += counts[: 2 * HALF]
+        self.fine += counts[2 * HALF :]
+        (self.fine if self.fine_exp is not None else self.coarse)[HALF] -= zeros
+
+    def finish(self, out: TensorStats) -> None:
+        """Complete y's statistics, and z's in ``out`` but for its extremes
+        (folded batch by batch from y's by the caller). Call once."""
+        s = self.stats
+        below, above = int(self.coarse[:HALF].sum() + self.fine[:HALF].sum()), int(self.coarse[HALF:].sum() + self.fine[HALF:].sum())
+        out.count, out.exp = s.count, self.fine_exp
+        out.zeros = s.zeros + (below if self.low == 0 else 0) + (above if self.high == 0 else 0)
+        out.zeros_pending, out.hist = (out.count, np.zeros(2 * HALF, np.int64)) if out.exp is None else (0, self._clipped())
+        if s.exp is None:  # every value was 0
+            s.zeros_pending, s.hist = s.zeros, np.zeros(2 * HALF, np.int64)
+            return
+        s.hist = self.coarse + (self.fine if self.fine_exp in (None, s.exp) else rebin(self.fine, s.exp - self.fine_exp))
+        s.hist[HALF] += s.zeros
+        s.zeros_pending = 0
+
+    def _clipped(self) -> np.ndarray:
+        """z's histogram: fine bins beyond a bound go to the bound's bin, and so
+        do coarse ones (each side's), with y's exact zeros in the zero bin."""
+        w = 2.0**self.fine_exp / HALF
+        a = HALF + (max(math.floor(self.low / w), -HALF) if math.isfinite(self.low) else -HALF)
+        b = HALF + (min(math.floor(self.high / w), HALF - 1) if math.isfinite(self.high) else HALF - 1)
+        h = self.fine.copy()
+        h[a] += h[:a].sum() + self.coarse[:HALF].sum()
+        h[:a] = 0
+        h[b] += h[b + 1 :].sum() + self.coarse[HALF:].sum()
+        h[b + 1 :] = 0
+        h[HALF] += self.stats.zeros
+        return h
+
+
 # ---------------------------------------------------------------- exact derivations
 # Some operators' output statistics follow exactly from their inputs', so the
 # collector need not read those tensors at all. Extremes are derived batch by
 # batch (the caller does that, so the moving average stays exact); histograms
 # once collection is done.
 #
-# Histograms derive exactly only where the output's grid is the one direct
-# collection would choose: values unchanged (reshapes) or a union (Concat, on
-# the widest input's grid). Not Relu or Clip: a tensor spanning [-30, 5] has a
-# grid for 32, its Relu output one for 8, four times finer; deriving would
-# lose that resolution. Their extremes derive exactly.
+# Histograms derive from the inputs' own histograms only where the output's
+# grid is the one direct collection would choose: values unchanged (reshapes)
+# or a union (Concat, on the widest input's grid). A Relu or Clip output's grid
+# is often finer than its input's (a tensor spanning [-30, 5] has a grid for
+# 32, its Relu output one for 8): those derive exactly from a TwinStats that
+# folded the input on both grids.
 
 SAME_VALUES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
 HISTOGRAM_DERIVABLE = SAME_VALUES | {"Concat"}
-EXTREMES_DERIVABLE = HISTOGRAM_DERIVABLE | {"Relu", "Clip"}
+TWIN_DERIVABLE = frozenset({"Relu", "Clip"})  # through TwinStats, when the bounds enclose 0
+EXTREMES_DERIVABLE = HISTOGRAM_DERIVABLE | TWIN_DERIVABLE
 
 
 def derived_hist(op: str, inputs: list[TensorStats], out: TensorStats) -> None:

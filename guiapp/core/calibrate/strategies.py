@@ -149,7 +149,8 @@ def entropy_threshold(s: TensorStats, target: RangeTarget) -> float:
         gnz = cnz[end] - cnz[start]
         pmass = gsum.copy()
         pmass[:, -1] += outliers  # the last level also carries the clipped mass
-        q = np.where(gnz > 0, gsum / np.maximum(gnz, 1) / csum[chunk][:, None], 1.0)  # per-bin Q, normalized
+        # per-bin Q, normalized (a threshold whose kept bins are all empty has no mass: csum 0, and no Q needed)
+        q = np.where(gnz > 0, gsum / np.maximum(gnz, 1) / np.maximum(csum[chunk], 1e-300)[:, None], 1.0)
         b = np.where(pmass > 0, pmass / total * np.log(np.where(gsum > 0, q, 1.0)), 0.0).sum(axis=1)
         kl = a - b
         # A clipped mass on an empty last bin has no Q to match: infinite KL.

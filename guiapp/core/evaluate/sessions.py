@@ -7,6 +7,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from ..parallel.base import WORKER_THREADS_ENV
 from ..errors import ModelError
 
 
@@ -26,6 +27,7 @@ def make_session(model: Path | bytes, threads: int | None = None, optimize: bool
     with thread affinity), which measured faster here than any explicit count.
     """
     so = ort.SessionOptions()
+    threads = threads or int(os.environ.get(WORKER_THREADS_ENV, 0))  # a pool's worker: its share of the cores
     if threads:
         so.intra_op_num_threads = threads
     so.log_severity_level = 3

@@ -30,6 +30,8 @@ from ..model.modelinfo import ImageInput, TensorInfo
 from .boxes import Detections, nms
 
 SIZE_FORMATS = ("auto", "map", "log", "pixels")
+_SIZE_WORDS = {"log": "log-encoded: exp(value) x stride", "map": "in map units", "pixels": "in input pixels",
+               None: "their encoding decided on FP32 outputs"}
 STRIDES = (2, 4, 8)
 _ROLE_WORDS = {  # short words match whole name parts only ("hm" in "out_hm", not in "ohm"); offset first: "hm_offset"
     "offset": ("offset", "reg", "off"),
@@ -52,13 +54,21 @@ class CenterNetLayout:
     size_format: str | None = None  # "map" | "log" | "pixels"; None: decided on FP32 outputs
     sigmoid: bool | None = None  # heatmap holds logits (None: decided on FP32 outputs)
 
+    map_size: tuple[int, ...] = ()  # (height, width) of the maps at the size they were recognized at
+
     def describe(self) -> str:
-        lms = f", {self.keypoints} landmarks in {self.landmarks}" if self.landmarks else ""
-        return (f"CenterNet-style heatmap {self.heatmap} ({self.classes} classes, stride {self.stride or '?'}) with sizes in "
-                f"{self.size} and offsets in {self.offset}{lms} ({self.style} conventions, sizes as {self.size_format or 'to decide'})")
+        name = "CenterFace-style" if self.style == "centerface" else "CenterNet-style"
+        classes = f"{self.classes} class{'es' if self.classes != 1 else ''}"
+        maps = f" ({self.map_size[0]}x{self.map_size[1]} maps)" if len(self.map_size) == 2 else ""
+        lms = f", {self.keypoints} landmarks (x, y) in {self.landmarks}" if self.landmarks else ""
+        return (f"{name} heatmap head: {classes} in {self.heatmap}{maps} at stride {self.stride or '?'}, sizes in "
+                f"{self.size} ({_SIZE_WORDS.get(self.size_format, _SIZE_WORDS[None])}), offsets in {self.offset}{lms}; "
+                "one box at each peak of the heatmap")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["map_size"] = list(self.map_size)
+        return d
 
 
 def _role(name: str) -> str | None:
@@ -138,7 +148,7 @@ def guess(outputs: tuple[TensorInfo, ...], image: ImageInput | None) -> tuple[Ce
     # CenterFace calls its sizes "scale"; its own exports carry numbered names, one class, 5 landmarks or none.
     face = "scale" in found["size"].name.lower() or (not by_name and classes == 1 and k in (0, 5))
     lay = CenterNetLayout(found["heatmap"].name, found["size"].name, found["offset"].name, lm.name if lm is not None else None,
-                          classes=classes, keypoints=k, stride=stride, style="centerface" if face else "centernet")
+                          classes=classes, keypoints=k, stride=stride, style="centerface" if face else "centernet", map_size=hw)
     how = "by their names" if by_name else "by their channel counts and order"
     return lay, f"{len(outputs)} maps of {hw[0]}x{hw[1]} read {how}: " + lay.describe()
 
@@ -195,18 +205,25 @@ def local_maxima(heat: np.ndarray) -> np.ndarray:
     return heat >= around
 
 
+def _heat(layout: CenterNetLayout, outputs: dict[str, np.ndarray]) -> np.ndarray:
+    heat = np.asarray(outputs[layout.heatmap], dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-np.clip(heat, -60, 60))) if layout.sigmoid else heat
+
+
+def _stride_of(layout: CenterNetLayout, heat: np.ndarray, input_size: tuple[int, int] | None) -> int:
+    return layout.stride or (round(input_size[0] / heat.shape[2]) if input_size else 4)
+
+
 def decode(layout: CenterNetLayout, outputs: dict[str, np.ndarray], threshold: float, nms_iou: float,
            input_size: tuple[int, int] | None = None, max_det: int = 100) -> tuple[list[Detections], list[np.ndarray]]:
     """Per image: boxes (xyxy, input pixels) of the heatmap's peaks over
     ``threshold`` after class-aware NMS, and their keypoints [K, P, 2] (x, y
     in input pixels; P = 0 without landmarks). Call :func:`resolve` first."""
-    heat = np.asarray(outputs[layout.heatmap], dtype=np.float64)
-    if layout.sigmoid:
-        heat = 1.0 / (1.0 + np.exp(-np.clip(heat, -60, 60)))
+    heat = _heat(layout, outputs)
     size = np.asarray(outputs[layout.size], dtype=np.float64)
     offset = np.asarray(outputs[layout.offset], dtype=np.float64)
     marks = np.asarray(outputs[layout.landmarks], dtype=np.float64) if layout.landmarks else None
-    stride = layout.stride or (round(input_size[0] / heat.shape[2]) if input_size else 4)
+    stride = _stride_of(layout, heat, input_size)
     dets, points = [], []
     for n in range(heat.shape[0]):
         cls, ys, xs = np.nonzero(local_maxima(heat[n]) & (heat[n] > threshold))
@@ -219,6 +236,20 @@ def decode(layout: CenterNetLayout, outputs: dict[str, np.ndarray], threshold: f
         dets.append(Detections(boxes[keep], scores[keep], cls[keep].astype(np.int64)))
         points.append(kps[keep])
     return dets, points
+
+
+def cell_predictions(layout: CenterNetLayout, outputs: dict[str, np.ndarray],
+                     input_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every cell's box [N, H*W, 4] (xyxy, input pixels) and class scores
+    [N, H*W, C], cells row by row, before peaks and NMS. Call :func:`resolve` first."""
+    heat = _heat(layout, outputs)
+    n, c, h, w = heat.shape
+    ys, xs = np.divmod(np.arange(h * w), w)
+    size = np.asarray(outputs[layout.size], dtype=np.float64).reshape(n, 2, -1)
+    offset = np.asarray(outputs[layout.offset], dtype=np.float64).reshape(n, 2, -1)
+    stride = _stride_of(layout, heat, input_size)
+    boxes = np.stack([_boxes(layout, size[i], offset[i], (xs, ys), stride) for i in range(n)])
+    return boxes, heat.reshape(n, c, -1).transpose(0, 2, 1)
 
 
 def _side(v: np.ndarray, fmt: str | None, stride: int) -> np.ndarray:

@@ -57,6 +57,13 @@ def _dense_reason(t, image) -> str | None:
     return f"output {t.name} {t.shape_text}: a map whose height and width follow the input ({c} channel(s))"
 
 
+def _probability(m: np.ndarray) -> np.ndarray:
+    """A one-channel map in 0..1 (a sigmoid over logits)."""
+    if m.min() < -1e-3 or m.max() > 1 + 1e-3:
+        return 1.0 / (1.0 + np.exp(-np.clip(m, -60, 60)))
+    return m
+
+
 def guess(info: ModelInfo) -> TaskGuess | None:
     for t in info.task_outputs:
         why = _dense_reason(t, info.sized_input)
@@ -78,6 +85,7 @@ class DenseFidelity:
         self.inter: dict[int, float] = {}
         self.union: dict[int, float] = {}
         self.agree = self.pixels = 0
+        self.abs_err = 0.0  # one channel: |FP32 - INT8| summed, on probabilities (alpha for a matting net)
         self.stats = ErrorStats()
         self.channels = 0
         self.samples: list[dict] = []
@@ -95,6 +103,8 @@ class DenseFidelity:
         self.channels = a.shape[1]
         if self.threshold is None:  # probabilities: 0.5; logits: 0
             self.threshold = 0.5 if a.min() >= -1e-3 and a.max() <= 1 + 1e-3 else 0.0
+        if a.shape[1] == 1:
+            self.abs_err += float(np.abs(_probability(a) - _probability(b)).sum())
         la, lb = self._labels(a), self._labels(b)
         classes = (1,) if a.shape[1] == 1 else range(a.shape[1])
         for c in classes:
@@ -125,6 +135,7 @@ class DenseFidelity:
                 "iou": iou,
                 "iou_per_class": {str(c): v for c, v in sorted(ious.items())} if self.channels > 1 else None,
                 "pixel_agreement": self.agree / self.pixels if self.pixels else None,
+                "mean_abs_error": self.abs_err / self.pixels if self.pixels and self.channels == 1 else None,
                 "map_sqnr_db": self.stats.sqnr_db,
                 "map_cosine": self.stats.cosine,
             },
@@ -190,6 +201,8 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
     dense = report["fidelity"]["dense"]
     label = "Mask IoU vs FP32" if dense["channels"] == 1 else "Mean IoU vs FP32"
     rows = [(label, "", "-" if dense["iou"] is None else f"{dense['iou'] * 100:.1f}%")]
+    if dense.get("mean_abs_error") is not None:
+        rows.append(("Mean |FP32 - INT8| of the map (0..1: alpha, probability)", "", f"{dense['mean_abs_error']:.4f}"))
     if dense["map_sqnr_db"] is not None:
         rows.append((f"Map {dense['output']}: SQNR / cosine", "", f"{dense['map_sqnr_db']:.1f} dB / {dense['map_cosine']:.4f}"))
     return rows

@@ -1,6 +1,8 @@
 """Detectors: both models' outputs decoded into boxes with the same score
 threshold and NMS; INT8 boxes matched to FP32 boxes (same class, IoU >= 0.5)
-give recall, precision and F1 against FP32. With box labels, mAP@0.5 of both."""
+give recall, precision and F1 against FP32. With box labels, mAP@0.5 of both.
+Heads with keypoints (pose, face landmarks): how far INT8 moves the
+keypoints of the boxes it matches."""
 
 from __future__ import annotations
 
@@ -17,9 +19,12 @@ from ..model.modelinfo import ModelInfo
 from .base import EvalContext, Task, TaskGuess, headline
 from .boxes import Detections, average_precision, match
 from .cocomap import coco_map
-from .detection_layout import BOX_FORMATS, DetectionLayout, boxes_look_normalized, decode, guess as guess_layout, resolve
 from .detection_check import plausibility
+from .detection_decode import boxes_look_normalized, decode_with_keypoints, resolve
+from .detection_layout import BOX_FORMATS, DetectionLayout, guess as guess_layout
 from .detection_view import PICTURES, chart, summary_rows
+from .keypoints import VISIBLE, KeypointErrors
+from .yolo_heads import hints_from
 
 MAX_SCORE_PAIRS = 3000
 MAX_PER_IMAGE = 2000  # per-image box counts kept in the report
@@ -45,7 +50,7 @@ class DetectionOptions:
 
 
 def guess(info: ModelInfo) -> TaskGuess | None:
-    found = guess_layout(info.task_outputs, info.sized_input)
+    found = guess_layout(info.task_outputs, info.sized_input, hints_from(info.exporter, info.metadata))
     if found is None:
         return None
     layout, why = found
@@ -53,10 +58,10 @@ def guess(info: ModelInfo) -> TaskGuess | None:
 
 
 def groups(g: TaskGuess, name: str, shape: tuple) -> list[tuple[str, int, slice]]:
-    """A YOLO tensor's box rows, objectness and score rows apart: the scores
-    are what a single whole-tensor SQNR hides."""
+    """A YOLO tensor's box rows, objectness, score rows and keypoint or mask
+    coefficient rows apart: the scores are what a single whole-tensor SQNR hides."""
     lay = g.detail
-    if lay is None or lay.kind != "yolo" or name != lay.scores[0] or len(shape) != 3:
+    if lay is None or lay.kind not in ("yolo", "yolo_pose", "yolo_seg") or name != lay.scores[0] or len(shape) != 3:
         return []
     axis = 1 if lay.channels_first else 2
     k = shape[axis]
@@ -65,7 +70,13 @@ def groups(g: TaskGuess, name: str, shape: tuple) -> list[tuple[str, int, slice]
     if lay.objectness:
         out.append(("objectness", axis, slice(4, 5)))
         first = 5
-    out.append((f"class scores ({k - first})", axis, slice(first, k)))
+    last = first + lay.classes if lay.head is not None else k
+    out.append((f"class scores ({last - first})", axis, slice(first, last)))
+    if lay.keypoints:
+        p, d = lay.keypoints
+        out += [(f"keypoint {what} ({p})", axis, slice(last + i, k, d)) for i, what in enumerate(("x", "y", "visibility")[:d])]
+    elif lay.head is not None:
+        out.append((f"mask coefficients ({k - last})", axis, slice(last, k)))
     return out
 
 
@@ -87,34 +98,42 @@ class DetectionFidelity:
         self.ap_dets: dict[str, list[Detections]] = {"fp32": [], "int8": []}
         self.ap_truth: list[tuple[np.ndarray, np.ndarray]] = []
         self.vs_fp32: list[tuple[Detections, tuple[np.ndarray, np.ndarray]]] = []
+        self.keypoint_errors = KeypointErrors(self.match_iou) if self.layout.keypoints else None
 
     def _resolve(self, fp32: dict) -> None:
         self.layout = resolve(self.layout, fp32, self.ctx.options.box_format)
         self.resolved = True
         self.normalized = boxes_look_normalized(self.layout, fp32)
 
-    def _decode(self, outputs: dict) -> list[Detections]:
-        """Every box over LOW_SCORE after NMS (best first): the ranked list AP
-        reads; the boxes over the threshold are its head (NMS keeps a box over
-        the threshold only for boxes that score higher, so filtering after NMS
-        gives what NMS over the threshold gives)."""
-        dets = decode(self.layout, outputs, min(LOW_SCORE, self.threshold), self.nms_iou, MAX_DET)
+    def _decode(self, outputs: dict) -> list[tuple[Detections, np.ndarray | None]]:
+        """Every box over LOW_SCORE after NMS (best first), with its keypoints
+        when the head has some: the ranked list AP reads; the boxes over the
+        threshold are its head (NMS keeps a box over the threshold only for
+        boxes that score higher, so filtering after NMS gives what NMS over
+        the threshold gives)."""
+        dets, points = decode_with_keypoints(self.layout, outputs, min(LOW_SCORE, self.threshold), self.nms_iou, MAX_DET)
+        points = points if points is not None else [None] * len(dets)
         if self.normalized and self.ctx.spec is not None:
             h, w = self.ctx.spec.size
             scale = np.array([w, h, w, h], np.float64)
             dets = [replace(d, boxes=d.boxes * scale) for d in dets]
-        return dets
+            points = [None if p is None else _scaled_points(p, w, h) for p in points]
+        return list(zip(dets, points))
 
-    def _over(self, d: Detections) -> Detections:
+    def _over(self, d: Detections, points: np.ndarray | None) -> tuple[Detections, np.ndarray | None]:
         keep = d.scores > self.threshold
-        return Detections(d.boxes[keep], d.scores[keep], d.classes[keep])
+        return Detections(d.boxes[keep], d.scores[keep], d.classes[keep]), (None if points is None else points[keep])
 
     def add(self, paths: list[Path], fp32: dict, int8: dict) -> None:
         if not self.resolved:
             self._resolve(fp32)
-        for p, ref_all, got_all in zip(paths, self._decode(fp32), self._decode(int8)):
-            r, g = self._over(ref_all), self._over(got_all)
-            pairs = match(r, g, self.match_iou)
+        for p, (ref_all, ref_pts), (got_all, got_pts) in zip(paths, self._decode(fp32), self._decode(int8)):
+            (r, rp), (g, gp) = self._over(ref_all, ref_pts), self._over(got_all, got_pts)
+            if self.keypoint_errors is not None and rp is not None and gp is not None:
+                visible = rp[..., 2] >= VISIBLE if rp.shape[-1] == 3 else None
+                pairs = self.keypoint_errors.add(r, g, rp, gp, visible)  # matched as boxes, like match() below
+            else:
+                pairs = match(r, g, self.match_iou)
             self.n_ref += len(r)
             self.n_got += len(g)
             self.matched += len(pairs)
@@ -127,10 +146,11 @@ class DetectionFidelity:
             if len(self.per_image) < MAX_PER_IMAGE:
                 self.per_image.append({"file": str(p), "fp32": len(r), "int8": len(g), "matched": len(pairs)})
             if len(self.samples) < 4 * self.ctx.samples:  # candidates; result() keeps the telling ones
-                self.samples.append({"file": str(p), "fp32": r.to_dict(), "int8": g.to_dict(), "matched": len(pairs)})
+                self.samples.append({"file": str(p), "fp32": _sample(r, rp), "int8": _sample(g, gp), "matched": len(pairs)})
             # FP32's confident boxes are the truth INT8's ranked boxes are scored against.
             self.vs_fp32.append((got_all, (r.boxes, r.classes)))
             self._add_truth(p, ref_all, got_all)
+
     def _add_truth(self, path: Path, ref: Detections, got: Detections) -> None:
         """With box labels: both models' ranked boxes against them (mAP)."""
         labels = self.ctx.labels
@@ -199,11 +219,19 @@ class DetectionFidelity:
             "score_mae": float(np.mean(self.abs_err)) if self.abs_err else None,
             "images_same_count": self.same_count,
             "map50": m_ap,
+            "keypoints": self._keypoints(),
             "score_pairs": self.pairs,
             "per_image": self.per_image,
             "samples": self.samples,
         }
         return {"headline": head, "detection": det}
+
+    def _keypoints(self) -> dict | None:
+        """How far INT8 moves the keypoints of the boxes it matches (None: the head has none)."""
+        if self.keypoint_errors is None:
+            return None
+        p, d = self.layout.keypoints
+        return {"per_box": p, "values": d, "visible_only": d == 3, **self.keypoint_errors.result().to_dict()}
 
     def _ap_vs_fp32(self) -> float | None:
         """None when FP32 has no confident box on these images (nothing to recover)."""
@@ -213,9 +241,26 @@ class DetectionFidelity:
         return value
 
 
+def _scaled_points(points: np.ndarray, w: float, h: float) -> np.ndarray:
+    """Keypoints [K, P, D] in 0..1 of the input to pixels (x, y; a visibility stays)."""
+    out = np.array(points, np.float64)
+    out[..., 0] *= w
+    out[..., 1] *= h
+    return out
+
+
+def _sample(d: Detections, points: np.ndarray | None) -> dict:
+    """One model's boxes on a picture (and their keypoints [K, P, D], rounded)."""
+    out = d.to_dict()
+    if points is not None:
+        out["keypoints"] = np.round(points, 2).tolist()
+    return out
+
+
 TASK = Task(
     "detection", "Object detection", guess, DetectionFidelity, options=DetectionOptions, groups=groups,
     default_resize="letterbox", plausibility=plausibility, summary_rows=summary_rows, chart=chart, pictures=PICTURES,
     metric_words=lambda labels_from: "AP50 against FP32's boxes (INT8's ranked boxes, FP32's confident boxes as the truth)",
-    needs="no YOLO-style tensor, score/box pair or per-stride outputs", noise_floor=True,
+    needs="no YOLO-style tensor (plain, pose or segmentation), score/box pair, per-stride outputs or CenterNet-style heatmap",
+    noise_floor=True,
 )

@@ -7,7 +7,7 @@ import numpy as np
 
 from .base import Judgement, PlausibilityInput, TaskGuess, one_score, weighted_mean
 from .boxes import Detections, iou_matrix, match
-from .detection_layout import anchor_predictions, decode, resolve
+from .detection_decode import anchor_predictions, decode, resolve
 
 SUPPORT = 3  # a real object lights up several neighbouring anchors; garbage lights up one
 SUPPORT_IOU = 0.5

@@ -1,5 +1,5 @@
-"""How a detector lays out its outputs, guessed from their shapes, and the
-decoding of those outputs into boxes.
+"""How a detector lays out its outputs, guessed from their shapes (their
+decoding into boxes is :mod:`.detection_decode`).
 
 Three layouts cover the exporters our users meet:
 
@@ -13,6 +13,12 @@ Three layouts cover the exporters our users meet:
   are decoded like GFL/DFL heads: the expected bin times the stride, around
   the anchor centre ``(i + 0.5) * stride``.
 
+Heads that say more are read by their own modules: ``yolo_pose`` and
+``yolo_seg`` (:mod:`.yolo_heads`: YOLO rows followed by keypoints or mask
+coefficients; asked first, or a pose output ``[1, 56, A]`` reads as a
+52-class detector; segmentation heads are judged by their boxes) and
+``centernet`` (:mod:`.centernet`: heatmap, size, offset, landmarks; asked last).
+
 Whatever cannot be decoded into boxes is compared anchor by anchor: a
 detection is an (anchor, class) pair over the threshold, and FP32 and INT8
 detections match when they are the same pair.
@@ -21,22 +27,23 @@ detections match when they are the same pair.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
-
-import numpy as np
+from dataclasses import asdict, dataclass
 
 from ..model.tensors import ImageInput, TensorInfo
-from .boxes import Detections, nms, to_xyxy
+from . import centernet
+from .centernet import CenterNetLayout
+from .yolo_heads import HeadHints, YoloHead, recognize
 
 BOX_FORMATS = ("auto", "cxcywh", "xyxy", "xywh")
 _BOX_WORDS = ("box", "bbox", "reg", "dis", "loc")
 _SCORE_WORDS = ("cls", "score", "conf", "prob", "logit")
 STRIDES = (8, 16, 32, 64, 128)
+YOLO_KINDS = ("yolo", "yolo_pose", "yolo_seg")  # read as YOLO rows (pose and segment: the box and class rows of them)
 
 
 @dataclass(frozen=True)
 class DetectionLayout:
-    kind: str  # "yolo" | "pair" | "strides"
+    kind: str  # "yolo" | "pair" | "strides" | "yolo_pose" | "yolo_seg" | "centernet"
     scores: tuple[str, ...]  # output names holding scores (yolo: the one tensor)
     boxes: tuple[str, ...]  # output names holding boxes, aligned with ``scores``
     classes: int
@@ -49,8 +56,23 @@ class DetectionLayout:
     background: bool | None = None  # scores hold a background class 0 (None: decided on FP32 outputs)
     sigmoid: bool | None = None  # scores are logits that need a sigmoid (None: decided on FP32 outputs)
     anchors_only: bool = False  # boxes cannot be decoded: compare (anchor, class) pairs
+    head: YoloHead | None = None  # yolo_pose, yolo_seg: the head, whose box and class rows decode as "yolo"
+    centernet: CenterNetLayout | None = None  # centernet: the heatmap head (its own decoding)
+
+    @property
+    def keypoints(self) -> tuple[int, int] | None:
+        """(keypoints per box, values each: 2 for x, y; 3 with a visibility), or None."""
+        if self.head is not None and self.head.task == "pose":
+            return self.head.keypoints
+        if self.centernet is not None and self.centernet.landmarks:
+            return (self.centernet.keypoints, 2)
+        return None
 
     def describe(self) -> str:
+        if self.head is not None:
+            return self.head.describe()
+        if self.centernet is not None:
+            return self.centernet.describe()
         if self.kind == "yolo":
             rows = "4 box values" + (", objectness" if self.objectness else "") + f" and {self.classes} class scores"
             where = "rows" if self.channels_first else "columns"
@@ -65,28 +87,51 @@ class DetectionLayout:
         d = asdict(self)
         d["scores"], d["boxes"], d["strides"] = list(self.scores), list(self.boxes), list(self.strides)
         d["input_size"] = list(self.input_size) if self.input_size else None
+        d["head"] = self.head.to_dict() if self.head is not None else None
+        d["centernet"] = self.centernet.to_dict() if self.centernet is not None else None
+        d["keypoints"] = list(self.keypoints) if self.keypoints else None
         return d
-
-
-def _dims(t: TensorInfo) -> tuple | None:
-    return t.shape if t.shape is not None else None
 
 
 def _fixed(d) -> int | None:
     return d if isinstance(d, int) and d > 0 else None
 
 
-def guess(outputs: tuple[TensorInfo, ...], image: ImageInput | None) -> tuple[DetectionLayout, str] | None:
+def guess(outputs: tuple[TensorInfo, ...], image: ImageInput | None,
+          hints: HeadHints | None = None) -> tuple[DetectionLayout, str] | None:
     """The detection layout of these outputs, and why; None when they do not
-    look like a detector's."""
-    return _guess_yolo(outputs) or _guess_pair(outputs) or _guess_strides(outputs, image)
+    look like a detector's. ``hints``: what the file says (Ultralytics' task,
+    class names, kpt_shape), which tells pose heads from plain detectors."""
+    return (_guess_head(outputs, image, hints or HeadHints()) or _guess_yolo(outputs) or _guess_pair(outputs)
+            or _guess_strides(outputs, image) or _guess_centernet(outputs, image))
+
+
+def _guess_head(outputs, image: ImageInput | None, hints: HeadHints) -> tuple[DetectionLayout, str] | None:
+    found = recognize(outputs, image, hints)
+    if found is None:
+        return None
+    head, why = found
+    kind = "yolo_pose" if head.task == "pose" else "yolo_seg"
+    lay = DetectionLayout(kind, (head.output,), (head.output,), classes=head.classes, channels_first=True, head=head,
+                          input_size=image.size if image is not None else None)
+    return lay, why
+
+
+def _guess_centernet(outputs, image: ImageInput | None) -> tuple[DetectionLayout, str] | None:
+    found = centernet.guess(outputs, image)
+    if found is None:
+        return None
+    cn, why = found
+    lay = DetectionLayout("centernet", (cn.heatmap,), (cn.size,), classes=cn.classes, box_format="centre and size",
+                          input_size=image.size if image is not None else None, background=False, centernet=cn)
+    return lay, why
 
 
 def _guess_yolo(outputs) -> tuple[DetectionLayout, str] | None:
     if len(outputs) != 1:
         return None
     t = outputs[0]
-    s = _dims(t)
+    s = t.shape
     if s is None or len(s) != 3:
         return None
     k, a = _fixed(s[1]), _fixed(s[2])
@@ -106,7 +151,7 @@ def _guess_pair(outputs) -> tuple[DetectionLayout, str] | None:
     with the same anchors (RetinaFace's landmarks) is left aside."""
     if len(outputs) not in (2, 3):
         return None
-    shapes = [_dims(t) for t in outputs]
+    shapes = [t.shape for t in outputs]
     if any(s is None or len(s) not in (3, 4) or _fixed(s[1]) is None for s in shapes):
         return None
     if len({s[1] for s in shapes}) != 1:
@@ -150,7 +195,7 @@ def _guess_strides(outputs, image: ImageInput | None) -> tuple[DetectionLayout, 
     groups: dict[int, list[TensorInfo]] = {}
     ranks = set()
     for t in outputs:
-        s = _dims(t)
+        s = t.shape
         if s is None or len(s) not in (3, 4):
             return None
         ranks.add(len(s))
@@ -203,135 +248,3 @@ def _strides(anchor_counts: list[int], size: tuple[int, int] | None) -> tuple[in
             return None
         out.append(s)
     return tuple(out)
-
-
-# ---------------------------------------------------------------- decoding
-
-
-def resolve(layout: DetectionLayout, fp32: dict[str, np.ndarray], box_format: str = "auto") -> DetectionLayout:
-    """Decide what the shapes could not tell, from FP32 outputs (the
-    reference): logits or probabilities, a background class, the box format
-    the user chose."""
-    changes: dict = {}
-    if box_format != "auto" and layout.box_format != "distribution":
-        changes["box_format"] = box_format
-    scores = np.concatenate([_score_rows(layout, fp32[n]).reshape(-1, layout.classes) for n in layout.scores])
-    if layout.sigmoid is None:
-        changes["sigmoid"] = bool(scores.size and (scores.min() < -1e-3 or scores.max() > 1 + 1e-3))
-    if layout.background is None:
-        sums = scores.sum(axis=1) if scores.size else np.zeros(0)
-        changes["background"] = bool(layout.kind == "pair" and layout.classes >= 2 and sums.size and np.allclose(sums, 1.0, atol=0.02))
-    return replace(layout, **changes)
-
-
-def _score_rows(layout: DetectionLayout, arr: np.ndarray) -> np.ndarray:
-    """Scores as [N, A, C] (YOLO: without box and objectness)."""
-    a = np.asarray(arr, dtype=np.float64)
-    if layout.kind == "yolo":
-        a = a.transpose(0, 2, 1) if layout.channels_first else a
-        return a[..., 4 + int(layout.objectness):]
-    if layout.kind == "strides" and layout.channels_first:
-        return a.reshape(a.shape[0], a.shape[1], -1).transpose(0, 2, 1)
-    return a.reshape(a.shape[0], a.shape[1], -1)
-
-
-def decode(
-    layout: DetectionLayout, outputs: dict[str, np.ndarray], threshold: float, nms_iou: float, max_det: int = 300
-) -> list[Detections]:
-    """Per image: boxes (xyxy, model units) over ``threshold`` after class-aware NMS.
-    For anchors-only layouts, boxes are [anchor, 0, anchor + 1, 1] so that
-    matching pairs the same anchor, and no NMS runs."""
-    boxes, scores = _boxes_scores(layout, outputs)  # [N, A, 4] or None, [N, A, C]
-    out = []
-    for i in range(scores.shape[0]):
-        s = scores[i]
-        cls = s.argmax(1)
-        best = s[np.arange(len(s)), cls]
-        keep = np.nonzero(best > threshold)[0]
-        if boxes is None:
-            b = np.stack([keep, np.zeros_like(keep), keep + 1, np.ones_like(keep)], axis=1).astype(np.float64)
-            out.append(Detections(b, best[keep], cls[keep]))
-            continue
-        b = boxes[i][keep]
-        k = nms(b, best[keep], cls[keep], nms_iou, max_det)
-        out.append(Detections(b[k], best[keep][k], cls[keep][k]))
-    return out
-
-
-def boxes_look_normalized(layout: DetectionLayout, outputs: dict[str, np.ndarray], top: int = 100) -> bool:
-    """Whether the boxes of the most confident anchors lie in 0..1 (units of the
-    input size) rather than in pixels: decided on raw boxes, whatever the threshold."""
-    if layout.anchors_only:
-        return False
-    boxes, scores = _boxes_scores(layout, outputs)
-    best = scores.max(axis=2).reshape(-1)
-    flat = boxes.reshape(-1, 4)
-    keep = np.argsort(-best)[:top]
-    coords = flat[keep]
-    coords = coords[np.isfinite(coords).all(axis=1)]
-    return bool(coords.size and np.abs(coords).max() <= 1.5)
-
-
-def anchor_predictions(layout: DetectionLayout, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray]:
-    """Every anchor's box [N, A, 4] (xyxy; None when boxes cannot be decoded)
-    and class scores [N, A, C], before thresholding and NMS."""
-    return _boxes_scores(layout, outputs)
-
-
-def _boxes_scores(layout: DetectionLayout, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray]:
-    if layout.kind == "yolo":
-        a = np.asarray(outputs[layout.scores[0]], dtype=np.float64)
-        a = a.transpose(0, 2, 1) if layout.channels_first else a  # [N, A, K]
-        scores = a[..., 4 + int(layout.objectness):]
-        if layout.sigmoid:
-            scores = _sigmoid(scores)
-        if layout.objectness:
-            obj = a[..., 4:5]
-            scores = scores * (_sigmoid(obj) if layout.sigmoid else obj)
-        boxes = to_xyxy(a[..., :4].reshape(-1, 4), layout.box_format).reshape(a.shape[0], -1, 4)
-        return boxes, scores
-    levels_b, levels_s = [], []
-    for level, (sn, bn) in enumerate(zip(layout.scores, layout.boxes)):
-        s = _score_rows(layout, outputs[sn])
-        if layout.sigmoid:
-            s = _sigmoid(s)
-        levels_s.append(s)
-        if layout.anchors_only:
-            continue
-        raw = np.asarray(outputs[bn], dtype=np.float64)
-        if layout.kind == "strides" and layout.channels_first:
-            raw = raw.reshape(raw.shape[0], raw.shape[1], -1).transpose(0, 2, 1)
-        raw = raw.reshape(raw.shape[0], raw.shape[1], -1)  # [N, A, 4 or 4*bins]
-        if layout.box_format == "distribution":
-            levels_b.append(_distribution_boxes(raw, layout.bins, layout.strides[level], layout.input_size))
-        else:
-            levels_b.append(to_xyxy(raw.reshape(-1, 4), layout.box_format).reshape(raw.shape[0], -1, 4))
-    scores = np.concatenate(levels_s, axis=1)
-    if layout.background:
-        scores = scores.copy()
-        scores[..., 0] = -np.inf  # class 0 is "nothing here"
-    return (None if layout.anchors_only else np.concatenate(levels_b, axis=1)), scores
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
-
-
-def _distribution_boxes(raw: np.ndarray, bins: int, stride: int, size: tuple[int, int]) -> np.ndarray:
-    """GFL/DFL box distributions [N, A, 4*bins] -> xyxy boxes in input pixels:
-    the expected bin of each side (left, top, right, bottom) times the stride,
-    around the anchor centre. Anchors run row by row."""
-    n, a = raw.shape[:2]
-    logits = raw.reshape(n, a, 4, bins)
-    p = np.exp(logits - logits.max(axis=3, keepdims=True))
-    p /= p.sum(axis=3, keepdims=True)
-    dist = (p * np.arange(bins)).sum(axis=3) * stride  # [N, A, 4]: l, t, r, b
-    centres = anchor_centres(size[0], size[1], stride)[None]  # [1, A, 2]
-    return np.concatenate([centres - dist[..., :2], centres + dist[..., 2:]], axis=2)
-
-
-def anchor_centres(height: int, width: int, stride: int) -> np.ndarray:
-    """[A, 2] anchor centres (x, y) in input pixels, row by row."""
-    gh, gw = math.ceil(height / stride), math.ceil(width / stride)
-    ys, xs = np.mgrid[0:gh, 0:gw]
-    return np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride], axis=1)

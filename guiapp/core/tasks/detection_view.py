@@ -1,7 +1,9 @@
 """A detector's FP32 and INT8 boxes over the image it saw.
 
 Colours: FP32 boxes green, INT8 boxes blue (dashed); an FP32 box INT8 missed
-is red, an INT8 box FP32 does not have is magenta.
+is red, an INT8 box FP32 does not have is magenta. Keypoints (pose joints,
+face landmarks) in the same colours: FP32's as dots, INT8's as crosses, so
+that a cross off its dot shows how far INT8 moved it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from PIL import Image, ImageDraw
 from ..data.preprocess import PreprocessSpec
 from .base import Bar, Chart, Pictures
 from .boxes import Detections, match
+from .keypoints import VISIBLE
 from .pictures import model_view, scale_for
 
 FP32_COLOR, INT8_COLOR = (40, 170, 70), (40, 110, 220)
@@ -49,7 +52,33 @@ def detection_picture(sample: dict, spec: PreprocessSpec, names: list[str] | Non
         _dashed_rect(draw, (got.boxes[j] * k).tolist(), color)
         x2, y2 = float(got.boxes[j][2] * k), float(got.boxes[j][3] * k)
         draw.text((max(0, x2 - 52), y2 + 1), f"{float(got.scores[j]):.2f}", fill=color)
+    for i, points in enumerate(_points(sample["fp32"])):
+        _draw_points(draw, points * k, FP32_COLOR if i in matched_r else MISSED_COLOR, cross=False)
+    for j, points in enumerate(_points(sample["int8"])):
+        _draw_points(draw, points * k, INT8_COLOR if j in matched_g else EXTRA_COLOR, cross=True)
     return img
+
+
+def _points(d: dict) -> list[np.ndarray]:
+    """Each box's visible keypoints [P, 2] (x, y), in the order of its boxes; none without keypoints."""
+    out = []
+    for kp in d.get("keypoints") or []:
+        a = np.asarray(kp, np.float64)
+        if a.ndim != 2 or a.shape[1] < 2:
+            a = np.zeros((0, 2))
+        if a.shape[1] >= 3:
+            a = a[a[:, 2] >= VISIBLE]
+        out.append(a[:, :2][np.isfinite(a[:, :2]).all(axis=1)])
+    return out
+
+
+def _draw_points(draw: ImageDraw.ImageDraw, points: np.ndarray, color, cross: bool, r: float = 3.0) -> None:
+    for x, y in points.tolist():
+        if cross:
+            draw.line((x - r, y - r, x + r, y + r), fill=color, width=2)
+            draw.line((x - r, y + r, x + r, y - r), fill=color, width=2)
+        else:
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=color)
 
 
 def _dashed_rect(draw: ImageDraw.ImageDraw, box: list[float], color, dash: int = 6) -> None:
@@ -64,7 +93,8 @@ def _dashed_rect(draw: ImageDraw.ImageDraw, box: list[float], color, dash: int =
 
 def _legend(section: dict) -> str:
     marks = "  ".join(f"<span style='color:rgb{c}'>■</span> {t}" for t, c in LEGEND)
-    return marks + "  (INT8 boxes dashed, their scores at the lower right)"
+    points = "; keypoints: FP32 dots, INT8 crosses" if section.get("keypoints") else ""
+    return marks + f"  (INT8 boxes dashed, their scores at the lower right{points})"
 
 
 def _caption(sample: dict) -> str:
@@ -100,6 +130,7 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
                      f"{det['f1']:.3f} / {_pct(det['recall'])} / {_pct(det['precision'])}"))
     if det["score_mae"] is not None:
         rows.append(("Score error of matched boxes (mean |FP32 - INT8|)", "", f"{det['score_mae']:.4f}"))
+    rows += _keypoint_rows(det.get("keypoints"))
     m = det.get("map50")
     if m and m["fp32"] is not None:
         rows.append((f"mAP@0.5 ({m['labeled_images']} labeled images)", f"{m['fp32'] * 100:.1f}",
@@ -107,6 +138,20 @@ def summary_rows(report: dict) -> list[tuple[str, str, str]]:
         if m.get("fp32_50_95") is not None:
             rows.append(("mAP@0.5:0.95", f"{m['fp32_50_95'] * 100:.1f}",
                          f"{m['int8_50_95'] * 100:.1f} ({(m['int8_50_95'] - m['fp32_50_95']) * 100:+.1f} points)"))
+    return rows
+
+
+def _keypoint_rows(kp: dict | None) -> list[tuple[str, str, str]]:
+    if not kp:
+        return []
+    seen = "visible " if kp.get("visible_only") else ""
+    if not kp["points"]:
+        return [(f"Keypoints of matched boxes ({kp['per_box']} per box)", "", f"no {seen}keypoint to compare")]
+    rows = [(f"Keypoint shift of matched boxes, INT8 vs FP32 ({kp['points']} {seen}keypoints)", "",
+             f"mean {kp['mean_px']:.2f} px, p95 {kp['p95_px']:.2f} px, max {kp['max_px']:.2f} px")]
+    if kp.get("pck"):
+        rows.append(("Keypoints within " + " / ".join(kp["pck"]) + " of FP32's (PCK)", "",
+                     " / ".join(_pct(v) for v in kp["pck"].values())))
     return rows
 
 

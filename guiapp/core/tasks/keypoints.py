@@ -18,6 +18,7 @@ from .boxes import Detections, match
 
 PCK_PIXELS = (2.0,)  # keypoints within this many input pixels of FP32's
 PCK_FRACTIONS = (0.05,)  # ... and within this share of the FP32 box's longer side
+VISIBLE = 0.5  # a keypoint with a visibility (pose heads) counts from this on, as Ultralytics draws them
 
 
 @dataclass(frozen=True)

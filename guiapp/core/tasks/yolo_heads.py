@@ -9,21 +9,45 @@ are judged by their boxes (and pose heads also by their keypoints).
   ``output1 [N, M, H/4, W/4]`` (the prototype masks).
 
 Boxes are decoded as the plain YOLO rows once the trailing rows (keypoints or
-mask coefficients) are dropped: :func:`box_class_rows`.
+mask coefficients) are dropped: :func:`box_class_rows`. What the file says
+(class names, ``kpt_shape``) comes from :mod:`guiapp.core.model.exporter`;
+only Ultralytics' own task word and ``end2end`` are read from the raw
+metadata (the exporter's facts map pose and segment to "detection").
 """
 
 from __future__ import annotations
 
-import ast
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..model.modelinfo import ImageInput, TensorInfo
-from .boxes import Detections, nms, to_xyxy
+from ..model.exporter import ExporterFacts
+from ..model.tensors import ImageInput, TensorInfo
 
 ANCHOR_STRIDES = ((8, 16, 32), (8, 16, 32, 64))  # the usual heads and the P6 ones
+
+
+@dataclass(frozen=True)
+class HeadHints:
+    """What the file says that tells a pose or segmentation head from a plain detector."""
+
+    task: str = ""  # Ultralytics' own word: "pose", "segment", "detect", ... ("": not said)
+    classes: int | None = None  # from the class names
+    keypoints: tuple[int, int] | None = None  # kpt_shape: (keypoints, values each: 2 or 3)
+    end2end: bool = False  # the file decodes and filters boxes itself
+
+
+def hints_from(exporter: ExporterFacts, metadata: dict[str, str]) -> HeadHints:
+    """The hints in a model file: the exporter's reading plus the raw task word."""
+    k = exporter.keypoints
+    valid = k is not None and len(k) == 2 and all(isinstance(v, int) and v > 0 for v in k) and k[1] in (2, 3)
+    return HeadHints(task=str(metadata.get("task", "")), classes=len(exporter.class_names) or None,
+                     keypoints=(int(k[0]), int(k[1])) if valid else None, end2end=metadata.get("end2end") == "True")
+
+
+def _shape_text(shape: tuple) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 @dataclass(frozen=True)
@@ -34,6 +58,8 @@ class YoloHead:
     trailing: int  # rows after the class scores: keypoint values or mask coefficients
     keypoints: tuple[int, int] = (0, 0)  # pose: (keypoints, values each: 2 or 3)
     protos: str | None = None  # segment: the prototype masks output
+    shape: tuple[int, ...] = ()  # the main output's shape at the size it was recognized at
+    protos_shape: tuple[int, ...] = ()
 
     @property
     def box_rows(self) -> slice:
@@ -44,35 +70,21 @@ class YoloHead:
         return slice(4 + self.classes, 4 + self.classes + self.trailing) if self.task == "pose" else None
 
     def describe(self) -> str:
+        classes = f"{self.classes} class{'es' if self.classes != 1 else ''}"
+        where = f"{self.output} {_shape_text(self.shape)}" if self.shape else self.output
         if self.task == "pose":
             p, d = self.keypoints
-            return f"YOLO pose head: 4 box values, {self.classes} class scores and {p} keypoints of {d} values in {self.output}"
-        return (f"YOLO segmentation head: 4 box values, {self.classes} class scores and {self.trailing} mask coefficients "
-                f"in {self.output}, prototype masks in {self.protos} (judged by its boxes)")
+            values = "x, y, visibility" if d == 3 else "x, y"
+            return f"YOLOv8/11 pose head: {classes}, {p} keypoints ({values}) in {where}"
+        protos = f"{self.protos} {_shape_text(self.protos_shape)}" if self.protos_shape else str(self.protos)
+        return (f"YOLOv8/11 segmentation head: {classes} and {self.trailing} mask coefficients in {where}, "
+                f"prototype masks in {protos}; judged by its boxes (the prototype masks are compared value by value "
+                "like any output)")
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["keypoints"] = list(self.keypoints)
+        d["keypoints"], d["shape"], d["protos_shape"] = list(self.keypoints), list(self.shape), list(self.protos_shape)
         return d
-
-
-def _literal(text: str | None):
-    try:
-        return ast.literal_eval(text) if text else None
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
-
-
-def _class_count(metadata: dict[str, str]) -> int | None:
-    names = _literal(metadata.get("names"))
-    return len(names) if isinstance(names, (dict, list, tuple)) and names else None
-
-
-def _kpt_shape(metadata: dict[str, str]) -> tuple[int, int] | None:
-    k = _literal(metadata.get("kpt_shape"))
-    if isinstance(k, (list, tuple)) and len(k) == 2 and all(isinstance(v, int) for v in k) and k[0] > 0 and k[1] in (2, 3):
-        return int(k[0]), int(k[1])
-    return None
 
 
 def _fixed(t: TensorInfo, rank: int) -> tuple | None:
@@ -87,14 +99,14 @@ def anchors_fit(anchors: int, size: tuple[int, int]) -> bool:
     return any(sum(math.ceil(h / s) * math.ceil(w / s) for s in strides) == anchors for strides in ANCHOR_STRIDES)
 
 
-def recognize(outputs: tuple[TensorInfo, ...], metadata: dict[str, str], image: ImageInput | None,
+def recognize(outputs: tuple[TensorInfo, ...], image: ImageInput | None, hints: HeadHints = HeadHints(),
               fp32: np.ndarray | None = None) -> tuple[YoloHead, str] | None:
     """A pose or segmentation head in these outputs (concrete shapes), and
     why; None for anything else, plain YOLO detectors included, and when
     unsure. ``fp32``: the main output's FP32 values, which tell keypoint
     rows (pixels) from class scores (0..1) when no metadata does."""
-    task = metadata.get("task", "")
-    if (task and task not in ("pose", "segment")) or metadata.get("end2end") == "True":
+    task = hints.task
+    if (task and task not in ("pose", "segment")) or hints.end2end:
         return None
     mains = [t for t in outputs if _fixed(t, 3)]
     if len(mains) != 1:
@@ -104,32 +116,33 @@ def recognize(outputs: tuple[TensorInfo, ...], metadata: dict[str, str], image: 
     size = image.size if image is not None else None
     if k >= a or k < 6 or (size is not None and not anchors_fit(a, size)):
         return None
-    names = _class_count(metadata)
     if len(outputs) == 2 and task in ("", "segment"):
         protos = next((t for t in outputs if t is not main and _fixed(t, 4)), None)
-        return _segment(main, k, a, protos, names, size) if protos is not None else None
+        return _segment(main, a, protos, hints.classes, size) if protos is not None else None
     if len(outputs) == 1 and task in ("", "pose"):
-        return _pose(main, k, metadata, names, fp32)
+        return _pose(main, hints, fp32)
     return None
 
 
-def _segment(main: TensorInfo, k: int, a: int, protos: TensorInfo, names: int | None,
+def _segment(main: TensorInfo, a: int, protos: TensorInfo, names: int | None,
              size: tuple[int, int] | None) -> tuple[YoloHead, str] | None:
-    _, m, ph, pw = _fixed(protos, 4)
+    shape, pshape = _fixed(main, 3), _fixed(protos, 4)
+    k, (_, m, ph, pw) = shape[1], pshape
     c = k - 4 - m
     if c < 1 or (names is not None and names != c) or not anchors_fit(a, (ph * 4, pw * 4)):
         return None
     if size is not None and (math.ceil(size[0] / 4), math.ceil(size[1] / 4)) != (ph, pw):
         return None
-    head = YoloHead("segment", main.name, c, m, protos=protos.name)
+    head = YoloHead("segment", main.name, c, m, protos=protos.name, shape=shape, protos_shape=pshape)
     return head, (f"{main.name} {main.shape_text} = 4 box values + {c} class scores + {m} mask coefficients for {a} anchors, "
                   f"with {m} prototype masks {protos.name} {protos.shape_text} at 1/4 of the input (YOLOv8-style segmentation)")
 
 
-def _pose(main: TensorInfo, k: int, metadata: dict[str, str], names: int | None,
-          fp32: np.ndarray | None) -> tuple[YoloHead, str] | None:
-    kpt, why = _kpt_shape(metadata), "kpt_shape in the metadata"
-    if kpt is None and names is not None and metadata.get("task") == "pose":
+def _pose(main: TensorInfo, hints: HeadHints, fp32: np.ndarray | None) -> tuple[YoloHead, str] | None:
+    shape = _fixed(main, 3)
+    k, names = shape[1], hints.classes
+    kpt, why = hints.keypoints, "kpt_shape in the metadata"
+    if kpt is None and names is not None and hints.task == "pose":
         rest = k - 4 - names
         d = [d for d in (3, 2) if rest > 0 and rest % d == 0]
         kpt, why = ((rest // d[0], d[0]), "task=pose and the class names in the metadata") if len(d) == 1 else (None, "")
@@ -143,7 +156,7 @@ def _pose(main: TensorInfo, k: int, metadata: dict[str, str], names: int | None,
     c = k - 4 - p * d
     if c < 1 or (names is not None and names != c):
         return None
-    head = YoloHead("pose", main.name, c, p * d, keypoints=(p, d))
+    head = YoloHead("pose", main.name, c, p * d, keypoints=(p, d), shape=shape)
     return head, f"{main.name} {main.shape_text} = 4 box values + {c} class scores + {p} keypoints x {d} values ({why})"
 
 
@@ -176,22 +189,3 @@ def pose_keypoints(head: YoloHead, output: np.ndarray) -> np.ndarray:
     rows = np.asarray(output, dtype=np.float64)[:, head.keypoint_rows, :]  # [N, P*D, A]
     p, d = head.keypoints
     return rows.reshape(rows.shape[0], p, d, -1).transpose(0, 3, 1, 2)
-
-
-def decode_pose(head: YoloHead, output: np.ndarray, threshold: float, nms_iou: float,
-                max_det: int = 300) -> tuple[list[Detections], list[np.ndarray]]:
-    """Per image: boxes (xyxy, input pixels) over ``threshold`` after
-    class-aware NMS, and their keypoints [K, P, D] (x, y, visibility)."""
-    a = np.asarray(output, dtype=np.float64).transpose(0, 2, 1)  # [N, A, K]
-    kps = pose_keypoints(head, output)
-    dets, points = [], []
-    for n in range(a.shape[0]):
-        scores = a[n, :, 4:4 + head.classes]
-        cls = scores.argmax(axis=1)
-        best = scores[np.arange(len(cls)), cls]
-        idx = np.nonzero(best > threshold)[0]
-        boxes = to_xyxy(a[n, idx, :4], "cxcywh")
-        keep = nms(boxes, best[idx], cls[idx], nms_iou, max_det)
-        dets.append(Detections(boxes[keep], best[idx][keep], cls[idx][keep].astype(np.int64)))
-        points.append(kps[n, idx[keep]])
-    return dets, points

@@ -25,7 +25,7 @@ from ..quant_options import QuantOptions
 from ..target_box import TargetBox
 from ..tuning_view import AccuracyTargetBox
 from .page import Page
-from ..widgets import add_items, button, message_label, path_row, sentence
+from ..widgets import add_items, buddy, button, kept, message_label, path_row, sentence
 
 LABEL_SOURCES = (
     ("no labels (compare with FP32 only)", "none", "Without labels the INT8 model is judged against FP32 alone"),
@@ -56,7 +56,7 @@ class CalibrationPage(Page):
         # What tests and the target's greying-out reach directly.
         self.per_channel, self.activation_combo, self.symmetric = self.options.per_channel, self.options.activation_combo, self.options.symmetric
         self.format_combo, self.nodes = self.options.format_combo, self.options.keep.nodes
-        self.advanced = Collapsible("Advanced quantization options", self.options, self.settings, "calibration/advanced")
+        self.advanced = Collapsible("Advanced &quantization options", self.options, self.settings, "calibration/advanced")
         self.problems = message_label("error")
         # Two columns: the common path (images, strategy, accuracy target, evaluation, output) in view at
         # 1366x768; the advanced options below it, closed until opened (and remembered).
@@ -80,6 +80,8 @@ class CalibrationPage(Page):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Tab goes to the fields; the area follows the focus
+        self.scroll = scroll
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(scroll)
@@ -92,16 +94,18 @@ class CalibrationPage(Page):
             w.textChanged.connect(self._edited)
 
     def _images_box(self) -> QGroupBox:
-        images = QGroupBox("Calibration images (a few hundred, like the ones the model will see)")
+        images = QGroupBox("Calibration images")
+        images.setToolTip("A few hundred images like the ones the model will see: they set the INT8 ranges")
         il = QGridLayout(images)
         self.folders = QListWidget()
         self.folders.setToolTip("Folders searched recursively for images")
+        self.folders.setAccessibleName("calibration folders")
         self.folders.setMaximumHeight(64)
         il.addWidget(self.folders, 0, 0, 2, 1)
         il.addWidget(button("&Add folder…", "Add a folder of calibration images", self.add_folder), 0, 1)
         il.addWidget(button("&Remove", "Remove the selected folder", self.remove_folder), 1, 1)
         self.sample_box = QSpinBox()
-        self.sample_box.setRange(1, 100000)
+        self.sample_box.setRange(1, 2**31 - 1)
         self.sample_box.setToolTip("How many images to calibrate on (picked at random with the seed)")
         self.sample_box.setAccessibleName("calibration images to use")
         self.seed_box = QSpinBox()
@@ -139,17 +143,19 @@ class CalibrationPage(Page):
         mrow.addWidget(percentile)
         mrow.addWidget(self.percentile_box)
         mrow.addStretch(1)
-        qf.addRow(_buddy("&Strategy", self.method_combo), mrow)
+        qf.addRow(buddy("&Strategy", self.method_combo), mrow)
         qf.addRow(self.method_text)
         return box
 
     def _evaluation_box(self) -> QGroupBox:
-        ev = QGroupBox("Evaluation (optional: without it, calibration images not used for calibration are compared)")
+        ev = QGroupBox("Evaluation (optional)")
+        ev.setToolTip("Images to compare FP32 and INT8 on. Without them, calibration images not used for calibration "
+                      "are compared")
         ef = QFormLayout(ev)
         self.eval_edit = QLineEdit()
-        self.eval_edit.setPlaceholderText("folder of held-out images")
+        self.eval_edit.setPlaceholderText("none: calibration images left over are compared")
         self.eval_edit.setToolTip("Images to compare FP32 and INT8 on; those used for calibration are left out")
-        ef.addRow(_buddy("&Folder", self.eval_edit), path_row(self.eval_edit, "Choose the evaluation folder", self.choose_eval))
+        ef.addRow(buddy("Fol&der", self.eval_edit), path_row(self.eval_edit, "Choose the evaluation folder", self.choose_eval))
         self.labels_combo = QComboBox()
         add_items(self.labels_combo, LABEL_SOURCES)
         self.labels_combo.setToolTip("Labels give top-1/top-5 (classifiers) or mAP (detectors); without them INT8 is "
@@ -158,11 +164,11 @@ class CalibrationPage(Page):
         self.csv_edit.setPlaceholderText("labels file or folder")
         self.csv_edit.setToolTip("The CSV or COCO JSON file, or the folder of YOLO .txt files")
         self.offset_box = QSpinBox()
-        self.offset_box.setRange(-10, 10)
+        self.offset_box.setRange(-1000, 1000)
         self.offset_box.setToolTip("Model index = class index + offset (1 for models with a background class at 0)")
-        ef.addRow(_buddy("&Labels", self.labels_combo), self.labels_combo)
-        ef.addRow(_buddy("Labels fi&le", self.csv_edit), path_row(self.csv_edit, "Choose the labels file", self.choose_csv))
-        ef.addRow(_buddy("Class o&ffset", self.offset_box), self.offset_box)
+        ef.addRow(buddy("&Labels", self.labels_combo), self.labels_combo)
+        ef.addRow(buddy("Labels f&ile", self.csv_edit), path_row(self.csv_edit, "Choose the labels file", self.choose_csv))
+        ef.addRow(buddy("Class &offset", self.offset_box), self.offset_box)
         return ev
 
     def _output_box(self) -> QGroupBox:
@@ -170,7 +176,7 @@ class CalibrationPage(Page):
         of = QFormLayout(out)
         self.output_edit = QLineEdit()
         self.output_edit.setToolTip("Where the INT8 model is written (never over the input model)")
-        of.addRow(_buddy("INT8 &model", self.output_edit), path_row(self.output_edit, "Choose the output file", self.choose_output))
+        of.addRow(buddy("INT&8 model", self.output_edit), path_row(self.output_edit, "Choose the output file", self.choose_output))
         return out
 
     # ---- wizard
@@ -195,8 +201,8 @@ class CalibrationPage(Page):
         refused = target.refuses(s.to_job()) if s.model_path is not None else ""
         if refused:
             return refused
-        out = s.output
-        if out is None or not str(out).strip():
+        out = s.output or s.default_output()
+        if out is None:
             return "Choose where to write the INT8 model."
         if s.model_path is not None:
             try:  # the run asks before replacing an existing output
@@ -213,8 +219,6 @@ class CalibrationPage(Page):
 
     def sync_from_state(self) -> None:
         s = self.state
-        if s.output is None:
-            s.output = s.default_output()
         c, q, e = s.calibration, s.quantization, s.evaluation
         self._syncing = True
         try:
@@ -228,13 +232,20 @@ class CalibrationPage(Page):
             self.labels_combo.setCurrentIndex(self.labels_combo.findData(e.labels_from))
             self.csv_edit.setText(str(e.labels_csv) if e.labels_csv else "")
             self.offset_box.setValue(e.class_offset)
-            self.output_edit.setText(str(s.output) if s.output else "")
             self.target_box.set_target(s.target)
             s.target = self.target_box.target()  # the remembered RKNN Python, when the job had none
             self._fill_folders()
+            self._show_output()
         finally:
             self._syncing = False
         self._update_texts()
+
+    def _show_output(self) -> None:
+        """The output the job names; none: the default place, shown greyed."""
+        s = self.state
+        self.output_edit.setText(str(s.output) if s.output else "")
+        default = s.default_output()
+        self.output_edit.setPlaceholderText(f"{default} (the default)" if default else "")
 
     def _fill_folders(self) -> None:
         self.folders.clear()
@@ -258,7 +269,7 @@ class CalibrationPage(Page):
         s = self.state
         s.calibration = replace(
             s.calibration, max_images=self.sample_box.value(), seed=self.seed_box.value(),
-            method=self.method_combo.currentData(), percentile=self.percentile_box.value(),
+            method=self.method_combo.currentData(), percentile=kept(self.percentile_box, s.calibration.percentile),
         )
         s.quantization = self.options.settings(s.quantization)
         s.tuning = self.accuracy.settings()
@@ -268,14 +279,14 @@ class CalibrationPage(Page):
             labels_csv=Path(csv_text) if csv_text else None, class_offset=self.offset_box.value(),
         )
         text = self.output_edit.text().strip()
-        s.output = Path(text) if text else None
+        s.output = Path(text) if text else None  # none: the default place
         self._update_texts()
 
     def _target_edited(self) -> None:
         self.state.set_target(self.target_box.target())
         self._syncing = True
         try:
-            self.output_edit.setText(str(self.state.output) if self.state.output else "")
+            self._show_output()
         finally:
             self._syncing = False
         self._update_texts()
@@ -360,11 +371,3 @@ class CalibrationPage(Page):
         if path:
             self.output_edit.setText(path if path.lower().endswith(suffix) else path + suffix)
 
-
-
-
-def _buddy(text: str, widget: QWidget) -> QLabel:
-    """A form label whose mnemonic focuses ``widget``."""
-    label = QLabel(text)
-    label.setBuddy(widget)
-    return label

@@ -19,7 +19,7 @@ from ...core.tasks import TASKS, TaskGuess, detect_task
 from .. import dialogs
 from ..task_options import VIEWS
 from .page import Page
-from ..widgets import add_items, button, message_label, sentence
+from ..widgets import add_items, button, message_label, numbers_text, parse_numbers, sentence
 
 
 class ModelPage(Page):
@@ -48,7 +48,9 @@ class ModelPage(Page):
         recent_box = QWidget()
         rl = QVBoxLayout(recent_box)
         rl.setContentsMargins(0, 0, 0, 0)
-        rl.addWidget(QLabel("Recent models"))
+        recent_label = QLabel("Recent models")
+        recent_label.setBuddy(self.recent)
+        rl.addWidget(recent_label)
         rl.addWidget(self.recent)
 
         self.summary = QTextBrowser()
@@ -63,33 +65,7 @@ class ModelPage(Page):
         self.blockers = message_label("error")
         self.notes = message_label("info")
 
-        self.size_row = QWidget()
-        sl = QHBoxLayout(self.size_row)
-        sl.setContentsMargins(0, 0, 0, 0)
-        self.height_box, self.width_box = QSpinBox(), QSpinBox()
-        for box, what in ((self.height_box, "height"), (self.width_box, "width")):
-            box.setRange(0, 8192)
-            box.setSpecialValueText("choose")
-            box.setToolTip(f"The model's input {what} is dynamic: the {what} to feed, in pixels")
-            box.valueChanged.connect(self._size_changed)
-        size_label = QLabel("Input si&ze (dynamic in the model):")
-        size_label.setBuddy(self.height_box)
-        self.height_box.setAccessibleName("input height")
-        self.width_box.setAccessibleName("input width")
-        self.size_source = QLabel()
-        self.size_source.setStyleSheet("color: #555")
-        self.size_source.setWordWrap(True)
-        sl.addWidget(size_label)
-        sl.addWidget(self.height_box)
-        sl.addWidget(QLabel("×"))
-        sl.addWidget(self.width_box)
-        sl.addWidget(self.size_source, 1)
-        self.size_row.hide()
-        self._resize_timer = QTimer(self)  # a new size: the model runs at it again (shapes, task), once typing pauses
-        self._resize_timer.setSingleShot(True)
-        self._resize_timer.setInterval(400)
-        self._resize_timer.timeout.connect(self._rerun_at_size)
-
+        self.size_row = self._size_row()
         # Inputs besides the image get a constant each (an image size, a scale).
         self.inputs_box = QGroupBox("Other inputs: a constant value for each (one number fills it)")
         self.inputs_form = QFormLayout(self.inputs_box)
@@ -107,6 +83,38 @@ class ModelPage(Page):
         lay.addWidget(self.inputs_box)
         lay.addWidget(self.notes)
         lay.addWidget(self.blockers)
+
+    def _size_row(self) -> QWidget:
+        row = QWidget()
+        sl = QHBoxLayout(row)
+        sl.setContentsMargins(0, 0, 0, 0)
+        self.height_box, self.width_box = QSpinBox(), QSpinBox()
+        for box, what in ((self.height_box, "height"), (self.width_box, "width")):
+            box.setRange(0, 8192)
+            box.setSpecialValueText("choose")
+            box.setToolTip(f"The model's input {what} is dynamic: the {what} to feed, in pixels")
+            box.valueChanged.connect(self._size_changed)
+        size_label = QLabel("Input si&ze (dynamic in the model):")
+        size_label.setBuddy(self.height_box)
+        self.height_box.setAccessibleName("input height")
+        self.width_box.setAccessibleName("input width")
+        self.size_source = QLabel()
+        self.size_source.setStyleSheet("color: #555")
+        self.size_source.setWordWrap(True)
+        sl.addWidget(size_label)
+        sl.addWidget(self.height_box)
+        times = QLabel("×")
+        times.setBuddy(self.width_box)
+        sl.addWidget(times)
+        sl.addWidget(self.width_box)
+        sl.addWidget(self.size_source, 1)
+        row.hide()
+        self._resize_timer = QTimer(self)  # a new size: the model runs at it again (shapes, task), once typing pauses
+        self._resize_timer.setSingleShot(True)
+        self._resize_timer.setInterval(400)
+        self._resize_timer.timeout.connect(self._rerun_at_size)
+
+        return row
 
     def _task_box(self) -> QGroupBox:
         box = QGroupBox("What the model does (decides how INT8 is judged against FP32)")
@@ -196,10 +204,10 @@ class ModelPage(Page):
         self.summary.clear()
         same = self.state.model_path is not None and Path(path) == Path(self.state.model_path)
         kind = self.state.task.kind if same else "auto"  # a job's task choice survives its model's inspection
-        size = self.state.preprocess.size if same else None
+        size, layout = (self.state.preprocess.size, self.state.preprocess.layout) if same else (None, "auto")
         started = self.runner.start(
-            lambda progress, cancel: _inspect(path, kind, size), lambda found: self._inspected(path, *found), self._failed,
-            light=True,
+            lambda progress, cancel: _inspect(path, kind, size, layout), lambda found: self._inspected(path, *found),
+            self._failed, light=True,
         )
         if not started:
             self.path_label.setText("Busy: wait for the current job to finish.")
@@ -221,8 +229,8 @@ class ModelPage(Page):
         dynamic = ii is not None and ii.size is None
         self.size_row.setVisible(dynamic)
         self._fill_inputs(info)
-        for box, v in zip((self.height_box, self.width_box), self.state.preprocess.size or (0, 0)):
-            box.blockSignals(True)  # show the state's size (none for a newly opened model)
+        for box, v in zip((self.height_box, self.width_box), self.state.preprocess.size or info.input_size or (0, 0)):
+            box.blockSignals(True)  # the state's size, else the one the model runs at (the file's), else none yet
             box.setValue(v)
             box.blockSignals(False)
         self.size_source.setText(_size_words(info))
@@ -249,8 +257,8 @@ class ModelPage(Page):
             self.inputs_form.removeRow(0)
         self.input_edits = {}
         for t in info.extra_inputs:
-            edit = QLineEdit(", ".join(f"{v:g}" for v in self.state.inputs.get(t.name, ())))
-            edit.setPlaceholderText("value(s), comma-separated")
+            edit = QLineEdit(numbers_text(self.state.inputs.get(t.name, ())))
+            edit.setPlaceholderText("value(s): " + numbers_text((0.5, 1)))
             edit.setToolTip(f"What the model gets for {t.name} with every image: {input_hint(t)}")
             edit.textChanged.connect(lambda text, name=t.name: self._input_edited(name, text))
             self.inputs_form.addRow(f"{t.name} {t.shape_text} {t.dtype}", edit)
@@ -259,10 +267,7 @@ class ModelPage(Page):
         self._show_input_problem()
 
     def _input_edited(self, name: str, text: str) -> None:
-        try:
-            values = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
-        except ValueError:
-            values = ()
+        values = parse_numbers(text)  # the locale's decimal point, as the field shows it
         if values:
             self.state.inputs[name] = values
         else:
@@ -318,8 +323,8 @@ def _size_words(info: ModelInfo) -> str:
     return f"{run.source}; the model runs at it" if run.source != "chosen" else "the model runs at this size"
 
 
-def _inspect(path: Path, kind: str, size: tuple[int, int] | None = None) -> tuple[ModelInfo, TaskGuess]:
-    info = inspect_model(path, size=size)
+def _inspect(path: Path, kind: str, size: tuple[int, int] | None = None, layout: str = "auto") -> tuple[ModelInfo, TaskGuess]:
+    info = inspect_model(path, layout=layout, size=size)  # a job's layout and size, as the command line inspects them
     try:
         return info, detect_task(info, kind)
     except JobError:  # a job's task that does not fit this model: decide afresh

@@ -11,25 +11,22 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QMetaObject, Qt, Slot
-from PySide6.QtWidgets import (
-    QButtonGroup, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QRadioButton, QScrollArea, QSpinBox,
-    QTabWidget, QVBoxLayout, QWidget,
-)
+from PySide6.QtWidgets import QHBoxLayout, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from ...core.errors import JobError
 from ...core.model.modelinfo import inspect_model
 from ...core.context import resolve_spec
-from ...core.data.preprocess import INTERPOLATIONS, PRESETS, PreprocessSpec, matching_preset, preset, same_values, with_preset
+from ...core.data.preprocess import PreprocessSpec, matching_preset, preset, same_values, with_preset
 from ...core.data.preview import ResizeCache, build_preview, channel_names, target_range, warnings_for
 from ..equivalents_box import EquivalentsBox
 from ..image_browser import ImageBrowser
 from ..normcheck_view import NormCheckPanel, check_job
+from ..preprocess_form import CUSTOM, NormalizationBox, ResizeBox
 from ..preview_view import PreviewView
 from .page import Page
-from ..widgets import ChannelEdits, add_items, button, message_label
+from ..widgets import message_label
 
-CUSTOM = "custom"
-
+FORM_WIDTH = 420  # the form's column; the preview takes the rest
 
 
 class PreprocessPage(Page):
@@ -48,11 +45,13 @@ class PreprocessPage(Page):
         self.check_panel = NormCheckPanel(self.runner, lambda: check_job(self.state, self.resolved_spec(), self._images),
                                           self._apply_candidate)
 
+        self.normalization, self.resize = NormalizationBox(), ResizeBox()
+        self._connect_form()
         self.equivalents = EquivalentsBox()
         left = QWidget()
         ll = QVBoxLayout(left)
-        ll.addWidget(self._normalization_box())
-        ll.addWidget(self._resize_box())
+        ll.addWidget(self.normalization)
+        ll.addWidget(self.resize)
         ll.addWidget(self.equivalents)
         ll.addStretch(1)
         scroll = QScrollArea()
@@ -60,100 +59,31 @@ class PreprocessPage(Page):
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setFixedWidth(420)
+        scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # Tab goes to the fields; the area follows the focus
+        scroll.setFixedWidth(FORM_WIDTH)
+        self.form_scroll = scroll
         lay = QHBoxLayout(self)
         lay.addWidget(scroll)
         lay.addWidget(self._preview_tabs(), 1)
 
-    def _normalization_box(self) -> QGroupBox:
-        form_box = QGroupBox("Normalization: out = (pixel − mean) / std")
-        form = QFormLayout(form_box)
-        self.preset_combo = QComboBox()
-        add_items(self.preset_combo, ((name, name, desc) for name, (_, _, _, desc) in PRESETS.items()))
-        self.preset_combo.addItem(CUSTOM, CUSTOM)
-        self.preset_combo.setToolTip("Normalization presets; editing mean or std makes it custom")
+    def _connect_form(self) -> None:
+        """The form's widgets, as tests and the page reach them, and their edits."""
+        n, r = self.normalization, self.resize
+        self.preset_combo, self.file_note, self.pixel_units, self.unit_units = n.preset_combo, n.file_note, n.pixel_units, n.unit_units
+        self.mean_edit, self.std_edit, self.color_combo, self.layout_combo = n.mean_edit, n.std_edit, n.color_combo, n.layout_combo
+        self.resize_combo, self.shorter_box, self.pad_box = r.resize_combo, r.shorter_box, r.pad_box
+        self.interp_combo, self.size_label = r.interp_combo, r.size_label
         self.preset_combo.currentIndexChanged.connect(self._preset_chosen)
-        form.addRow("&Preset", self.preset_combo)
-        self.file_note = QLabel()
-        self.file_note.setWordWrap(True)
-        self.file_note.setStyleSheet("color: #2d6a2d")
-        self.use_file_button = button("Use the &file's preprocessing", "Set what the model's file states (its exporter's "
-                                      "normalization, channel order and resize)", self._use_file_preprocessing)
-        form.addRow(self.file_note)
-        form.addRow("", self.use_file_button)
-
-        units = QWidget()
-        ul = QHBoxLayout(units)
-        ul.setContentsMargins(0, 0, 0, 0)
-        self.pixel_units = QRadioButton("pixels 0..255")
-        self.unit_units = QRadioButton("0..1 (torchvision)")
-        self.pixel_units.setToolTip("Mean and std in pixel units, as RKNN's mean_values/std_values")
-        self.unit_units.setToolTip("Mean and std applied after x/255, as torchvision's Normalize")
-        self.pixel_units.setChecked(True)
-        group = QButtonGroup(self)
-        group.addButton(self.pixel_units)
-        group.addButton(self.unit_units)
-        self.unit_units.toggled.connect(self._units_toggled)
-        ul.addWidget(self.pixel_units)
-        ul.addWidget(self.unit_units)
-        form.addRow("Units", units)
-        self.mean_edit = ChannelEdits("mean")
-        self.std_edit = ChannelEdits("std")
+        self.file_note.use_requested.connect(self._use_file_preprocessing)
         self.mean_edit.edited.connect(self._values_edited)
         self.std_edit.edited.connect(self._values_edited)
-        form.addRow("&Mean", self.mean_edit)
-        form.addRow("&Std", self.std_edit)
-        self.color_combo = QComboBox()
-        self.color_combo.addItem("RGB", "rgb")
-        self.color_combo.addItem("BGR", "bgr")
-        self.color_combo.setToolTip("The channel order the model was trained with (Caffe and OpenCV pipelines use BGR)")
-        self.color_combo.currentIndexChanged.connect(self._edited)
-        form.addRow("&Channel order", self.color_combo)
-        self.layout_combo = QComboBox()
-        for text, value in (("detected", "auto"), ("NCHW", "nchw"), ("NHWC", "nhwc")):
-            self.layout_combo.addItem(text, value)
-        self.layout_combo.setToolTip("Where the channel axis is in the model's input; detected from its shape")
+        self.color_combo.currentIndexChanged.connect(self._color_chosen)
         self.layout_combo.currentIndexChanged.connect(self._layout_changed)
-        form.addRow("&Layout", self.layout_combo)
-        form.addRow("", button("Chec&k against the model…", "Run the model under every preset and channel order and "
-                                "rank them (the Normalization check tab)", self._start_check))
-
-        return form_box
-
-    def _resize_box(self) -> QGroupBox:
-        resize_box = QGroupBox("Resize")
-        rform = QFormLayout(resize_box)
-        self.resize_combo = QComboBox()
-        add_items(self.resize_combo, (
-            ("shorter side, then centre crop", "shorter", "Resize the shorter side, then crop the centre (torchvision's Resize+CenterCrop)"),
-            ("stretch to the input size", "stretch", "Resize to the input size, ignoring the aspect ratio"),
-            ("letterbox (keep aspect, pad)", "letterbox", "Fit inside the input size keeping the aspect ratio; pad the rest"),
-        ))
-        self.resize_combo.setToolTip("How images are brought to the model's input size")
-        self.resize_combo.currentIndexChanged.connect(self._edited)
-        rform.addRow("&Policy", self.resize_combo)
-        self.shorter_box = QSpinBox()
-        self.shorter_box.setRange(0, 8192)
-        self.shorter_box.setSpecialValueText("auto")
-        self.shorter_box.setToolTip("Shorter side before the crop; auto = input size × 256/224")
-        self.shorter_box.valueChanged.connect(self._edited)
-        rform.addRow("Shorter side", self.shorter_box)
-        self.pad_box = QSpinBox()
-        self.pad_box.setRange(0, 255)
-        self.pad_box.setToolTip("Letterbox fill, pixel value 0..255 (YOLO uses 114)")
-        self.pad_box.valueChanged.connect(self._edited)
-        rform.addRow("Pad value", self.pad_box)
-        self.interp_combo = QComboBox()
-        for name in INTERPOLATIONS:
-            self.interp_combo.addItem(name, name)
-        self.interp_combo.setToolTip("Resampling filter; bilinear matches torchvision and most training code")
-        self.interp_combo.currentIndexChanged.connect(self._edited)
-        rform.addRow("&Interpolation", self.interp_combo)
-        self.size_label = QLabel()
-        self.size_label.setWordWrap(True)
-        rform.addRow("Input size", self.size_label)
-
-        return resize_box
+        n.check_button.clicked.connect(self._start_check)
+        for w in (self.resize_combo, self.interp_combo):
+            w.currentIndexChanged.connect(self._edited)
+        for w in (self.shorter_box, self.pad_box):
+            w.valueChanged.connect(self._edited)
 
     def _preview_tabs(self) -> QTabWidget:
         self.browser = ImageBrowser(self.runner, self.settings)
@@ -259,15 +189,24 @@ class PreprocessPage(Page):
                 self._syncing = False
         self._edited()
 
-    def _units_toggled(self, unit_checked: bool) -> None:
-        for edit in (self.mean_edit, self.std_edit):
-            edit.set_unit(255.0 if unit_checked else 1.0)
+    def _color_chosen(self) -> None:
+        """Each colour keeps its mean and std (they are labelled by colour):
+        RGB to BGR reverses them, and the labels follow."""
+        if self._syncing:
+            return
+        spec, color = self.state.preprocess, self.color_combo.currentData()
+        if spec.color in ("rgb", "bgr") and color != spec.color:
+            self.state.preprocess = replace(spec, color=color, mean=spec.mean[::-1], std=spec.std[::-1])
+            self.state.preset_name = matching_preset(self.state.preprocess)
+            self.sync_from_state()
+        self._edited()
 
     def _layout_changed(self) -> None:
         if self._syncing or self.state.model_path is None:
             return
-        layout, path = self.layout_combo.currentData(), self.state.model_path
-        self.runner.start(lambda p, c: inspect_model(path, layout=layout), self._reinspected, self._reinspect_failed, light=True)
+        layout, path, size = self.layout_combo.currentData(), self.state.model_path, self.state.preprocess.size
+        self.runner.start(lambda p, c: inspect_model(path, layout=layout, size=size), self._reinspected,
+                          self._reinspect_failed, light=True)
 
     def _reinspected(self, info) -> None:
         self.state.info = info
@@ -315,23 +254,6 @@ class PreprocessPage(Page):
             self._complete = not self._complete
             self.completeChanged.emit()
 
-    def _update_file_note(self) -> None:
-        """What the model's file states about its preprocessing, and whether the page follows it."""
-        stated = self.state.file_preprocessing()
-        info = self.state.info
-        if stated is None:
-            self.file_note.hide()
-            self.use_file_button.hide()
-            return
-        p = self.state.preprocess
-        same = same_values(p.mean, stated.mean) and same_values(p.std, stated.std) and (p.color, p.resize, p.pad_value) == (
-            stated.color, stated.resize, stated.pad_value)
-        source = info.exporter.preprocessing.source
-        self.file_note.setText(("✓ As the file states: " if same else "The file states another: ") + source)
-        self.file_note.setStyleSheet("color: #2d6a2d" if same else "color: #7a4b00")
-        self.file_note.show()
-        self.use_file_button.setVisible(not same)
-
     def _use_file_preprocessing(self) -> None:
         stated = self.state.file_preprocessing()
         if stated is not None:
@@ -343,7 +265,7 @@ class PreprocessPage(Page):
     def _update_enabled(self) -> None:
         """Only what changed: every text set relays out and repaints its widget,
         which a keystroke in mean/std should not pay for."""
-        self._update_file_note()
+        self.file_note.show_state(self.state)
         policy = self.resize_combo.currentData()
         self.shorter_box.setEnabled(policy == "shorter")
         self.pad_box.setEnabled(policy == "letterbox")

@@ -17,7 +17,7 @@ from ...core.job import QuantOption, Recipe
 from ...core.notes import texts
 from ...core.report.html import render_html, sample_pngs
 from ...core.report.summary import headline_text, latency_line, run_summary, summary_rows, write_report
-from ...core.run import quantize
+from ...core.run import quantize_in_process
 from ...core.targets.registry import TARGETS
 from ...core.tasks.pictures import class_names
 from .. import dialogs
@@ -56,7 +56,7 @@ class ResultsPage(Page):
         self.keep_box.setValue(3)
         self.keep_box.setToolTip("How many of the worst layers (lowest SQNR) to keep in float32")
         self.rerun_button = button(
-            "Re-run with the worst layers in &float",
+            "Re-run with the worst layers in f&loat",
             "Quantize again with that many of the worst layers in float (uses the calibration cache)",
             self.rerun,
         )
@@ -64,8 +64,8 @@ class ResultsPage(Page):
         self.rerun_bar.setRange(0, 100)
         self.rerun_bar.hide()
         self.json_button = button("Export &JSON…", "The full report, as guiapp quantize --report writes it", self.export_json)
-        self.html_button = button("Export &HTML…", "A self-contained page with the charts embedded", self.export_html)
-        self.folder_button = button("Open output &folder", "Show the INT8 model in the file manager", self.open_folder)
+        self.html_button = button("Export HT&ML…", "A self-contained page with the charts embedded", self.export_html)
+        self.folder_button = button("Open output f&older", "Show the INT8 model in the file manager", self.open_folder)
         actions = QHBoxLayout()
         self.keep_label = QLabel("Keep")
         actions.addWidget(self.keep_label)
@@ -161,7 +161,7 @@ class ResultsPage(Page):
         self.rerun_bar.show()
         self.rerun_button.setEnabled(False)
         self.window_.set_busy(True)
-        self.runner.start(lambda p, c: quantize(job, p, c, overwrite=True), self._rerun_done, self._rerun_failed, self._rerun_progress)
+        self.runner.start(quantize_in_process(job, overwrite=True), self._rerun_done, self._rerun_failed, self._rerun_progress)
 
     def rerun(self) -> None:
         if self.window_.busy:
@@ -174,7 +174,7 @@ class ResultsPage(Page):
         self.rerun_button.setEnabled(False)
         self.window_.set_busy(True)
         # Replacing the output this run wrote is the point of a re-run.
-        self.runner.start(lambda p, c: quantize(job, p, c, overwrite=True), self._rerun_done, self._rerun_failed, self._rerun_progress)
+        self.runner.start(quantize_in_process(job, overwrite=True), self._rerun_done, self._rerun_failed, self._rerun_progress)
 
     def _rerun_progress(self, event) -> None:
         self.rerun_bar.setValue(int(event.fraction * 100))

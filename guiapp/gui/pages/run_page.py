@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
 
 from ...core.errors import Cancelled
 from ...core.notes import texts
-from ...core.run import quantize
+from ...core.run import quantize_in_process
 from ...core.progress import CALIBRATE, STAGES, TUNE, Eta, ProgressEvent, format_seconds
 from ...core.targets.registry import TARGETS
 from .. import dialogs
@@ -107,7 +107,7 @@ class RunPage(Page):
         self.log.appendPlainText(f"Quantizing {job.model.name} → {job.output} ({TARGETS[job.target.kind].title})")
         self._eta, self._stage = Eta(), None
         started = self.runner.start(
-            lambda progress, cancel: quantize(job, progress, cancel, overwrite=overwrite), self._finished, self._failed, self._progressed
+            quantize_in_process(job, overwrite), self._finished, self._failed, self._progressed
         )
         if not started:
             self.log.appendPlainText("Another job is still running; try again in a moment.")
