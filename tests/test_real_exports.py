@@ -15,7 +15,7 @@ import pytest
 from guiapp.cli import main
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job, TuningSettings
 from guiapp.core.model.modelinfo import inspect_model
-from guiapp.core.data.preprocess import PreprocessSpec, preset
+from guiapp.core.data.preprocess import PreprocessSpec
 from guiapp.core.run import quantize
 from guiapp.core.tasks import detect_task
 
@@ -24,6 +24,12 @@ EXPORTS = ROOT / "tests" / "exports"
 DETECTOR = ROOT / "resources" / "detector"
 DEMO = ROOT / "resources" / "demo"
 YOLO = EXPORTS / "yolov8n_shapes.onnx"
+
+
+def stated(name: str, **changes) -> PreprocessSpec:
+    """The preprocessing each export was trained with (tests/exports/exports.json)."""
+    spec = json.loads((EXPORTS / "exports.json").read_text())[name]["preprocess"]
+    return PreprocessSpec(**{**spec, "size": tuple(spec["size"]) if spec.get("size") else None, **changes})
 
 
 def test_the_ultralytics_export_is_read_from_its_metadata_and_a_run():
@@ -116,8 +122,7 @@ def test_the_dynamo_text_detector_is_a_map_at_the_chosen_size(tmp_path):
     assert "?" in info.outputs_text()[0]  # never the exporter's expression
     sized = inspect_model(model, size=(240, 320))
     assert sized.task_outputs[0].shape[1:] == (1, 60, 80) and detect_task(sized).kind == "dense"
-    spec = preset("imagenet", resize="stretch", size=(240, 320))
-    job = Job(model, tmp_path / "db.int8.onnx", spec, CalibrationSettings((EXPORTS / "text" / "calib",), max_images=40),
+    job = Job(model, tmp_path / "db.int8.onnx", stated("dbnet_text.onnx"), CalibrationSettings((EXPORTS / "text" / "calib",), max_images=40),
               evaluation=EvalSettings((EXPORTS / "text" / "eval" / "images",), max_images=30, latency_runs=5,
                                       per_layer_images=2, noise_images=20))
     r = quantize(job).report
@@ -128,10 +133,9 @@ def test_the_dynamo_text_detector_is_a_map_at_the_chosen_size(tmp_path):
 def test_the_torchscript_matte_net_with_a_symbolic_channel_is_a_map(tmp_path):
     model = EXPORTS / "unet_matte.onnx"
     assert detect_task(inspect_model(model)).kind == "generic"  # no size: nothing to run it at
-    info = inspect_model(model, size=(160, 160))
+    info = inspect_model(model, size=(192, 192))
     assert detect_task(info).kind == "dense"
-    spec = preset("imagenet", resize="letterbox", size=(160, 160))
-    job = Job(model, tmp_path / "m.int8.onnx", spec, CalibrationSettings((DETECTOR / "calib",), max_images=40),
+    job = Job(model, tmp_path / "m.int8.onnx", stated("unet_matte.onnx"), CalibrationSettings((DETECTOR / "calib",), max_images=40),
               evaluation=EvalSettings((DETECTOR / "eval" / "images",), max_images=30, latency_runs=5, per_layer_images=2,
                                       noise_images=10))
     r = quantize(job).report
@@ -139,14 +143,13 @@ def test_the_torchscript_matte_net_with_a_symbolic_channel_is_a_map(tmp_path):
 
 
 def test_the_vit_and_the_paddle_classifiers_keep_their_top1(tmp_path):
-    for name, spec in (("vit_tiny_shapes.onnx", preset("imagenet")), ("paddle_shapes_cls.onnx", None)):
+    for name in ("vit_tiny_shapes.onnx", "paddle_shapes_cls.onnx"):
         model = EXPORTS / name
         info = inspect_model(model)
         assert detect_task(info).kind == "classification"
-        if spec is None:
+        if name.startswith("paddle"):
             assert info.exporter.exporter.startswith("Paddle2ONNX")
-            spec = PreprocessSpec(**{k: v for k, v in json.loads((EXPORTS / "exports.json").read_text())[name]["preprocess"].items()})
-        job = Job(model, tmp_path / f"{name}.int8.onnx", spec, CalibrationSettings((DEMO / "calib",), max_images=60),
+        job = Job(model, tmp_path / f"{name}.int8.onnx", stated(name), CalibrationSettings((DEMO / "calib",), max_images=60),
                   evaluation=EvalSettings((DEMO / "eval",), labels_from="csv", labels_csv=DEMO / "labels.csv", max_images=120,
                                           latency_runs=5, per_layer_images=2))
         acc = quantize(job).report["accuracy"]
