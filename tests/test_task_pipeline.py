@@ -51,8 +51,9 @@ def test_yolo_head_is_protected_and_keeps_fp32_boxes(tmp_path, folders):
     assert "head_concat" in prot["nodes"] and "cls_sigmoid" in prot["nodes"]
     assert "ranges differ" in prot["reason"]
     assert r["agreement"] is None and r["accuracy"] is None  # top-1 means nothing for a detector
-    assert r["fidelity"]["headline"]["metric"] == "detection_f1" and not r["fidelity"]["headline"]["broken"]
-    assert any(row[0].startswith("Detection F1") for row in summary_rows(r))
+    head = r["fidelity"]["headline"]
+    assert head["metric"] == "detection_ap50_vs_fp32" and not head["broken"] and head["value"] >= 0.9
+    assert any(row[0].startswith("AP50 vs FP32") for row in summary_rows(r))
 
 
 def test_without_protection_the_scores_are_crushed_and_the_numbers_say_so(tmp_path, folders):
@@ -131,7 +132,7 @@ def test_broken_headline_becomes_a_warning(tmp_path, folders):
     r = quantize(job_for(model, *folders, protect_outputs=False)).report
     head = r["fidelity"]["headline"]
     assert head["broken"]
-    assert any(w.startswith("the INT8 model looks broken for its task: Detection F1 vs FP32") for w in texts(r["warnings"]))
+    assert any(w.startswith("the INT8 model looks broken for its task: AP50 vs FP32") for w in texts(r["warnings"]))
 
 
 def test_evaluation_folder_equal_to_calibration_holds_images_back_before_calibrating(tmp_path):

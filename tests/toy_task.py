@@ -40,6 +40,10 @@ class RegressionFidelity:
         self.a.append(np.asarray(next(iter(fp32.values())), np.float64).reshape(-1))
         self.b.append(np.asarray(next(iter(int8.values())), np.float64).reshape(-1))
 
+    def merge(self, other: "RegressionFidelity") -> None:
+        self.a.extend(other.a)
+        self.b.extend(other.b)
+
     def result(self) -> dict:
         a, b = np.concatenate(self.a), np.concatenate(self.b)
         spread = max(float(a.max() - a.min()), 1e-12)

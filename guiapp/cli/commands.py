@@ -3,6 +3,7 @@ in cli_exits.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 from .. import APP_NAME
 from . import normcheck
 from .exits import EXIT_CANCELLED, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, SigintCancels
-from .flags import input_values, job_from_args, labels_from_flag, model_from_flags, size_flag
+from .flags import executor_from_flags, input_values, job_from_args, labels_from_flag, model_from_flags, size_flag
 from .parser import build_parser
 from ..core.errors import Cancelled, StudioError, UserError
 from ..core.job import EvalSettings, Job
@@ -44,7 +45,7 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
-def _run_job(job: Job, overwrite: bool) -> dict:
+def _run_job(job: Job, overwrite: bool, executor=None) -> dict:
     from ..core.run import quantize
     from ..core.targets.registry import TARGETS
 
@@ -54,7 +55,7 @@ def _run_job(job: Job, overwrite: bool) -> dict:
     bar = ProgressBar()
     with SigintCancels() as cancel:
         try:
-            result = quantize(job, bar, cancel, overwrite=overwrite)
+            result = quantize(job, bar, cancel, overwrite=overwrite, executor=executor)
         finally:
             bar.close()
     for w in texts(result.report["warnings"]):
@@ -67,7 +68,7 @@ def cmd_quantize(args) -> int:
     job = job_from_args(args)
     if args.save_job:
         job.save(args.save_job)
-    report = _run_job(job, overwrite=args.force)
+    report = _run_job(job, overwrite=args.force, executor=executor_from_flags(args))
     if args.per_layer:
         print(per_layer_table(report["per_layer"]) + "\n")
     print(_headline(report) + format_table(summary_rows(report)))
@@ -107,6 +108,7 @@ def cmd_evaluate(args) -> int:
     from ..core.evaluate.compare import EvalPlan, evaluate_models, resolve_labels
     from ..core.model.feeds import make_feeds
     from ..core.model.modelinfo import inspect_model
+    from ..core.parallel import make_executor
     from ..core.tasks import EvalContext
 
     info, task_settings, task, spec = model_from_flags(args, args.fp32)
@@ -121,16 +123,17 @@ def cmd_evaluate(args) -> int:
     labels = resolve_labels(settings, files)
     context = EvalContext(task_settings.options_for(task.kind), labels, settings.class_offset, spec)
     plan = EvalPlan(files, task, context, feeds, {t.name: t.shape for t in info.outputs}, info.image_input.fixed_batch,
-                    settings.max_images, settings.latency_runs, args.seed)
+                    settings.max_images, settings.latency_runs, args.seed, noise_images=settings.noise_images)
     bar = ProgressBar()
-    with SigintCancels() as cancel:
+    with SigintCancels() as cancel, contextlib.closing(make_executor(executor_from_flags(args))) as pool:
         try:
-            ev = evaluate_models(args.fp32, args.int8, plan, bar, cancel)
+            ev = evaluate_models(args.fp32, args.int8, plan, bar, cancel, pool)
         finally:
             bar.close()
+    latency = ev["latency_ms"] or {}  # --latency-runs 0: not timed
     report = {
-        "fp32": {"path": str(args.fp32), "size_bytes": info.size_bytes, "latency_ms": ev["latency_ms"]["fp32"]},
-        "int8": {"path": str(args.int8), "size_bytes": int8_info.size_bytes, "latency_ms": ev["latency_ms"]["int8"]},
+        "fp32": {"path": str(args.fp32), "size_bytes": info.size_bytes, "latency_ms": latency.get("fp32")},
+        "int8": {"path": str(args.int8), "size_bytes": int8_info.size_bytes, "latency_ms": latency.get("int8")},
         **{k: ev[k] for k in ("task", "fidelity", "latency", "accuracy", "agreement", "outputs", "eval")},
         "warnings": [n.to_dict() for n in ev["warnings"] + broken_warning(ev["fidelity"]["headline"])],
         "preprocess": spec.to_dict(),
@@ -142,6 +145,26 @@ def cmd_evaluate(args) -> int:
     if args.report:
         write_report(report, args.report)
     return EXIT_OK
+
+
+def cmd_batch(args) -> int:
+    from ..core.batch import collect_jobs, run_batch, write_index
+    from ..core.parallel import make_executor
+
+    items = collect_jobs(args.jobs)
+    if not items:
+        raise UserError("no job files found.", "Give job files (.json, .qsjob) or folders that hold them.")
+    index = args.index or items[0].source.parent / "batch-index.json"
+    executor = make_executor(executor_from_flags(args))
+    try:
+        with SigintCancels() as cancel:
+            rows = run_batch(items, executor, cancel, args.force, on_line=lambda line: print(line, flush=True))
+    finally:
+        executor.close()
+    written = write_index(rows, index)
+    ok = sum(r["status"] == "ok" for r in rows)
+    print(f"{ok} of {len(rows)} jobs succeeded. Index: {written[0]} and {written[1]}")
+    return EXIT_OK if ok == len(rows) else EXIT_INTERNAL
 
 
 def cmd_demo(args) -> int:
@@ -157,7 +180,7 @@ def cmd_demo(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"inspect": cmd_inspect, "quantize": cmd_quantize, "evaluate": cmd_evaluate, "demo": cmd_demo,
+COMMANDS = {"inspect": cmd_inspect, "quantize": cmd_quantize, "evaluate": cmd_evaluate, "demo": cmd_demo, "batch": cmd_batch,
             "check-norm": normcheck.run}
 
 

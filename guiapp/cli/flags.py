@@ -102,6 +102,24 @@ def model_from_flags(args, model):
     return info, settings, task, resolve_spec(spec, info)
 
 
+def executor_from_flags(args):
+    """The executor the flags ask for: --ray, else --workers (1: this process), else a local pool (auto)."""
+    from ..core.parallel import ExecutorSpec
+
+    if getattr(args, "ray", None):
+        return ExecutorSpec("ray", threads=args.threads, address=None if args.ray == "local" else args.ray)
+    workers = getattr(args, "workers", None)
+    if workers in (None, "auto"):
+        return ExecutorSpec("local", threads=args.threads)
+    try:
+        n = int(workers)
+    except ValueError:
+        raise JobError("--workers", f"expected a number or auto, got {workers!r}", "e.g. --workers 2") from None
+    if n < 1:
+        raise JobError("--workers", f"must be at least 1, got {n}")
+    return ExecutorSpec("serial") if n == 1 else ExecutorSpec("local", workers=n, threads=args.threads)
+
+
 def labels_from_flag(args) -> dict:
     if not args.labels:
         return {}

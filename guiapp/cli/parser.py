@@ -55,8 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_flags(p, prefix=False)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", type=Path, metavar="R.json")
+    executor_flags(p)
 
     normcheck.add_parser(sub, _preprocess_flags)
+
+    p = sub.add_parser("batch", help="quantize many models: one job file each (or a folder of them), on every core or a Ray cluster",
+                       description="Run every job (a failing one never stops the others), then time each model alone. "
+                                   "Exit 0 only when every job succeeded.")
+    p.add_argument("jobs", type=Path, nargs="+", metavar="JOB.json|DIR", help="job files, or folders of them")
+    p.add_argument("--index", type=Path, metavar="INDEX.json",
+                   help="where to write the index (JSON, and an HTML table beside it; default: batch-index.json beside the first job)")
+    p.add_argument("--force", action="store_true", help="replace existing outputs")
+    executor_flags(p)
 
     p = sub.add_parser("demo", help="quantize the bundled demo model end to end")
     p.add_argument("--out-dir", type=Path, metavar="DIR", help="where to write the demo's outputs (default: a new temp folder)")
@@ -73,6 +83,7 @@ def _quantize_parser(sub) -> None:
     _eval_flags(p)
     _target_flags(p)
     _file_flags(p)
+    executor_flags(p)
 
 
 def _quantization_flags(p: argparse.ArgumentParser) -> None:
@@ -139,6 +150,15 @@ def _file_flags(p: argparse.ArgumentParser) -> None:
     cache.add_argument("--no-cache", action="store_true", help="neither read nor write a calibration cache")
     g.add_argument("--job", type=Path, metavar="JOB.json", help="read settings from a job file (flags override it)")
     g.add_argument("--save-job", type=Path, metavar="JOB.json", help="save the settings as a job file")
+
+
+def executor_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("workers")
+    g.add_argument("--workers", metavar="N|auto", help="worker processes on this machine (default auto: cores / threads per "
+                                                     "worker; 1 runs everything in this process)")
+    g.add_argument("--threads", type=int, metavar="T", help="ONNX Runtime threads per worker (default: cores / workers)")
+    g.add_argument("--ray", metavar="auto|ADDRESS", help="run the work as Ray tasks: 'auto' joins the cluster `ray start --head` "
+                                                       "made, ADDRESS another one (pip install 'guiapp[ray]')")
 
 
 def _eval_flags(p: argparse.ArgumentParser, prefix: bool = True) -> None:

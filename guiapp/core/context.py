@@ -29,6 +29,7 @@ from .job import Job
 from .model.feeds import Feeds, make_feeds
 from .model.modelinfo import ModelInfo, inspect_model
 from .notes import Note
+from .parallel import ExecutorSpec, make_executor
 from .progress import PREPARE, CancelToken, ProgressEvent, ProgressFn, no_progress
 from .report.document import RunFacts
 from .tasks import EvalContext, TaskGuess, detect_task
@@ -58,6 +59,16 @@ class RunContext:
     norm_check: QuietCheck | None = None
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, for the report
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)  # how independent work (trials, evaluation shards) is spread
+
+    @contextlib.contextmanager
+    def pool(self) -> Iterator:
+        """The run's executor, its workers started on first use and ended with the block."""
+        executor = make_executor(self.executor)
+        try:
+            yield executor
+        finally:
+            executor.close()
 
     @contextlib.contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -137,7 +148,8 @@ def check_outputs(job: Job, overwrite: bool, suffix: str) -> None:
 
 @contextlib.contextmanager
 def open_context(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None = None, overwrite: bool = False,
-                 suffix: str = ".onnx", precheck: Callable[[Job, ModelInfo], None] | None = None) -> Iterator[RunContext]:
+                 suffix: str = ".onnx", precheck: Callable[[Job, ModelInfo], None] | None = None,
+                 executor: ExecutorSpec | None = None) -> Iterator[RunContext]:
     """Check ``job`` and yield its RunContext; the temporary folder goes when
     the block ends. ``precheck`` is the target's own check of the job against
     the model, run before any work."""
@@ -165,7 +177,7 @@ def open_context(job: Job, progress: ProgressFn = no_progress, cancel: CancelTok
     labels = resolve_labels(job.evaluation, candidates)
     with tempfile.TemporaryDirectory(prefix="guiapp-") as tmpdir:
         yield RunContext(job, info, task, feeds, spec, calib_files, labels, Path(tmpdir), progress, cancel,
-                         tuple(notes), check, started)
+                         tuple(notes), check, started, executor=executor or ExecutorSpec())
 
 
 def hold_back_for_evaluation(job: Job, calib_files: list[Path]) -> tuple[list[Path], int]:

@@ -14,22 +14,24 @@ from typing import Any
 from .context import QuantResult, check_outputs, open_context
 from .errors import JobError
 from .job import Job, read_job_file
+from .parallel import ExecutorSpec
 from .parallel.process_job import ProcessJob
 from .progress import CancelToken, ProgressFn, no_progress
 from .targets.registry import TARGETS, option_types
 
 
 def quantize(job: Job, progress: ProgressFn = no_progress, cancel: CancelToken | None = None,
-             overwrite: bool = False) -> QuantResult:
+             overwrite: bool = False, executor: ExecutorSpec | None = None) -> QuantResult:
     """Run ``job`` end to end. Raises UserError subclasses or Cancelled.
-    An existing output is replaced only with ``overwrite``."""
+    An existing output is replaced only with ``overwrite``; ``executor``
+    spreads independent work (the search's trials; default: a local pool)."""
     target = TARGETS[job.target.kind]
     check_outputs(job, overwrite, target.suffix)  # a misnamed output first: the cheapest mistake to fix
     refused = target.refuses(job)
     if refused:
         raise JobError(f"target.{target.kind}", refused)
     target.require(job.target)
-    with open_context(job, progress, cancel, overwrite, target.suffix, target.check) as ctx:
+    with open_context(job, progress, cancel, overwrite, target.suffix, target.check, executor) as ctx:
         return target.run(ctx)
 
 

@@ -65,11 +65,13 @@ OnResult = Callable[[int, Any], None]
 class Executor(Protocol):
     workers: int
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], cancel, on_result: OnResult | None = None) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], cancel, on_result: OnResult | None = None,
+            catch: bool = False) -> list[Any]:
         """``[fn(item) ...]`` in order; an item whose worker died is retried
         once, then is a :class:`Failed`; an exception raised by ``fn`` is
-        re-raised in the caller (a user error stays a user error). Raises
-        Cancelled within about a second of ``cancel``."""
+        re-raised in the caller (a user error stays a user error), or with
+        ``catch`` becomes that item's :class:`Failed`. Raises Cancelled within
+        about a second of ``cancel``."""
 
     def close(self) -> None:
         """End the workers."""

@@ -91,7 +91,8 @@ class LocalExecutor:
         while len(self._pool) < n:
             self._pool.append(_Worker(self._ctx, self.threads))
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], cancel, on_result: OnResult | None = None) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], cancel, on_result: OnResult | None = None,
+            catch: bool = False) -> list[Any]:
         if not items:
             return []
         self._grow(min(self.workers, len(items)))
@@ -111,13 +112,14 @@ class LocalExecutor:
                 ready = connection.wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], POLL_S)
                 for w in busy:
                     if w.conn in ready or w.proc.sentinel in ready:
-                        self._collect(w, results, done, pending, tries, on_result)
+                        self._collect(w, (results, done, pending, tries), on_result, catch)
         except BaseException:
             self.close()
             raise
         return results
 
-    def _collect(self, w: _Worker, results, done, pending, tries, on_result) -> None:
+    def _collect(self, w: _Worker, books: tuple, on_result, catch: bool) -> None:
+        results, done, pending, tries = books
         index = w.index
         try:
             got_index, ok, payload = w.conn.recv()
@@ -136,7 +138,9 @@ class LocalExecutor:
             return
         w.index = None
         if not ok:
-            raise payload
+            if not catch or isinstance(payload, Cancelled):
+                raise payload
+            payload = Failed(str(payload), payload)
         results[got_index], done[got_index] = payload, True
         if on_result is not None:
             on_result(got_index, payload)

@@ -47,7 +47,8 @@ class RayExecutor:
         self.workers = max(1, cpus // self.threads)
         self._remote = ray.remote(num_cpus=self.threads, max_retries=1)(_call)
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], cancel, on_result: OnResult | None = None) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], cancel, on_result: OnResult | None = None,
+            catch: bool = False) -> list[Any]:
         ray = self.ray
         refs = [self._remote.remote(fn, item, self.threads) for item in items]
         index = {ref: i for i, ref in enumerate(refs)}
@@ -66,7 +67,10 @@ class RayExecutor:
                 except ray.exceptions.WorkerCrashedError as exc:
                     results[i] = Failed(f"its worker died, twice ({type(exc).__name__})")
                 except ray.exceptions.RayTaskError as exc:
-                    raise exc.as_instanceof_cause() from None
+                    cause = exc.as_instanceof_cause()
+                    if not catch:
+                        raise cause from None
+                    results[i] = Failed(str(cause), cause)
                 if on_result is not None:
                     on_result(i, results[i])
         return results

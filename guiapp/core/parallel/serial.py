@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from .base import OnResult
+from ..errors import Cancelled
+from .base import Failed, OnResult
 
 
 class SerialExecutor:
     workers = 1
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], cancel, on_result: OnResult | None = None) -> list[Any]:
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], cancel, on_result: OnResult | None = None,
+            catch: bool = False) -> list[Any]:
         out = []
         for i, item in enumerate(items):
             cancel.check()
-            result = fn(item)
+            try:
+                result = fn(item)
+            except Cancelled:
+                raise
+            except Exception as exc:  # noqa: BLE001 - with catch, the item's failure
+                if not catch:
+                    raise
+                result = Failed(str(exc), exc)
             out.append(result)
             if on_result is not None:
                 on_result(i, result)

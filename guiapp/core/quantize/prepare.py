@@ -75,9 +75,14 @@ def prepare(model_path: Path, opset: int, tmp: Path, progress: ProgressFn, cance
 def build(prepared: Prepared, ranges: dict, settings, out: Path) -> None:
     """ONNX Runtime writes the INT8 graph from our ranges (Concat inputs tied
     to their Concat's range when the settings say so)."""
-    ranges = shared_ranges(prepared.model, ranges, settings)
+    quantize_file(prepared.path, shared_ranges(prepared.model, ranges, settings), settings, out)
+
+
+def quantize_file(model: Path, ranges: dict, settings, out: Path) -> None:
+    """ONNX Runtime's quantizer on ``model`` with these final ranges; its
+    failures become a ModelError in words."""
     try:
-        quantize_with_ranges(prepared.path, out, ranges, settings, out.parent)
+        quantize_with_ranges(model, out, ranges, settings, out.parent)
     except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelError(

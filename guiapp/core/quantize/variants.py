@@ -23,10 +23,27 @@ from ..job import QuantSettings, Recipe
 from ..progress import CancelToken, ProgressFn, no_progress
 from .biascorr import apply_shifts, bias_shifts
 from .equalize import equalized
-from .prepare import Prepared, build
+from .outputform import shared_ranges
+from .prepare import Prepared, build, quantize_file
 
 BIAS_IMAGES = 128  # calibration images for the channel statistics of equalization and bias correction
 KEEP_CORRECTED = 4  # bias-corrected graphs kept at once (each is a copy of the model)
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """One INT8 model to write, as plain data a worker process can run:
+    the FP32 graph's file, the final ranges (Concat sharing applied), the
+    quantizer's settings, the output file."""
+
+    model: Path
+    ranges: dict
+    settings: QuantSettings
+    out: Path
+
+    def __call__(self) -> Path:
+        quantize_file(self.model, self.ranges, self.settings, self.out)
+        return self.out
 
 
 @dataclass
@@ -134,3 +151,10 @@ class VariantBuilder:
         v = self.variant(r, cancel)
         build(v.prepared, self.ranges(v, r), self.settings_for(r), out)
         return v
+
+    def build_job(self, r: Recipe, out: Path, cancel: CancelToken) -> BuildJob:
+        """``r``'s model as a job for a worker: the graph it needs is made
+        here (equalized, bias-corrected), the quantizer runs there."""
+        v = self.variant(r, cancel)
+        settings = self.settings_for(r)
+        return BuildJob(v.prepared.path, shared_ranges(v.prepared.model, self.ranges(v, r), settings), settings, out)

@@ -89,7 +89,8 @@ def build_qdq(ctx: RunContext, quant: QuantSettings | None = None) -> OrtBuild:
     with ctx.timed("evaluate"):
         cancel.check()
         fixed = ctx.fixed_batch or (1 if chosen.settings.batch_one else None)
-        ev = evaluate_models(job.model, final, ctx.eval_plan(eval_files, fixed), progress, cancel)
+        with ctx.pool() as pool:  # many images: split across its workers (latency is then timed alone)
+            ev = evaluate_models(job.model, final, ctx.eval_plan(eval_files, fixed), progress, cancel, pool)
         ev["eval"].update({"source": source, "excluded_calibration_overlap": excluded})
     sections = _sections(ctx, chosen, cal, protections, per_layer, tuning, form_notes)
     return OrtBuild(final, ev, sections, notes, cal, eval_files, cancel)
@@ -164,7 +165,8 @@ def _searched(ctx: RunContext, builder: VariantBuilder, q: QuantSettings, eval_f
     fixed = frozenset(q.exclude_nodes) | frozenset(builder.protected)
     # The search keeps FP32's outputs once: no noise floor per trial (the final evaluation measures it).
     plan = replace(ctx.eval_plan(eval_files), noise_images=0)
-    tuned = tune(ctx.job, builder, plan, fixed, ctx.tmp, ctx.progress, ctx.cancel)
+    with ctx.pool() as executor:
+        tuned = tune(ctx.job, builder, plan, fixed, ctx.tmp, ctx.progress, ctx.cancel, executor)
     r = tuned.trial.recipe
     settings = replace(q, per_channel=r.per_channel, equalize=r.equalize, bias_correction=r.bias_correction,
                        exclude_nodes=tuple(dict.fromkeys((*q.exclude_nodes, *builder.protected, *r.float_nodes))))

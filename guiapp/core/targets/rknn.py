@@ -21,6 +21,7 @@ from ..context import QuantResult, RunContext
 from ..data.preprocess import PreprocessSpec, normalize
 from ..errors import ModelError
 from ..evaluate.compare import Runners, compare_outputs, no_label_fits
+from ..evaluate.comparison import noise_places
 from ..evaluate.sessions import make_session
 from ..fields import check_choice
 from ..job import Job, QuantOption
@@ -219,7 +220,8 @@ def _compare(ctx: RunContext, pixels: EvalPixels, result: dict) -> dict:
         return [g.reshape(want) if g.size == int(np.prod(want)) else g for g, want in zip(got, shapes)]
 
     plan = ctx.eval_plan(used)
-    ev = compare_outputs(Runners(run_fp32, run_int8, names), plan, batches(), n, ctx.progress, ctx.cancel)
+    ev = compare_outputs(Runners(run_fp32, run_int8, names), plan, batches(), n, ctx.progress, ctx.cancel,
+                         noisy=noise_places(used, plan))
     ev["warnings"] = list(ev.pop("shape_warnings")) + no_label_fits(plan, ev)
     return ev
 

@@ -56,7 +56,16 @@ class Fidelity(Protocol):
 
     def add(self, paths: list[Path], fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray]) -> None: ...
 
+    def merge(self, other: "Fidelity") -> None:
+        """Add ``other``, made on the images after these (an evaluation split
+        across workers): the result is the one a single pass gives."""
+
     def result(self) -> dict: ...
+
+
+def keep_samples(mine: list, theirs: list, limit: int) -> None:
+    """A merge's pictures: the first ``limit`` of both, in order."""
+    mine.extend(theirs[: max(0, limit - len(mine))])
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,19 @@ class Detections:
         }
 
 
+FAR = 1e7  # beyond any image coordinate (pixels or 0..1)
+
+
+def held(boxes: np.ndarray) -> np.ndarray:
+    """``boxes`` as float64 held to +-FAR, NaN as 0: a model fed far off its
+    training range can decode boxes to 1e16 or inf (exp of a large offset),
+    and sums of those are not finite."""
+    return np.clip(np.nan_to_num(np.asarray(boxes, np.float64), nan=0.0, posinf=FAR, neginf=-FAR), -FAR, FAR)
+
+
 def to_xyxy(boxes: np.ndarray, fmt: str) -> np.ndarray:
     """Convert [K, 4] boxes from ``fmt`` (xyxy, cxcywh, xywh) to x1, y1, x2, y2."""
-    b = np.asarray(boxes, dtype=np.float64)
+    b = held(boxes)
     if fmt == "xyxy":
         return b
     if fmt == "cxcywh":
@@ -52,6 +62,7 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box of ``a`` [K, 4] with every box of ``b`` [M, 4]: [K, M]."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
+    a, b = held(a), held(b)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     wh = np.clip(rb - lt, 0, None)
@@ -65,6 +76,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float, 
     order = np.argsort(-scores, kind="stable")
     if len(order) == 0:
         return order
+    boxes = held(boxes)
     # Class-aware in one pass: boxes of different classes never overlap after the shift.
     span = float(np.max(np.abs(boxes))) * 2 + 1 if len(boxes) else 1.0
     shifted = boxes + (classes.astype(np.float64) * span)[:, None]

@@ -198,11 +198,14 @@ def _size_format(layout: CenterNetLayout, hm: np.ndarray, size: np.ndarray, inpu
 
 
 def local_maxima(heat: np.ndarray) -> np.ndarray:
-    """[C, H, W] -> bool: cells that equal the maximum of their 3x3 neighbourhood."""
+    """[C, H, W] -> bool: cells that equal the maximum of their 3x3 neighbourhood (one per flat top)."""
     c, h, w = heat.shape
     padded = np.pad(heat, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
     around = np.max([padded[:, dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
-    return heat >= around
+    # A flat top (neighbours tied, common in an INT8 heatmap) is one peak, not several:
+    # its first cell in reading order (no tied neighbour above or to the left).
+    earlier = np.max([padded[:, dy:dy + h, dx:dx + w] for dy, dx in ((0, 0), (0, 1), (0, 2), (1, 0))], axis=0)
+    return (heat >= around) & (heat > earlier)
 
 
 def _heat(layout: CenterNetLayout, outputs: dict[str, np.ndarray]) -> np.ndarray:

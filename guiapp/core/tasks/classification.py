@@ -9,7 +9,7 @@ import numpy as np
 
 from ..model.modelinfo import ModelInfo
 from .base import (
-    Bar, Chart, EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, entropy, headline, looks_like_probabilities, one_score,
+    Bar, Chart, EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, entropy, keep_samples, headline, looks_like_probabilities, one_score,
     softmax, standardized, weighted_mean,
 )
 
@@ -61,6 +61,15 @@ class ClassificationFidelity:
             for k in (1, 5):
                 self.hits[key][k] += topk_hits(out[idx], y, k, self.ctx.class_offset)
         self.labeled += len(idx)
+
+    def merge(self, other: "ClassificationFidelity") -> None:
+        self.agree += other.agree
+        self.seen += other.seen
+        self.labeled += other.labeled
+        for key, hits in other.hits.items():
+            for k, v in hits.items():
+                self.hits[key][k] += v
+        keep_samples(self.samples, other.samples, self.ctx.samples)
 
     def accuracy(self) -> dict | None:
         if not self.labeled:

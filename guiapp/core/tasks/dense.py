@@ -12,7 +12,7 @@ import numpy as np
 
 from ..model.modelinfo import ModelInfo
 from .base import (
-    Bar, Chart, EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, channel_groups, entropy, headline, one_score,
+    Bar, Chart, EvalContext, Judgement, PlausibilityInput, Task, TaskGuess, channel_groups, entropy, headline, keep_samples, one_score,
     softmax, standardized, weighted_mean,
 )
 from .dense_view import PICTURES
@@ -119,6 +119,20 @@ class DenseFidelity:
             show = (lambda m: m[i, 0]) if a.shape[1] == 1 else (lambda m: m[i].argmax(0).astype(np.float64))
             self.samples.append({"file": str(p), "fp32": show(a).astype(np.float32), "int8": show(b).astype(np.float32),
                                  "classes": int(a.shape[1])})
+
+    def merge(self, other: "DenseFidelity") -> None:
+        # The threshold a map is cut at is drawn from its first batch (probabilities
+        # or logits): a property of the model, the same in every shard.
+        self.threshold = self.threshold if self.threshold is not None else other.threshold
+        for c in other.union:
+            self.inter[c] = self.inter.get(c, 0.0) + other.inter[c]
+            self.union[c] = self.union.get(c, 0.0) + other.union[c]
+        self.agree += other.agree
+        self.pixels += other.pixels
+        self.abs_err += other.abs_err
+        self.stats.merge(other.stats)
+        self.channels = self.channels or other.channels
+        keep_samples(self.samples, other.samples, self.ctx.samples)
 
     def result(self) -> dict:
         ious = {c: self.inter[c] / self.union[c] for c in self.union if self.union[c] > 0}

@@ -16,12 +16,12 @@ from ..data.preprocess import placement
 from ..errors import JobError
 from ..fields import check_choice
 from ..model.modelinfo import ModelInfo
-from .base import EvalContext, Task, TaskGuess, headline
+from .base import EvalContext, Task, TaskGuess, headline, keep_samples
 from .boxes import Detections, average_precision, match
 from .cocomap import coco_map
 from .detection_check import plausibility
 from .detection_decode import boxes_look_normalized, decode_with_keypoints, resolve
-from .detection_layout import BOX_FORMATS, DetectionLayout, guess as guess_layout
+from .detection_layout import BOX_FORMATS, YOLO_KINDS, DetectionLayout, guess as guess_layout
 from .detection_view import PICTURES, chart, summary_rows
 from .keypoints import VISIBLE, KeypointErrors
 from .yolo_heads import hints_from
@@ -61,7 +61,7 @@ def groups(g: TaskGuess, name: str, shape: tuple) -> list[tuple[str, int, slice]
     """A YOLO tensor's box rows, objectness, score rows and keypoint or mask
     coefficient rows apart: the scores are what a single whole-tensor SQNR hides."""
     lay = g.detail
-    if lay is None or lay.kind not in ("yolo", "yolo_pose", "yolo_seg") or name != lay.scores[0] or len(shape) != 3:
+    if lay is None or lay.kind not in YOLO_KINDS or name != lay.scores[0] or len(shape) != 3:
         return []
     axis = 1 if lay.channels_first else 2
     k = shape[axis]
@@ -150,6 +150,28 @@ class DetectionFidelity:
             # FP32's confident boxes are the truth INT8's ranked boxes are scored against.
             self.vs_fp32.append((got_all, (r.boxes, r.classes)))
             self._add_truth(p, ref_all, got_all)
+
+    def merge(self, other: "DetectionFidelity") -> None:
+        """Add ``other``, made on the images after these (an evaluation split across workers)."""
+        # How boxes read (format, normalized) is drawn from the first batch's values: a property
+        # of the model, the same in every part; the first part's decision stands.
+        if not self.resolved and other.resolved:
+            self.layout, self.resolved, self.normalized = other.layout, True, other.normalized
+        self.n_ref += other.n_ref
+        self.n_got += other.n_got
+        self.matched += other.matched
+        self.images += other.images
+        self.same_count += other.same_count
+        self.abs_err.extend(other.abs_err)
+        self.pairs.extend(other.pairs[: max(0, MAX_SCORE_PAIRS - len(self.pairs))])
+        self.per_image.extend(other.per_image[: max(0, MAX_PER_IMAGE - len(self.per_image))])
+        keep_samples(self.samples, other.samples, 4 * self.ctx.samples)
+        for key in self.ap_dets:
+            self.ap_dets[key].extend(other.ap_dets[key])
+        self.ap_truth.extend(other.ap_truth)
+        self.vs_fp32.extend(other.vs_fp32)
+        if self.keypoint_errors is not None and other.keypoint_errors is not None:
+            self.keypoint_errors.merge(other.keypoint_errors)
 
     def _add_truth(self, path: Path, ref: Detections, got: Detections) -> None:
         """With box labels: both models' ranked boxes against them (mAP)."""

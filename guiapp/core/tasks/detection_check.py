@@ -15,6 +15,13 @@ CONFIDENT = 0.5  # the check judges detections from this score on (or the user's
 # The backed share tells inputs far off the training range (near 0) from sane
 # ones (0.6..1 on real photos), not sane ones apart: only a halving is clear.
 CLEAR_GAP = 0.5
+# A detector on a photo is confident at a few anchors (under 1% for the Ultralytics
+# export in tests/exports with its own preprocessing, 0.5% to 0.8% with other sane
+# ones); fed 0..255 where it expects 0..1, 27% of them fire. Beyond this share an
+# image's score is scaled down by FLOOD / share (a dense crowd stays under it),
+# when over FLOOD_ANCHORS fire (a handful of anchors is no flood, whatever their share).
+FLOOD = 0.10
+FLOOD_ANCHORS = 50
 
 
 class ConfidentBoxes:
@@ -38,14 +45,26 @@ def _backed(boxes: np.ndarray, scores: np.ndarray, det: Detections, threshold: f
     return (iou_matrix(det.boxes, over) >= SUPPORT_IOU).sum(1) >= SUPPORT
 
 
+def _image_score(boxes: np.ndarray, scores: np.ndarray, det: Detections, threshold: float) -> tuple[float, float]:
+    """(score, share of anchors over the threshold) of one image: the backed
+    share of its detections, scaled down when anchors fire in a flood."""
+    over = int(np.sum(scores.max(1) > threshold)) if scores.size else 0
+    fired = over / max(1, len(scores))
+    if not len(det):
+        return np.nan, fired
+    backed = float(np.mean(_backed(boxes, scores, det, threshold)))
+    return backed * FLOOD / fired if fired > FLOOD and over > FLOOD_ANCHORS else backed, fired
+
+
 def plausibility(guess: TaskGuess, inp: PlausibilityInput) -> Judgement:
     """The share of confident detections that several neighbouring anchors
     back, over the images with any: a real object lights up a cluster of
     anchors whose boxes agree; inputs far off the training range light up
-    isolated single anchors, or nothing (score 0). Deliberately blind to how
-    high the scores are: a larger input makes a detector more confident
-    without making it more right. Boxes that cannot be decoded: the best
-    score per image (which does favour larger inputs)."""
+    isolated single anchors, or nothing (score 0), or a flood of confident
+    anchors (scaled down beyond ``FLOOD``). Deliberately blind to how high
+    the scores are: a larger input makes a detector more confident without
+    making it more right. Boxes that cannot be decoded: the best score per
+    image (which does favour larger inputs)."""
     assert guess.detail is not None
     s = inp.options  # DetectionOptions
     threshold = max(s.score_threshold, CONFIDENT)
@@ -54,19 +73,23 @@ def plausibility(guess: TaskGuess, inp: PlausibilityInput) -> Judgement:
     boxes, scores = anchor_predictions(layout, inp.outputs)
     n = len(dets)
     found = sum(len(d) for d in dets)
+    fired = None
     if boxes is None:
         values = np.array([float(d.scores.max()) if len(d) else 0.0 for d in dets])
         backed = None
     else:
-        shares = [float(np.mean(_backed(boxes[i], scores[i], d, threshold))) if len(d) else np.nan for i, d in enumerate(dets)]
-        values = np.array(shares)
-        backed = int(sum(round(v * len(d)) for v, d in zip(shares, dets) if len(d)))
+        values, fired_each = (np.array(v) for v in zip(*(_image_score(boxes[i], scores[i], d, threshold)
+                                                          for i, d in enumerate(dets))))
+        backed = int(sum(int(_backed(boxes[i], scores[i], d, threshold).sum()) for i, d in enumerate(dets) if len(d)))
+        fired = float(np.mean(fired_each))
     with_dets = int(sum(1 for d in dets if len(d)))
     evidence = {"detections": found, "backed_detections": backed, "images_with_detections": with_dets, "images": n,
-                "score_threshold": threshold}
+                "score_threshold": threshold, "anchors_over_threshold": fired}
     words = f"{found} detection{'s' if found != 1 else ''} over {threshold:g} in {with_dets} of {n} images"
     if backed is not None and found:
         words += f", {backed} of them ({backed / found:.0%}) backed by {SUPPORT}+ neighbouring anchors"
+    if fired is not None and fired > FLOOD:
+        words += f"; {fired:.0%} of all anchors over {threshold:g} (a flood: a photo lights up a few)"
 
     def score_of(w: np.ndarray) -> np.ndarray:
         return weighted_mean(w, values)

@@ -25,6 +25,12 @@ class ErrorStats:
         den = np.linalg.norm(r, axis=1) * np.linalg.norm(g, axis=1)
         self.cosines.extend(np.where(den > 0, num / np.maximum(den, 1e-300), 1.0).tolist())
 
+    def merge(self, other: "ErrorStats") -> None:
+        """Add ``other``, accumulated on the images after these."""
+        self.signal += other.signal
+        self.noise += other.noise
+        self.cosines.extend(other.cosines)
+
     @property
     def sqnr_db(self) -> float | None:
         return sqnr_db(self.signal, self.noise)

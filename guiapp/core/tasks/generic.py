@@ -33,6 +33,10 @@ class GenericFidelity:
             if np.asarray(a).dtype.kind == "f":
                 self.stats.setdefault(n, ErrorStats()).add(np.asarray(a), np.asarray(int8[n]))
 
+    def merge(self, other: "GenericFidelity") -> None:
+        for n, st in other.stats.items():
+            self.stats.setdefault(n, ErrorStats()).merge(st)
+
     def result(self) -> dict:
         values = [(s.sqnr_db, n) for n, s in self.stats.items() if s.sqnr_db is not None]
         worst = min(values) if values else (None, None)

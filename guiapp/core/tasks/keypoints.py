@@ -87,6 +87,11 @@ class KeypointErrors:
         self.sides.append(s.astype(np.float32))
         return pairs
 
+    def merge(self, other: "KeypointErrors") -> None:
+        self.dist.extend(other.dist)
+        self.sides.extend(other.sides)
+        self.pairs += other.pairs
+
     def result(self) -> KeypointError:
         d = np.concatenate(self.dist) if self.dist else np.zeros(0)
         s = np.concatenate(self.sides) if self.sides else np.zeros(0)

@@ -64,6 +64,36 @@ class EvalSet:
                 yield self.paths[sl], batch, sl
 
 
+_LOADED: dict[str, "EvalSet"] = {}
+
+
+def save_evalset(evalset: EvalSet, folder: Path) -> Path:
+    """The evaluation set as files a worker process reads (memory-mapped):
+    each worker decodes nothing and runs no FP32 model."""
+    import pickle
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "pixels.npy", evalset.pixels)
+    for i, n in enumerate(evalset.names):
+        np.save(folder / f"fp32_{i}.npy", np.asarray(evalset.fp32[n]))
+    meta = {k: getattr(evalset, k) for k in ("paths", "spec", "feeds", "names", "declared", "batch", "skipped")}
+    (folder / "meta.pkl").write_bytes(pickle.dumps(meta))
+    return folder
+
+
+def load_evalset(folder: Path) -> EvalSet:
+    """What :func:`save_evalset` wrote, memory-mapped; loaded once per process."""
+    import pickle
+
+    key = str(folder)
+    if key not in _LOADED:
+        meta = pickle.loads((Path(folder) / "meta.pkl").read_bytes())
+        fp32 = {n: np.load(Path(folder) / f"fp32_{i}.npy", mmap_mode="r") for i, n in enumerate(meta["names"])}
+        _LOADED.clear()  # one search at a time
+        _LOADED[key] = EvalSet(pixels=np.load(Path(folder) / "pixels.npy", mmap_mode="r"), fp32=fp32, **meta)
+    return _LOADED[key]
+
+
 def build_evalset(fp32_model: Path | bytes, plan: EvalPlan, tmp: Path, cancel: CancelToken) -> EvalSet:
     """Decode up to ``plan.max_images`` of its files (labeled ones first, in
     the same seeded order as a normal evaluation) and run the FP32 model on

@@ -18,6 +18,9 @@ from .search import search
 from .trials import Goal, Trial, pareto
 
 
+POOL_WORTH_S = 3.0  # a trial shorter than this runs here: a worker takes about this long to start
+
+
 @dataclass(frozen=True)
 class Tuned:
     path: Path  # the chosen trial's INT8 model (in the work folder)
@@ -38,20 +41,23 @@ def goal_for(headline: dict, max_drop: float) -> Goal:
 
 
 def tune(job: Job, builder: Builder, plan: EvalPlan, fixed: frozenset[str], tmp: Path, progress: ProgressFn,
-         cancel: CancelToken) -> Tuned:
+         cancel: CancelToken, executor=None) -> Tuned:
     """Search for the best INT8 model that meets ``job.tuning``, building
     every trial with ``builder`` and scoring it on ``plan``'s images.
-    ``fixed``: the nodes in float whatever the trial."""
+    ``fixed``: the nodes in float whatever the trial; ``executor``: runs the
+    trials of one step concurrently (the same trials and numbers as without)."""
     t0 = time.monotonic()
     deadline = t0 + job.tuning.minutes * 60
     progress(ProgressEvent(TUNE, 0, 1, "decoding the evaluation images and running FP32 once"))
     evalset = build_evalset(job.model, plan, tmp, cancel)
-    ws = Scorer(builder, evalset, plan, Goal("", "", 1.0, 0.0), tmp, fixed)
+    ws = Scorer(builder, evalset, plan, Goal("", "", 1.0, 0.0), tmp, fixed, executor)
     first = Recipe.of(job)
     # The goal needs FP32's own value of the metric: the first trial's headline carries it.
     probe = ws.run("strategy", first, cancel, f"strategy {first.method}")
     ws.goal = goal_for(probe.details, job.tuning.max_drop)
     probe = replace(probe, meets=ws.goal.meets(probe.metric))
+    if probe.seconds < POOL_WORTH_S:
+        ws.executor = None  # trials this quick: starting workers (each loads ONNX Runtime) would cost more
     seen: list[Trial] = []
 
     def on_trial(t: Trial) -> None:

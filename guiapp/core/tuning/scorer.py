@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -23,7 +23,9 @@ from ..evaluate.compare import EvalPlan
 from ..evaluate.perlayer import per_layer_error
 from ..job import Recipe
 from ..progress import CancelToken
-from .evalset import EvalSet, score
+from ..evaluate.sessions import make_session
+from ..parallel import Failed
+from .evalset import EvalSet, load_evalset, save_evalset, score
 from .trials import Goal, Trial
 
 PER_LAYER_IMAGES = 8
@@ -44,6 +46,29 @@ class Builder(Protocol):
     def all_float(self, r: Recipe) -> set[str]:
         """Every node ``r`` leaves in float (the user's, output protection's and its own)."""
 
+    def build_job(self, r: Recipe, out: Path, cancel: CancelToken) -> Callable[[], Path]:
+        """``r``'s model as a picklable job that writes it (run by a worker)."""
+
+
+@dataclass(frozen=True)
+class TrialItem:
+    """What a worker needs to score one trial: a job that writes its model, the
+    evaluation set's files (decoded images and FP32 outputs), the plan."""
+
+    build: Callable[[], Path]
+    evalset: Path
+    plan: EvalPlan
+
+
+def score_trial(item: TrialItem) -> dict:
+    """A worker's trial: write the model, score it in the task's metric
+    (its latency is timed later, alone)."""
+    t0 = time.perf_counter()
+    out = item.build()
+    result, session = score(load_evalset(item.evalset), out, item.plan, CancelToken())
+    del session
+    return {"headline": result["fidelity"]["headline"], "size": out.stat().st_size, "seconds": time.perf_counter() - t0}
+
 
 @dataclass
 class Scorer:
@@ -53,7 +78,9 @@ class Scorer:
     goal: Goal
     tmp: Path
     fixed: frozenset[str]  # nodes in float whatever the recipe (the user's and output protection's)
+    executor: Any = None  # runs the trials of one step concurrently (None: one after another, here)
     _count: int = 0
+    _files: Path | None = None  # the evaluation set saved for workers
 
     def run(self, stage: str, r: Recipe, cancel: CancelToken, note: str = "") -> Trial:
         t0 = time.perf_counter()
@@ -66,6 +93,34 @@ class Scorer:
         del session
         return Trial(self._count, stage, r, head["value"], self.goal.meets(head["value"]), out.stat().st_size, latency,
                      time.perf_counter() - t0, note, details=head)
+
+    def run_many(self, stage: str, todo: list[tuple[Recipe, str]], cancel: CancelToken) -> list[Trial]:
+        """The trials of one step: with an executor of several workers, built
+        and scored concurrently, then each model timed here, alone; else one
+        after another. Same indices, files and numbers either way."""
+        workers = getattr(self.executor, "workers", 1)
+        if workers <= 1 or len(todo) <= 1:
+            return [self.run(stage, r, cancel, note) for r, note in todo]
+        if self._files is None:
+            self._files = save_evalset(self.evalset, self.tmp / "evalset")
+        items, indices = [], []
+        for r, _ in todo:
+            self._count += 1
+            indices.append(self._count)
+            items.append(TrialItem(self.builder.build_job(r, self.tmp / f"trial_{self._count}.onnx", cancel), self._files, self.plan))
+        outcomes = self.executor.map(score_trial, items, cancel)
+        trials = []
+        for index, (r, note), o in zip(indices, todo, outcomes):
+            if isinstance(o, Failed):
+                trials.append(Trial(index, stage, r, None, False, 0, None, 0.0, f"{note}; failed: {o.reason}"))
+                continue
+            value = o["headline"]["value"]
+            session = make_session(self.tmp / f"trial_{index}.onnx")
+            latency = _latency(session, self.evalset, self.plan.fixed_batch)
+            del session
+            trials.append(Trial(index, stage, r, value, self.goal.meets(value), o["size"], latency, o["seconds"], note,
+                                details=o["headline"]))
+        return trials
 
     def path_of(self, trial: Trial) -> Path:
         return self.tmp / f"trial_{trial.index}.onnx"
