@@ -104,6 +104,17 @@ def test_check_norm_flags_0_255_input_on_the_ultralytics_export(capsys):
     assert "unit" in out.splitlines()[-1]  # x/255, what Ultralytics feeds
 
 
+@pytest.mark.parametrize("preset, flagged", [("imagenet", False), ("raw", True)])
+def test_check_norm_on_the_text_detector_stays_quiet_on_its_own_preprocessing(capsys, preset, flagged):
+    """Text covers a tenth of the picture: a wrong preprocessing that lights up half of it must not look better."""
+    code = main(["check-norm", str(EXPORTS / "dbnet_text.onnx"), "--images", str(EXPORTS / "text" / "calib"), "--preset", preset,
+                 "--resize", "stretch", "--size", "240x320", "--max-images", "24"])
+    out = capsys.readouterr().out
+    assert code == (3 if flagged else 0), out
+    if flagged:
+        assert any(p in out.splitlines()[-1] for p in ("imagenet", "unit", "pm1"))
+
+
 def test_the_cli_takes_the_exporters_preprocessing_and_says_so(tmp_path, capsys):
     out = tmp_path / "y.onnx"
     code = main(["quantize", str(YOLO), "--calib", str(DETECTOR / "calib"), "--max-images", "16", "--eval-max-images", "16",

@@ -21,7 +21,7 @@ import numpy as np
 
 from .atomic import atomic_write_text
 from .errors import StudioError, UserError
-from .evaluate.latency import time_models
+from .evaluate.latency import context_line, time_models
 from .job import Job
 from .model.feeds import make_feeds
 from .model.modelinfo import inspect_model
@@ -97,7 +97,7 @@ def _row(item: BatchItem, outcome, error: str = "") -> dict:
     job = item.job
     row = {"job": str(item.source), "model": str(job.model) if job else None, "output": str(job.output) if job else None,
            "status": "failed", "error": error, "task": None, "headline": "", "fp32_bytes": None, "int8_bytes": None,
-           "latency_ms": None, "seconds": None, "report": str(job.report) if job and job.report else None}
+           "latency_ms": None, "latency": None, "seconds": None, "report": str(job.report) if job and job.report else None}
     if isinstance(outcome, Failed):
         row["error"] = outcome.reason if outcome.error is None else str(outcome.error)
     elif isinstance(outcome, dict):
@@ -133,6 +133,7 @@ def _time_alone(job: Job, row: dict) -> None:
     if job.report is not None:
         write_report(report, job.report)
     row["latency_ms"] = {"fp32": latency["fp32"]["median"], "int8": latency["int8"]["median"]}
+    row["latency"] = context_line(context)  # the CPU, threads and load the figures were measured with
 
 
 def write_index(rows: list[dict], path: Path) -> tuple[Path, Path]:
@@ -157,8 +158,9 @@ def index_html(rows: list[dict]) -> str:
         status = "ok" if r["status"] == "ok" else f"FAILED: {r['error']}"
         cells = (Path(r["model"] or r["job"]).name, r["task"] or "-", r["headline"] or "-", size, lat, status)
         body.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in cells) + "</tr>")
+    lines = sorted({r["latency"] for r in rows if r.get("latency")})
     th = "".join(f"<th>{e(h)}</th>" for h in head)
     style = "body{font-family:system-ui,sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:4px 8px}table{border-collapse:collapse}"
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Batch</title><style>{style}</style></head><body>"
             f"<h1>Quantization Studio batch</h1><table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-            "</body></html>\n")
+            + "".join(f"<p>{e(line)}</p>" for line in lines) + "</body></html>\n")

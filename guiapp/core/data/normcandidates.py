@@ -12,6 +12,11 @@ from dataclasses import dataclass, replace
 from .preprocess import PRESETS, PreprocessSpec, preset, same_values
 
 
+# A normalized pixel beyond this is no network's input: raw 0..255 reaches 255, a training
+# script that forgot x/255 before ImageNet's 0..1 mean/std 1,112; raw's ÷ 255 reaches 65,025.
+MAX_REACH = 2000.0
+
+
 @dataclass(frozen=True)
 class Candidate:
     key: str  # stable id: "imagenet-rgb", "current", "current-swapped", ...
@@ -36,6 +41,11 @@ class Candidate:
     def to_dict(self) -> dict:
         return {"key": self.key, "label": self.label, "color": self.color, "mean": list(self.mean), "std": list(self.std),
                 "current": self.current, "preset": self.preset, "undo": self.undo}
+
+
+def input_reach(c: Candidate) -> float:
+    """The largest |normalized pixel| a candidate feeds (pixels 0 and 255)."""
+    return max(abs((v - mean) / std) for mean, std in zip(c.mean, c.std) for v in (0.0, 255.0) if std)
 
 
 def _fmt(values) -> str:
@@ -81,8 +91,10 @@ def candidates(current: PreprocessSpec) -> list[Candidate]:
                       undo=True))
     add(Candidate("current-x255", "your mean/std × 255 (typed in 0..1 units?)", tuple(v * 255 for v in m),
                   tuple(v * 255 for v in s), c, undo=True))
-    add(Candidate("current-div255", "your mean/std ÷ 255 (meant for 0..1 images?)", tuple(v / 255 for v in m),
-                  tuple(v / 255 for v in s), c, undo=True))
+    div = Candidate("current-div255", "your mean/std ÷ 255 (meant for 0..1 images?)", tuple(v / 255 for v in m),
+                    tuple(v / 255 for v in s), c, undo=True)
+    if input_reach(div) <= MAX_REACH:
+        add(div)
     if all(abs(v) < 1e-6 for v in m) and not any(same_values(s, (k,) * len(s)) for k in (1.0, 255.0)):
         # Scaled but not centred: the mean was probably left out.
         add(Candidate("current-centred", "your std with mean 127.5 (centred)", (127.5,) * len(m), s, c))

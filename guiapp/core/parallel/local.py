@@ -11,6 +11,7 @@ gone within a second, whatever they were running.
 
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from collections import deque
@@ -24,9 +25,10 @@ POLL_S = 0.1
 _STOP = None
 
 
-def _worker(conn, threads: int) -> None:
+def _worker(conn, threads: int, log_level: int = logging.WARNING) -> None:
     """A worker's loop: (index, fn, item) in, (index, ok, result or error) out."""
     os.environ[WORKER_THREADS_ENV] = str(threads)
+    logging.getLogger().setLevel(log_level)  # as quiet as the caller (ONNX Runtime's quantizer logs on the root logger)
     while True:
         try:
             task = conn.recv()
@@ -56,7 +58,8 @@ def portable_error(exc: BaseException):
 class _Worker:
     def __init__(self, ctx, threads: int) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, threads), daemon=True, name="guiapp-worker")
+        self.proc = ctx.Process(target=_worker, args=(child, threads, logging.getLogger().getEffectiveLevel()), daemon=True,
+                                name="guiapp-worker")
         self.proc.start()
         child.close()
         self.index: int | None = None  # the item it runs

@@ -13,6 +13,7 @@ child that neither stops nor answers is ended.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -50,9 +51,10 @@ class ProcessJob:
         return self.fn(*self.args, progress=progress, cancel=cancel, **dict(self.kwargs))
 
 
-def _child(conn, job: ProcessJob, tmpdir: str) -> None:
+def _child(conn, job: ProcessJob, tmpdir: str, log_level: int = logging.WARNING) -> None:
     if os.environ.get(CRASH_ENV) == "abort":
         os.abort()
+    logging.getLogger().setLevel(log_level)  # as quiet as the caller
     tempfile.tempdir = tmpdir  # the parent removes it, whatever happens here
     token = CancelToken()
     lock = threading.Lock()
@@ -93,7 +95,8 @@ def run_in_process(job: ProcessJob, progress: Callable[[ProgressEvent], None], c
     ctx = get_context("spawn")
     conn, child_conn = ctx.Pipe()
     tmpdir = tempfile.mkdtemp(prefix="guiapp-job-")
-    proc = ctx.Process(target=_child, args=(child_conn, job, tmpdir), daemon=True, name="guiapp-job")
+    proc = ctx.Process(target=_child, args=(child_conn, job, tmpdir, logging.getLogger().getEffectiveLevel()), daemon=True,
+                       name="guiapp-job")
     proc.start()
     child_conn.close()
     heard, cancel_sent = time.monotonic(), None
