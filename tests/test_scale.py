@@ -12,7 +12,7 @@ import pytest
 
 from guiapp.cli import main
 from guiapp.core.demo import demo_folder
-from guiapp.core.job import TuningSettings
+from guiapp.core.job import CalibrationSettings, EvalSettings, Job, QuantSettings, TuningSettings
 from guiapp.core.parallel import ExecutorSpec
 from guiapp.core.run import load_job, quantize
 from guiapp.core.tuning import run as tuning_run
@@ -77,3 +77,25 @@ def test_a_batch_runs_every_job_and_fails_only_the_broken_one(tmp_path, capsys):
     assert not (jobs / "c.int8.onnx").exists()
     assert "<table>" in (jobs / "batch-index.html").read_text()
     assert out.count("[1/4]") >= 2 and "2 of 4 jobs succeeded" in out
+
+
+@pytest.mark.realmodels
+@pytest.mark.slow
+def test_mobilenetv2_per_tensor_search_on_two_workers_makes_the_serial_choices(tmp_path, assets, monkeypatch):
+    """The issue's case: MobileNetV2 per-tensor under a target, 200 calibration and 400
+    evaluation photos; two local workers give the serial search's trials and choice."""
+    from test_realmodels import spec_from_assets, specs
+
+    monkeypatch.setattr(tuning_run, "POOL_WORTH_S", 0.0)  # whatever a trial costs, the workers run them
+    entry = specs(assets)["mobilenetv2_1.0_224"]
+    images = assets / "imagenet" / "images"
+    job = Job(assets / entry["file"], tmp_path / "serial.onnx", spec_from_assets(entry),
+              CalibrationSettings((images,), max_images=200), QuantSettings(per_channel=False),
+              EvalSettings((images,), labels_from="csv", labels_csv=assets / "imagenet" / "labels.csv",
+                           class_offset=entry["output"]["class_offset"], max_images=400, latency_runs=3, per_layer_images=4),
+              tuning=TuningSettings(max_drop=1.0, minutes=30))
+    serial = quantize(job, executor=ExecutorSpec("serial")).report
+    spread = quantize(replace(job, output=tmp_path / "spread.onnx"), executor=ExecutorSpec("local", workers=2)).report
+    assert len(trials_of(serial)) >= 3 and trials_of(spread) == trials_of(serial)
+    assert spread["tuning"]["chosen"] == serial["tuning"]["chosen"]
+    assert spread["accuracy"] == serial["accuracy"]
