@@ -56,3 +56,16 @@ def shard_that_dies_once(shard):
 
 def shard_that_always_dies(shard):
     os.kill(os.getpid(), 9)
+
+
+def batch_job_that_dies(item):
+    """A batch job whose worker is killed: always when its output is named die*, once (a marker
+    beside it remembers) when named once*; the others run as usual."""
+    from guiapp.core.batch import run_one
+
+    job, _ = item
+    marker = job.output.with_suffix(".died")
+    if job.output.name.startswith("die") or (job.output.name.startswith("once") and not marker.exists()):
+        marker.touch()
+        os.kill(os.getpid(), 9)
+    return run_one(item)

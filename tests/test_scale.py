@@ -99,3 +99,28 @@ def test_mobilenetv2_per_tensor_search_on_two_workers_makes_the_serial_choices(t
     assert len(trials_of(serial)) >= 3 and trials_of(spread) == trials_of(serial)
     assert spread["tuning"]["chosen"] == serial["tuning"]["chosen"]
     assert spread["accuracy"] == serial["accuracy"]
+
+
+def test_a_batch_job_whose_worker_is_killed_runs_again_or_fails_alone(tmp_path, capsys, monkeypatch):
+    """SIGKILL of a batch job's worker: the job runs once more; killed twice, it is failed with the
+    reason while the others finish; nothing half-written."""
+    import scale_jobs
+    from guiapp.core import batch
+
+    monkeypatch.setattr(batch, "run_one", scale_jobs.batch_job_that_dies)
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    base = load_job(demo_folder() / "demo.job.json")
+    for name in ("die", "once", "fine"):
+        replace(base, output=jobs / f"{name}.int8.onnx", report=jobs / f"{name}.report.json", cache=None,
+                calibration=replace(base.calibration, max_images=24),
+                evaluation=replace(base.evaluation, max_images=30, latency_runs=3)).save(jobs / f"{name}.json")
+    code = main(["batch", str(jobs), "--workers", "2"])
+    out = capsys.readouterr().out
+    status = {Path(r["job"]).name: r for r in json.loads((jobs / "batch-index.json").read_text())["jobs"]}
+    assert code == 1 and [status[f"{n}.json"]["status"] for n in ("die", "once", "fine")] == ["failed", "ok", "ok"], out
+    assert "killed by signal 9, twice" in status["die.json"]["error"]
+    assert (jobs / "once.int8.onnx").is_file() and (jobs / "fine.int8.onnx").is_file()
+    leftovers = {p.name for p in jobs.iterdir()} - {f"{n}.{ext}" for n in ("die", "once", "fine") for ext in ("json", "int8.died")}
+    assert leftovers == {"once.int8.onnx", "once.report.json", "fine.int8.onnx", "fine.report.json",
+                         "batch-index.json", "batch-index.html"}
