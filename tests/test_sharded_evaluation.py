@@ -144,3 +144,12 @@ def test_a_detector_split_across_workers(tmp_path, monkeypatch):
     assert one["fidelity"]["headline"]["noise_floor"]["images"] == 100
     same_numbers(one, two)
     assert det1 == det2
+
+
+@pytest.mark.ray
+def test_split_across_a_local_ray_instance_gives_one_process_numbers(demo_int8, images, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setattr(shards, "SHARD_IMAGES", SHARD)
+    one = evaluate(demo_int8, images, tmp_path / "one.json", "--workers", "1")
+    ray = evaluate(demo_int8, images, tmp_path / "ray.json", "--ray", "local")
+    same_numbers(one, ray)

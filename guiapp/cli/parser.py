@@ -157,8 +157,9 @@ def executor_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", metavar="N|auto", help="worker processes on this machine (default auto: cores / threads per "
                                                      "worker; 1 runs everything in this process)")
     g.add_argument("--threads", type=int, metavar="T", help="ONNX Runtime threads per worker (default: cores / workers)")
-    g.add_argument("--ray", metavar="auto|ADDRESS", help="run the work as Ray tasks: 'auto' joins the cluster `ray start --head` "
-                                                       "made, ADDRESS another one (pip install 'guiapp[ray]')")
+    g.add_argument("--ray", metavar="local|auto|ADDRESS", help="run the work as Ray tasks: 'local' on a Ray instance started here, "
+                                                             "'auto' on the cluster `ray start --head` made, ADDRESS on another "
+                                                             "one (pip install 'guiapp[ray]')")
 
 
 def _eval_flags(p: argparse.ArgumentParser, prefix: bool = True) -> None:
