@@ -24,6 +24,14 @@ ORT's histogram calibrators keep every activation of every image in memory
 (6.5 GB at 100 images for a MobileNetV2-sized net): above 100 images this
 script refuses to run them unless given --allow-ort-memory.
 
+With --speed (issue 21): per model, decode + FP32 inference against our
+calibration with a histogram method and with minmax, alternated in one
+process, medians; every method's ranges against a plain reference collection
+(within one bin) and top-1 with both:
+    python bench/calibration_vs_ort.py ../shared/assets/models/squeezenet1.1.onnx \\
+        ../shared/assets/models/mobilenetv2_1.0_224.onnx ../shared/assets/imagenet/images --speed \\
+        --specs ../shared/assets/models/specs.json --labels ../shared/assets/imagenet/labels.csv -n 200
+
 Example (squeezenet1.1, 100 images, entropy):
     python bench/calibration_vs_ort.py ../shared/assets/models/squeezenet1.1.onnx \\
         ../shared/assets/imagenet/images --labels ../shared/assets/imagenet/labels.csv \\
@@ -52,27 +60,26 @@ ORT_HISTOGRAM = {"entropy", "percentile"}
 
 
 def worker_ours(cfg: dict) -> dict:
-    from guiapp.core.calibrate.calibration import calibrate
-    from guiapp.core.model.feeds import Feeds
-    from guiapp.core.job import CalibrationSettings, Job, QuantSettings
-    from guiapp.core.model.modelinfo import inspect_model
-    from guiapp.core.pipeline import build, prepare
+    from guiapp.core.calibrate.calibration import CalibrationInputs, calibrate
+    from guiapp.core.calibrate.strategies import RangeTarget, StrategySettings, compute_ranges
     from guiapp.core.data.preprocess import PreprocessSpec
+    from guiapp.core.job import CalibrationSettings, QuantSettings
+    from guiapp.core.model.feeds import Feeds
+    from guiapp.core.model.modelinfo import inspect_model
     from guiapp.core.progress import CancelToken, no_progress
-    from guiapp.core.calibrate.strategies import StrategySettings, RangeTarget, compute_ranges
+    from guiapp.core.quantize.prepare import build, prepare
 
     t0 = time.perf_counter()
     spec = PreprocessSpec(**_spec_kwargs(cfg["spec"]))
     files = [Path(f) for f in cfg["files"]]
+    model = Path(cfg["model"])
     q = QuantSettings(per_channel=cfg["per_channel"])
     settings = CalibrationSettings(max_images=len(files), seed=0, method=cfg["method"], batch_size=cfg["batch"], percentile=cfg["percentile"])
-    job = Job(Path(cfg["model"]), Path(cfg["out"]), spec, settings, q)
-    info = inspect_model(job.model)
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = prepare(job, info, Path(tmp), no_progress, CancelToken())
+        prepared = prepare(model, inspect_model(model).opset, Path(tmp), no_progress, CancelToken())
         # max_images = len(files): every chosen image, in our seeded order
-        cal = calibrate(prepared.model, job.model, Feeds(cfg["input"]), spec, settings, files, cfg["batch"], None, no_progress,
-                        CancelToken())
+        cal = calibrate(prepared.model, CalibrationInputs(model, Feeds(cfg["input"]), spec, settings, files, cfg["batch"]),
+                        no_progress, CancelToken())
         ranges = compute_ranges(cal.stats, StrategySettings(cfg["method"], cfg["percentile"]), RangeTarget())
         build(prepared, ranges, q, Path(cfg["out"]))
     return {"seconds": time.perf_counter() - t0, "images": cal.images}
@@ -189,6 +196,223 @@ def evaluate(models: dict[str, Path], input_name: str, spec, files, labels, offs
     return {"top1": {k: hits[k] / n for k in models}, "latency_ms": lat, "images": n}
 
 
+# ---------------------------------------------------------------- --speed: paired timing and the range check
+# Issue 21, "Histograms at memory speed": calibration with a histogram method
+# against what it cannot beat (decoding the images and one FP32 inference of
+# them), minmax for reference, all in this process on the same images and
+# batch size, alternated run by run (the machine's speed drifts); medians.
+# Then every method's ranges against the statistics collected the plain way
+# (every tensor read and histogrammed whole), and top-1 with both.
+
+SPEED_GOAL, SPEED_STRETCH = 2.0, 1.5
+
+
+def reference_stats(model, feeds, stream, ema_constant: float = 0.01) -> dict:
+    """The statistics as collected before issue 21, written plainly: every
+    calibrated tensor read from ONNX Runtime and histogrammed whole, batch by
+    batch, in float64 on the grid of its max |x| so far (a widening grid
+    merges its bins exactly)."""
+    import math
+
+    import numpy as np
+
+    from guiapp.core.calibrate.calibration import augmented, tensors_to_calibrate
+    from guiapp.core.calibrate.histogram import HALF, TensorStats, rebin
+    from guiapp.core.evaluate.sessions import make_session
+
+    names = tensors_to_calibrate(model)
+    fed = {feeds.image} | {c.name for c in feeds.constants}
+    read = [n for n in names if n not in fed]
+    session = make_session(augmented(model, read).SerializeToString())
+    stats = {n: TensorStats() for n in names}
+    for _, batch in stream:
+        feed = feeds(batch)
+        values = {**dict(zip(read, session.run(read, feed))), **feed}
+        for n, s in stats.items():
+            x = values[n].astype(np.float64).ravel()
+            x = np.where(np.isfinite(x), x, 0.0)
+            lo, hi = float(x.min()), float(x.max())
+            s.fold_extremes(lo, hi, ema_constant)
+            s.count += x.size
+            s.zeros += int(np.count_nonzero(x == 0))
+            if max(-lo, hi) == 0:
+                s.zeros_pending, s.hist[HALF] = (s.zeros_pending + x.size, 0) if s.exp is None else (0, s.hist[HALF] + x.size)
+                continue
+            need = math.frexp(max(-lo, hi))[1]
+            if s.exp is None:
+                s.exp, s.hist[HALF], s.zeros_pending = need, s.zeros_pending, 0
+            elif need > s.exp:
+                s.hist, s.exp = rebin(s.hist, need - s.exp), need
+            s.hist += np.bincount((np.floor(x * 2.0 ** (12 - s.exp)) + HALF).astype(np.int64), minlength=2 * HALF)
+    return stats
+
+
+def range_deviation(ours: dict, reference: dict, method: str, percentile: float) -> tuple[float, str]:
+    """The largest difference of a range end, in bins of the reference's grid, and where."""
+    from guiapp.core.calibrate.strategies import RangeTarget, StrategySettings, compute_ranges
+
+    a = compute_ranges(ours, StrategySettings(method, percentile), RangeTarget())
+    b = compute_ranges(reference, StrategySettings(method, percentile), RangeTarget())
+    if a.keys() != b.keys():
+        return float("inf"), "tensors differ: " + ", ".join(sorted(set(a) ^ set(b))[:5])
+    worst, where = 0.0, ""
+    for n, (lo, hi) in b.items():
+        d = max(abs(a[n][0] - lo), abs(a[n][1] - hi))
+        w = reference[n].width
+        bins = d / w if w else (0.0 if d == 0 else float("inf"))
+        if bins > worst:
+            worst, where = bins, n
+    return worst, where
+
+
+def speed_pairs(model_path: Path, prepared, feeds, spec, files: list, batch: int, repeat: int) -> tuple[dict, object]:
+    """Per-image milliseconds of each contender, ``repeat`` runs each, in
+    rotating order; and the last histogram calibration."""
+    from guiapp.core.calibrate.calibration import CalibrationInputs, calibrate
+    from guiapp.core.data.dataset import ReadLog, batches, iter_tensors
+    from guiapp.core.evaluate.sessions import make_session
+    from guiapp.core.job import CalibrationSettings
+    from guiapp.core.progress import CancelToken, no_progress
+
+    n = len(files)
+    session = make_session(model_path)
+    last = {}
+
+    def fp32():
+        for _, x in batches(iter_tensors(files, spec, n, ReadLog()), batch):
+            session.run(None, feeds(x))
+
+    def ours(method):
+        settings = CalibrationSettings(max_images=n, seed=0, method=method, batch_size=batch)
+        last[method] = calibrate(prepared.model, CalibrationInputs(model_path, feeds, spec, settings, files, batch), no_progress,
+                                 CancelToken())
+
+    runs = {"fp32": fp32, "histograms": lambda: ours("entropy"), "minmax": lambda: ours("minmax")}
+    times = {k: [] for k in runs}
+    for f in runs.values():  # warm: the page cache, first sessions
+        f()
+    for r in range(repeat):
+        order = list(runs)[r % 3:] + list(runs)[: r % 3]
+        for k in order:
+            t = time.perf_counter()
+            runs[k]()
+            times[k].append((time.perf_counter() - t) / n * 1000)
+    return times, last["entropy"]
+
+
+def speed_one(model_path: Path, spec_entry: dict | None, args) -> dict:
+    import numpy as np
+
+    from guiapp.core.calibrate.strategies import METHODS, RangeTarget, StrategySettings, compute_ranges
+    from guiapp.core.data.dataset import ReadLog, batches, iter_tensors, labels_from_csv, list_images, seeded_order
+    from guiapp.core.job import QuantSettings
+    from guiapp.core.model.feeds import make_feeds
+    from guiapp.core.data.preprocess import load_tensor
+    from guiapp.core.model.modelinfo import inspect_model
+    from guiapp.core.progress import CancelToken, no_progress
+    from guiapp.core.quantize.prepare import build, prepare
+
+    info = inspect_model(model_path)
+    spec, offset = _model_spec(info, spec_entry, args)
+    feeds = make_feeds(info, {})
+    batch = info.image_input.fixed_batch or args.batch
+    order = seeded_order(list_images([args.images]), 0)
+    log = ReadLog()
+    for _ in iter_tensors(order, spec, args.n, log):
+        pass
+    calib = list(log.used)
+    used = set(calib) | {p for p, _ in log.skipped}
+    held = [p for p in order if p not in used][: args.held_out]
+    with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
+        tmp = Path(tmp)
+        prepared = prepare(model_path, info.opset, tmp, no_progress, CancelToken())
+        times, cal = speed_pairs(model_path, prepared, feeds, spec, calib, batch, args.repeat)
+        # calibrate() reads its files in its seeded order: so does the reference (the moving average is per batch)
+        ref = reference_stats(prepared.model, feeds, batches(iter_tensors(seeded_order(calib, 0), spec, len(calib), ReadLog()), batch))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        out = {"model": model_path.name, "images": len(calib), "batch": batch, "ms_per_image": med, "runs": times,
+               "ratio": {k: med[k] / med["fp32"] for k in ("histograms", "minmax")}, "methods": {}}
+        labels = labels_from_csv(args.labels, [args.images]) if args.labels else None
+        x = np.stack([load_tensor(p, spec) for p in held]) if labels else None
+        for method in METHODS:
+            bins, where = range_deviation(cal.stats, ref, method, args.percentile)
+            row = {"max_bins": bins, "where": where}
+            if labels is not None:
+                for side, stats in (("ours", cal.stats), ("reference", ref)):
+                    path = tmp / f"{method}.{side}.onnx"
+                    build(prepared, compute_ranges(stats, StrategySettings(method, args.percentile), RangeTarget()), QuantSettings(), path)
+                    row[f"top1_{side}"] = _top1(path, feeds, x, [labels.get(p) for p in held], offset)
+            out["methods"][method] = row
+        if labels is not None:
+            out["fp32_top1"] = _top1(model_path, feeds, x, [labels.get(p) for p in held], offset)
+            out["held_out"] = len(held)
+    return out
+
+
+def _model_spec(info, entry: dict | None, args):
+    """The preprocessing of specs.json's entry (RGB, shorter side 256, centre
+    crop to the input size), or of the command line; and the class offset."""
+    from dataclasses import replace
+
+    from guiapp.core.data.preprocess import PreprocessSpec, preset
+
+    ii = info.image_input
+    if entry is None:
+        spec = preset(args.preset, ii.channels, resize="shorter", resize_shorter=args.resize_shorter)
+        if args.mean or args.std:
+            spec = replace(spec, **({"mean": tuple(map(float, args.mean.split(",")))} if args.mean else {}),
+                           **({"std": tuple(map(float, args.std.split(",")))} if args.std else {}))
+        return spec.resolved(ii.layout, ii.size), args.class_offset
+    pre = entry["preprocess"]
+    spec = PreprocessSpec(mean=tuple(pre["mean_pixel"]), std=tuple(pre["std_pixel"]), color=pre["color"].lower(),
+                          resize="shorter", resize_shorter=256)
+    return spec.resolved(ii.layout, ii.size), int(entry["output"].get("class_offset", 0))
+
+
+def _top1(path: Path, feeds, x, labels: list, offset: int) -> float:
+    import numpy as np
+
+    from guiapp.core.evaluate.sessions import make_session
+
+    s = make_session(path)
+    pred = np.concatenate([s.run(None, feeds(x[i : i + 25]))[0].reshape(len(x[i : i + 25]), -1).argmax(1) for i in range(0, len(x), 25)])
+    return float(np.mean(pred == np.array(labels) + offset))
+
+
+def speed_main(args) -> int:
+    from guiapp.core.evaluate.cpu import current_cpu
+    import onnxruntime
+
+    specs = json.loads(args.specs.read_text()) if args.specs else {}
+    by_file = {Path(v["file"]).name: v for v in specs.values() if isinstance(v, dict) and "file" in v}
+    print(f"CPU {current_cpu().model}, {os.cpu_count()} logical CPUs; onnxruntime {onnxruntime.__version__}; "
+          f"load {tuple(round(v, 2) for v in os.getloadavg())}")
+    results = []
+    for model_path in args.model:
+        r = speed_one(model_path, by_file.get(model_path.name), args)
+        results.append(r)
+        med, ratio = r["ms_per_image"], r["ratio"]
+        print(f"\n{r['model']}: {r['images']} images, batch {r['batch']}, median of {args.repeat} paired runs (ms per image)")
+        print(f"  decode + FP32 inference      {med['fp32']:7.2f}")
+        verdict = "met" if ratio["histograms"] <= SPEED_GOAL else "MISSED"
+        stretch = " (stretch <= 1.5x met)" if ratio["histograms"] <= SPEED_STRETCH else ""
+        print(f"  calibration, histograms      {med['histograms']:7.2f}   {ratio['histograms']:.2f}x  goal <= {SPEED_GOAL}x: {verdict}{stretch}")
+        print(f"  calibration, minmax          {med['minmax']:7.2f}   {ratio['minmax']:.2f}x  (reference)")
+        print("  ranges against the plain reference (largest difference of a range end, in bins)" +
+              (f"; top-1 on {r['held_out']} held-out images (FP32 {r['fp32_top1']:.3f})" if "fp32_top1" in r else ""))
+        for method, row in r["methods"].items():
+            ok = "ok" if row["max_bins"] <= 1.0 else "OVER ONE BIN"
+            top = (f"  top-1 reference {row['top1_reference']:.3f} ours {row['top1_ours']:.3f}"
+                   f" {'unchanged' if row['top1_ours'] == row['top1_reference'] else 'CHANGED'}") if "top1_ours" in row else ""
+            print(f"    {method:11} {row['max_bins']:6.2f} {ok:12}{top}" + (f"  ({row['where']})" if row["max_bins"] > 1.0 else ""))
+    print(f"\nload {tuple(round(v, 2) for v in os.getloadavg())}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    bad = [r for r in results if any(row["max_bins"] > 1.0 or row.get("top1_ours") != row.get("top1_reference")
+                                     for row in r["methods"].values())]
+    return 1 if bad else 0
+
+
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         cfg = json.loads(Path(sys.argv[3]).read_text())
@@ -202,7 +426,7 @@ def main() -> int:
     from guiapp.core.calibrate.strategies import METHODS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", type=Path)
+    ap.add_argument("model", type=Path, nargs="+", help="the ONNX model (several with --speed)")
     ap.add_argument("images", type=Path)
     ap.add_argument("-n", type=int, default=100, help="calibration images")
     ap.add_argument("--method", choices=METHODS, default="minmax")
@@ -218,9 +442,22 @@ def main() -> int:
     ap.add_argument("--held-out", type=int, default=300, help="labeled images for top-1 (never used for calibration)")
     ap.add_argument("--only", choices=["ours", "ort"], help="run one side only")
     ap.add_argument("--allow-ort-memory", action="store_true", help="run ORT's histogram calibrators above 100 images")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per side; medians are reported (peak RSS varies a few %% run to run)")
+    ap.add_argument("--repeat", type=int, help="runs per side (default 1; 5 with --speed); medians are reported "
+                                                "(peak RSS varies a few %% run to run)")
+    ap.add_argument("--speed", action="store_true",
+                    help="instead: per model, decode + FP32 inference vs our calibration with histograms (goal <= 2.0x) and "
+                         "with minmax, paired in this process; then every method's ranges against the plain reference "
+                         "(within one bin) and top-1 with both (--labels)")
+    ap.add_argument("--specs", type=Path, help="with --speed: specs.json, each model's preprocessing and class offset")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
+    if args.speed:
+        args.repeat = args.repeat or 5
+        return speed_main(args)
+    args.repeat = args.repeat or 1
+    if len(args.model) > 1:
+        ap.error("several models only with --speed")
+    args.model = args.model[0]
 
     if args.method in ORT_HISTOGRAM and args.n > 100 and args.only != "ours" and not args.allow_ort_memory:
         print(f"refusing: ONNX Runtime's {args.method} calibrator keeps every activation of every image in memory "

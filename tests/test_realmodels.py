@@ -18,6 +18,7 @@ from guiapp.core.data.dataset import labels_from_csv, list_images
 from guiapp.core.job import CalibrationSettings, EvalSettings, Job
 from guiapp.core.data.preprocess import PreprocessSpec, load_tensor
 from guiapp.core.tasks import TaskSettings
+from guiapp.core.tasks.detection import DetectionOptions
 
 pytestmark = pytest.mark.realmodels
 
@@ -111,7 +112,7 @@ def test_ultraface_keeps_the_faces_and_reports_boxes(assets, tmp_path):
         preprocess=spec_from_assets(entry),
         calibration=CalibrationSettings(folders=(assets / "imagenet" / "images",), max_images=100),
         evaluation=EvalSettings(folders=(assets / "photos",), max_images=100, latency_runs=10),
-        task=TaskSettings(score_threshold=0.7),
+        task=TaskSettings(options={"detection": DetectionOptions(score_threshold=0.7)}),
     )
     r = pipeline.quantize(job).report
     assert r["task"]["kind"] == "detection" and r["task"]["detection"]["kind"] == "pair"

@@ -9,10 +9,10 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import onnx
@@ -32,6 +32,7 @@ from .strategies import HISTOGRAM_METHODS
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
 RELU_BOUNDS = (0.0, math.inf)
+FOLD_WORKERS = 2  # numpy folds two tensors at once (it releases the GIL); ONNX Runtime runs beside them
 
 
 def tensors_to_calibrate(model: onnx.ModelProto, op_types=QUANTIZABLE_OP_TYPES) -> list[str]:
@@ -148,25 +149,25 @@ def collect(model: onnx.ModelProto, feeds: Feeds, batches: Iterator[tuple[list[P
     fixed-size statistics; each batch's activations are dropped once folded.
     Without ``histograms`` only extremes are kept (all MinMax needs).
 
-    A worker folds batch i while ONNX Runtime runs batch i+1 (numpy and ONNX
+    Workers fold batch i while ONNX Runtime runs batch i+1 (numpy and ONNX
     Runtime both release the GIL): at most two batches of activations are alive."""
     t0 = time.perf_counter()
     names = tensors_to_calibrate(model)
     plan = derivation_plan(model, names, folding.histograms)
     fed = {feeds.image} | {c.name for c in feeds.constants}
     exposed = [n for n in names if n not in plan and n not in fed]
-    session = make_session(augmented(model, exposed).SerializeToString(), threads=folding.threads)
+    session = _session(augmented(model, exposed).SerializeToString(), folding.threads)
     folder = BatchFolder({n: TensorStats() for n in names}, plan, folding)
     images = 0
     progress(ProgressEvent(CALIBRATE, 0, total_images, "running the FP32 model on calibration images"))
 
-    def folded(job: Future) -> int:
-        done = images + job.result()
+    def folded(batch_done: Callable[[], int]) -> int:
+        done = images + batch_done()
         progress(ProgressEvent(CALIBRATE, done, total_images, f"{done}/{total_images} images"))
         return done
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="guiapp-fold") as pool:
-        pending: Future | None = None
+    with ThreadPoolExecutor(max_workers=FOLD_WORKERS, thread_name_prefix="guiapp-fold") as pool:
+        pending: Callable[[], int] | None = None
         for paths, batch in batches:
             cancel.check()
             feed = feeds(batch)
@@ -180,12 +181,27 @@ def collect(model: onnx.ModelProto, feeds: Feeds, batches: Iterator[tuple[list[P
                 ) from None
             if pending is not None:
                 images = folded(pending)
-            pending = pool.submit(folder.fold, feed, dict(zip(exposed, values)), len(paths))
+            pending = folder.submit(pool, feed, dict(zip(exposed, values)), len(paths))
             del values
         if pending is not None:
             images = folded(pending)
     folder.finish()
     return Collected(folder.stats, images, time.perf_counter() - t0, folding.histograms)
+
+
+def _session(model: bytes, threads: int | None) -> ort.InferenceSession:
+    """make_session's session, but ONNX Runtime's threads sleep when idle
+    instead of spinning: the fold worker needs the core they would spin on
+    (measured on 2 cores, spinning made calibration up to twice as slow)."""
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - the same model loads in make_session, which words the error
+        return make_session(model, threads)
 
 
 class BatchFolder:
@@ -199,23 +215,53 @@ class BatchFolder:
                  for d in plan.values() if folding.histograms and d.op in TWIN_DERIVABLE}
         self.folders: dict[str, TensorStats | TwinStats] = {**stats, **twins}
         self.twins = {out: twins[d.inputs[0]] for out, d in plan.items() if d.inputs[0] in twins and d.op in TWIN_DERIVABLE}
+        self.parts: list[list[str]] | None = None  # which worker folds which tensor, fixed at the first batch
 
-    def fold(self, feed: dict[str, np.ndarray], outputs: dict[str, ort.OrtValue], images: int) -> int:
-        """Fold one batch; returns its number of images."""
-        ema, histograms = self.folding.ema_constant, self.folding.histograms
-        extremes: dict[str, tuple[float, float]] = {}
-        for name, value in feed.items():
-            if name in self.stats:
-                extremes[name] = self.stats[name].fold(value, ema, histograms)
-        for name, value in outputs.items():
-            array = value.numpy()
+    def submit(self, pool: ThreadPoolExecutor, feed: dict[str, np.ndarray], outputs: dict[str, ort.OrtValue],
+               images: int) -> Callable[[], int]:
+        """Start folding one batch, its tensors split between the pool's
+        workers; the function returned waits for them, folds the derived
+        tensors' extremes and returns the batch's number of images."""
+        values = {**{k: v for k, v in feed.items() if k in self.stats}, **outputs}
+        if self.parts is None:
+            self.parts = self._split(values)
+        jobs = [pool.submit(self._fold, {n: values.pop(n) for n in part if n in values}) for part in self.parts]
+
+        def done() -> int:
+            extremes: dict[str, tuple[float, float]] = {}
+            for job in jobs:
+                extremes.update(job.result())
+            for name, d in self.plan.items():
+                if all(i in extremes for i in d.inputs):
+                    extremes[name] = derived_extremes(d.op, [extremes[i] for i in d.inputs], d.bounds)
+                    self.stats[name].fold_extremes(*extremes[name], self.folding.ema_constant)
+            return images
+
+        return done
+
+    def _fold(self, values: dict[str, np.ndarray | ort.OrtValue]) -> dict[str, tuple[float, float]]:
+        extremes = {}
+        for name in list(values):
+            value = values.pop(name)  # each tensor's buffer goes back to ONNX Runtime once folded
+            array = value.numpy() if isinstance(value, ort.OrtValue) else value
+            del value
             if array.dtype.kind == "f":
-                extremes[name] = self.folders[name].fold(array, ema, histograms)
-        for name, d in self.plan.items():
-            if all(i in extremes for i in d.inputs):
-                extremes[name] = derived_extremes(d.op, [extremes[i] for i in d.inputs], d.bounds)
-                self.stats[name].fold_extremes(*extremes[name], ema)
-        return images
+                extremes[name] = self.folders[name].fold(array, self.folding.ema_constant, self.folding.histograms)
+            del array
+        return extremes
+
+    def _split(self, values: dict[str, np.ndarray | ort.OrtValue]) -> list[list[str]]:
+        """The tensors shared out between the workers by cost (elements, a
+        twin's counting 1.4 times), largest first to the least loaded."""
+        cost = {n: math.prod(v.shape() if isinstance(v, ort.OrtValue) else v.shape)
+                * (1.4 if isinstance(self.folders[n], TwinStats) else 1.0) for n, v in values.items()}
+        parts: list[list[str]] = [[] for _ in range(FOLD_WORKERS)]
+        loads = [0.0] * FOLD_WORKERS
+        for n in sorted(cost, key=cost.__getitem__, reverse=True):
+            i = loads.index(min(loads))
+            parts[i].append(n)
+            loads[i] += cost[n]
+        return parts
 
     def finish(self) -> None:
         """The derived histograms, once every batch is folded: the twins' first
