@@ -563,7 +563,7 @@ def test_the_model_page_shows_the_task_and_detectors_get_boxes_on_results(qtbot,
     qtbot.waitUntil(lambda: rp.done, timeout=RUN_TIMEOUT)
     window.wizard.next()
     results = page(window, "RESULTS")
-    assert "Detection F1 vs FP32" in results.headline.text()
+    assert "AP50 vs FP32" in results.headline.text()
     assert results.pictures.isVisible() and "Boxes over score" in results.pictures.title.text()
     qtbot.waitUntil(lambda: results.pictures.picture.pixmap() is not None and not results.pictures.picture.pixmap().isNull())
     first = results.pictures.caption.text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, Qt
 from PySide6.QtWidgets import QGridLayout, QWidget
 
 from ..core.tasks import TASKS
@@ -26,6 +26,17 @@ def _bars(plot: pg.PlotItem, labels: list[str], values: list[float], colors: lis
     plot.getAxis("bottom").setTicks([list(zip(x, labels))])
     plot.setYRange(0, top * 1.2 if top > 0 else 1)
     plot.setXRange(-0.6, len(values) - (0.0 if beside else 0.4))  # room for the last bar's label beside it
+
+
+def chart_title(text: str) -> str:
+    """``text`` on two lines, broken at the comma nearest its middle (for a
+    chart too narrow for it: a third of a 1366-pixel window cut "mAP@0.5,
+    100 labeled images" to "...labeled image")."""
+    cuts = [i for i in range(len(text)) if text.startswith(", ", i)]
+    if not cuts:
+        return text
+    at = min(cuts, key=lambda i: abs(i - len(text) / 2))
+    return text[:at + 1] + "<br>" + text[at + 2:]
 
 
 def _num(v, digits: int) -> str:
@@ -57,6 +68,34 @@ class ResultCharts(QWidget):
             self.widgets[key] = w
         grid.setRowStretch(0, 2)
         grid.setRowStretch(1, 3)
+        self._titles: dict[str, str] = {}
+        self._layer_rows: list[dict] = []
+        self._layer_count = 0  # bars drawn: as many as the chart's height shows legibly
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        for key in self._titles:
+            self._fit_title(key)
+        if self._layer_rows and self._fitting_layers() != self._layer_count:
+            self._layers(self._layer_rows)
+
+    def _set_title(self, key: str, text: str) -> None:
+        self._titles[key] = text
+        self._fit_title(key)
+
+    def _fit_title(self, key: str) -> None:
+        """The title on one line when the chart is wide enough for it (pyqtgraph
+        lays out its scene at the title's width and crops the rest)."""
+        w, plot = self.widgets[key], self.widgets[key].getPlotItem()
+        w.setTitle(self._titles[key])
+        if plot.effectiveSizeHint(Qt.SizeHint.MinimumSize).width() > w.width():
+            w.setTitle(chart_title(self._titles[key]))
+        plot.setGeometry(QRectF(w.viewport().rect()))  # laid out again now, at the title's new width
+
+    def _fitting_layers(self) -> int:
+        """Bars whose names do not overlap: about 15 pixels each."""
+        height = self.widgets["layers"].height() - 60  # title and axis
+        return max(4, min(self.WORST, height // 15))
 
     def show_report(self, r: dict) -> None:
         f, q = r["fp32"], r["int8"]
@@ -71,7 +110,7 @@ class ResultCharts(QWidget):
             lat.addItem(pg.ErrorBarItem(x=np.arange(2), y=np.array(med), top=np.array(p90) - np.array(med), bottom=np.zeros(2), beam=0.2))
             lat.setYRange(0, max(p90) * 1.25)
             runtime = (r.get("target") or {}).get("title")
-            self.widgets["latency"].setTitle("Latency ms, median and p90" + (f" ({runtime.split(' (')[0]})" if runtime else ""))
+            self._set_title("latency", "Latency ms, median and p90" + (f" ({runtime.split(' (')[0]})" if runtime else ""))
         else:  # a target without a way to time it here (RKNN: no board)
             lat.clear()
             lat.hideAxis("left")
@@ -81,28 +120,29 @@ class ResultCharts(QWidget):
             lat.addItem(note)
             lat.setXRange(0, 1)
             lat.setYRange(0, 1)
-            self.widgets["latency"].setTitle("Latency")
+            self._set_title("latency", "Latency")
         self._task(r)
         self._layers(r.get("per_layer") or [])
 
     def _task(self, r: dict) -> None:
         """The task's own numbers, as its module charts them."""
-        plot, w = self.widgets["accuracy"].getPlotItem(), self.widgets["accuracy"]
+        plot = self.widgets["accuracy"].getPlotItem()
         kind = (r.get("task") or {}).get("kind")
         chart = TASKS[kind].chart(r) if kind in TASKS and r.get("fidelity") else None
         if chart is None:
             plot.clear()
-            w.setTitle("")
+            self._set_title("accuracy", "")
             return
         colors = [FP32 if b.role == "fp32" else INT8 for b in chart.bars]
         _bars(plot, [b.label for b in chart.bars], [b.value for b in chart.bars], colors, chart.fmt)
-        w.setTitle(chart.title)
+        self._set_title("accuracy", chart.title)
 
     def _layers(self, rows: list[dict]) -> None:
         """Horizontal bars, worst at the top, the tensor named on the left."""
         plot = self.widgets["layers"].getPlotItem()
         plot.clear()
-        rows = [x for x in rows if x.get("sqnr_db") is not None][: self.WORST]
+        self._layer_rows, self._layer_count = rows, self._fitting_layers()
+        rows = [x for x in rows if x.get("sqnr_db") is not None][: self._layer_count]
         if not rows:
             return
         values = [min(x["sqnr_db"], 80.0) for x in rows]
@@ -111,7 +151,7 @@ class ResultCharts(QWidget):
         plot.addItem(pg.BarGraphItem(x0=0, y=y, height=0.7, width=values, brushes=colors, pens=colors))
         names = [self._short(r["name"]) + (" (weight)" if r["kind"] == "weight" else "") for r in rows]
         plot.getAxis("left").setTicks([list(zip(y, names))])
-        plot.getAxis("bottom").setLabel("SQNR dB")
+        plot.getAxis("bottom").setLabel("SQNR dB (red under 10, orange under 20: the layers that lost the most)")
         plot.invertY(True)
         plot.setXRange(0, max(values) * 1.12)
         plot.setYRange(-0.6, len(values) - 0.4)
@@ -133,5 +173,5 @@ class ResultCharts(QWidget):
             buf = QBuffer(data)
             buf.open(QIODevice.OpenModeFlag.WriteOnly)
             image.save(buf, "PNG")
-            out[w.getPlotItem().titleLabel.text or key] = bytes(data.data())
+            out[w.getPlotItem().titleLabel.text.replace("<br>", " ") or key] = bytes(data.data())
         return out

@@ -42,6 +42,16 @@ class NodePicker(QGroupBox):
             self.nodes.addItem(item)
         self._apply_filter(self.filter.text())
 
+    def names(self) -> tuple[str, ...]:
+        """Every node listed."""
+        return tuple(self.nodes.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.nodes.count()))
+
+    def kept(self, held: tuple[str, ...]) -> tuple[str, ...]:
+        """``held`` (a job's list) as the ticks now say: its order kept, and
+        names that are not in this model kept too (nothing shows them to untick)."""
+        checked, listed = self.checked(), set(self.names())
+        return tuple(n for n in held if n in checked or n not in listed) + tuple(n for n in checked if n not in held)
+
     def checked(self) -> tuple[str, ...]:
         items = (self.nodes.item(i) for i in range(self.nodes.count()))
         return tuple(it.data(Qt.ItemDataRole.UserRole) for it in items if it.checkState() == Qt.CheckState.Checked)

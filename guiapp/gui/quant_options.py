@@ -126,7 +126,7 @@ class QuantOptions(QWidget):
         return replace(
             q, per_channel=self.per_channel.isChecked(), activation_type=self.activation_combo.currentData(),
             symmetric_activations=self.symmetric.isChecked(), format=self.format_combo.currentData(),
-            exclude_nodes=self.keep.checked(), equalize=self.equalize.isChecked(),
+            exclude_nodes=self.keep.kept(q.exclude_nodes), equalize=self.equalize.isChecked(),
             bias_correction=self.bias_correction.isChecked(), reduce_range=self.reduce_range.isChecked(),
             ort_optimized=self.ort_optimized.isChecked(), batch_one=self.batch_one.isChecked(),
             share_concat_ranges=self.share_concat.isChecked(), pad_channels=self.pad_channels.isChecked(),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QLocale, Qt, Signal
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSizePolicy, QWidget
 
 
 class ChannelEdits(QWidget):
@@ -105,6 +106,26 @@ class ChannelEdits(QWidget):
         self.edited.emit()
 
 
+class ElidedLabel(QLabel):
+    """One line that never widens the window: what does not fit is elided in
+    the middle (a long path keeps its file name); the whole text is the tooltip."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self.setToolTip(text)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        rect = self.contentsRect()
+        painter = QPainter(self)
+        painter.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideMiddle, rect.width()))
+
+
 def sentence(text: str) -> str:
     """Engine messages start lowercase (they follow 'error: ' on the command
     line); in the GUI they stand alone."""
@@ -139,6 +160,7 @@ def path_row(edit: QLineEdit, tip: str, choose) -> QHBoxLayout:
     row.addWidget(edit, 1)
     chooser = button("…", tip, choose)
     chooser.setAccessibleName(tip)  # "…" says nothing to a screen reader
+    chooser.setMaximumWidth(chooser.fontMetrics().horizontalAdvance("…") * 3 + 24)
     row.addWidget(chooser)
     return row
 
@@ -167,7 +189,9 @@ def chain_tab_order(*widgets: QWidget) -> None:
 def kept(box: QDoubleSpinBox, held: float | None) -> float:
     """``held`` while ``box`` still shows it (a job's 99.995 shown as 99.99 is
     not an edit), else what the user set."""
-    if held is not None and abs(box.value() - box.valueFromText(box.textFromValue(held))) < 10 ** -(box.decimals() + 2):
+    # Rounded as the box rounds (QDoubleSpinBox::round: printf's "%.*f"); not
+    # through box.valueFromText, which resets the box's parse of what is being typed.
+    if held is not None and box.value() == float(f"{held:.{box.decimals()}f}"):
         return held
     return box.value()
 

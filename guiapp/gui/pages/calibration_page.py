@@ -106,14 +106,14 @@ class CalibrationPage(Page):
         il.addWidget(button("&Remove", "Remove the selected folder", self.remove_folder), 1, 1)
         self.sample_box = QSpinBox()
         self.sample_box.setRange(1, 2**31 - 1)
-        self.sample_box.setToolTip("How many images to calibrate on (picked at random with the seed)")
+        self.sample_box.setToolTip("How many images to calibrate on, at most (picked at random with the seed)")
         self.sample_box.setAccessibleName("calibration images to use")
         self.seed_box = QSpinBox()
         self.seed_box.setRange(0, 2**31 - 1)
         self.seed_box.setToolTip("Seed for picking the images: the same seed picks the same images")
         self.seed_box.setAccessibleName("seed")
         row = QHBoxLayout()
-        use = QLabel("&Use")
+        use = QLabel("&Use at most")
         use.setBuddy(self.sample_box)
         seed = QLabel("images, s&eed")
         seed.setBuddy(self.seed_box)
@@ -274,8 +274,11 @@ class CalibrationPage(Page):
         s.quantization = self.options.settings(s.quantization)
         s.tuning = self.accuracy.settings()
         eval_text, csv_text = self.eval_edit.text().strip(), self.csv_edit.text().strip()
+        folders = s.evaluation.folders  # a job's further folders stay while the first one is shown unchanged
+        if eval_text != (str(folders[0]) if folders else ""):
+            folders = (Path(eval_text),) if eval_text else ()
         s.evaluation = replace(
-            s.evaluation, folders=(Path(eval_text),) if eval_text else (), labels_from=self.labels_combo.currentData(),
+            s.evaluation, folders=folders, labels_from=self.labels_combo.currentData(),
             labels_csv=Path(csv_text) if csv_text else None, class_offset=self.offset_box.value(),
         )
         text = self.output_edit.text().strip()
@@ -301,10 +304,14 @@ class CalibrationPage(Page):
         self.percentile_box.setEnabled(method == "percentile")
         self.csv_edit.setEnabled(self.labels_combo.currentData() in ("csv", "coco", "yolo"))
         self.accuracy.metric_text.setText(self._target_metric_text())
-        self._problem = self.problem_text()
+        was_complete, self._problem = not self._problem, self.problem_text()
         self.problems.setText(self._problem)
         self.problems.setVisible(bool(self._problem))
-        self.completeChanged.emit()
+        if was_complete != (not self._problem):
+            # Only when Next flips: the wizard relays out its buttons on every
+            # emission, and a spin box being typed in then rewrites its text
+            # ("99" became "99.0000" before the ".5" of "99.5" was typed).
+            self.completeChanged.emit()
 
     # ---- folders
 

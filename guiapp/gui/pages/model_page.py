@@ -19,7 +19,7 @@ from ...core.tasks import TASKS, TaskGuess, detect_task
 from .. import dialogs
 from ..task_options import VIEWS
 from .page import Page
-from ..widgets import add_items, button, message_label, numbers_text, parse_numbers, sentence
+from ..widgets import ElidedLabel, add_items, button, message_label, numbers_text, parse_numbers, sentence
 
 
 class ModelPage(Page):
@@ -35,8 +35,7 @@ class ModelPage(Page):
         self.demo_button = button(
             "Try the &demo", "Load the bundled demo: a small shape classifier with its images and settings", window.open_demo
         )
-        self.path_label = QLabel("No model yet. Drop an .onnx file anywhere on this page, or try the demo.")
-        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.path_label = ElidedLabel("No model yet. Drop an .onnx file anywhere on this page, or try the demo.")
         top = QHBoxLayout()
         top.addWidget(self.open_button)
         top.addWidget(self.demo_button)

@@ -33,7 +33,7 @@ class ResultsPage(Page):
         super().__init__(
             window,
             "Results",
-            "FP32 vs INT8 on held-out images. Red bars are layers that lost the most precision.",
+            "FP32 vs INT8 on held-out images, and the layers that lost the most precision.",
         )
         self.headline = QLabel()
         self.headline.setWordWrap(True)
@@ -67,7 +67,8 @@ class ResultsPage(Page):
         self.html_button = button("Export HT&ML…", "A self-contained page with the charts embedded", self.export_html)
         self.folder_button = button("Open output f&older", "Show the INT8 model in the file manager", self.open_folder)
         actions = QHBoxLayout()
-        self.keep_label = QLabel("Keep")
+        self.keep_label = QLabel("&Keep")
+        self.keep_label.setBuddy(self.keep_box)
         actions.addWidget(self.keep_label)
         actions.addWidget(self.keep_box)
         actions.addWidget(self.rerun_button)
