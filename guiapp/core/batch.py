@@ -25,7 +25,7 @@ from .evaluate.latency import context_line, time_models
 from .job import Job
 from .model.feeds import make_feeds
 from .model.modelinfo import inspect_model
-from .parallel import Executor, Failed
+from .parallel import Executor, ExecutorSpec, Failed
 from .progress import CancelToken
 from .context import resolve_spec
 from .data.preprocess import load_tensor
@@ -67,7 +67,9 @@ def run_one(item: tuple[Job, bool]) -> dict:
     job, overwrite = item
     job = replace(job, evaluation=replace(job.evaluation, latency_runs=0))
     t0 = time.monotonic()
-    result = quantize(job, overwrite=overwrite)
+    # The batch already gives every worker its share of the cores: the job's own search
+    # trials and evaluation run in this worker, not in a pool of its own.
+    result = quantize(job, overwrite=overwrite, executor=ExecutorSpec("serial"))
     return {"report": result.report, "seconds": time.monotonic() - t0}
 
 
