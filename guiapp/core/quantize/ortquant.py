@@ -25,6 +25,29 @@ def _quant_type(name: str):
     return {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[name]
 
 
+def quantizer_arguments(settings: QuantSettings) -> dict:
+    """``quantize_static``'s keyword arguments for ``settings``: everything
+    but the model, the output and the ranges (also read by patching.py, which
+    rewrites activation scales the way the quantizer computes them)."""
+    from onnxruntime.quantization import QuantFormat
+
+    return {
+        "quant_format": QuantFormat.QDQ if settings.format == "qdq" else QuantFormat.QOperator,
+        "op_types_to_quantize": sorted(QUANTIZABLE_OP_TYPES - set(settings.exclude_op_types)),
+        "per_channel": settings.per_channel,
+        "reduce_range": settings.reduce_range,
+        "activation_type": _quant_type(settings.activation_type),
+        "weight_type": _quant_type(settings.weight_type),
+        "nodes_to_exclude": sorted(set(settings.exclude_nodes)),
+        "extra_options": {
+            "ActivationSymmetric": settings.symmetric_activations,
+            "WeightSymmetric": settings.weight_type == "int8",
+            "AddQDQPairToWeight": settings.tensorrt_form,
+            "QuantizeBias": not settings.tensorrt_form,
+        },
+    }
+
+
 def quantize_with_ranges(
     prepared: Path,
     output: Path,
@@ -33,33 +56,20 @@ def quantize_with_ranges(
     workdir: Path,
 ) -> None:
     """Write the quantized model of ``prepared`` to ``output`` using ``ranges``."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
     data = {n: (np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32)) for n, (lo, hi) in ranges.items()}
     cache = workdir / f"{output.stem}.ranges.json"
     cache.unlink(missing_ok=True)  # a stale cache would be used as it is
     save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
-    op_types = sorted(QUANTIZABLE_OP_TYPES - set(settings.exclude_op_types))
     quantize_static(
         str(prepared),
         str(output),
         calibration_data_reader=None,
-        quant_format=QuantFormat.QDQ if settings.format == "qdq" else QuantFormat.QOperator,
-        op_types_to_quantize=op_types,
-        per_channel=settings.per_channel,
-        reduce_range=settings.reduce_range,
-        activation_type=_quant_type(settings.activation_type),
-        weight_type=_quant_type(settings.weight_type),
-        nodes_to_exclude=sorted(set(settings.exclude_nodes)),
         calibrate_method=CalibrationMethod.MinMax,
         calibration_cache_path=str(cache),
-        extra_options={
-            "ActivationSymmetric": settings.symmetric_activations,
-            "WeightSymmetric": settings.weight_type == "int8",
-            "AddQDQPairToWeight": settings.tensorrt_form,
-            "QuantizeBias": not settings.tensorrt_form,
-        },
+        **quantizer_arguments(settings),
     )
 
 

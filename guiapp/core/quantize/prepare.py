@@ -10,6 +10,9 @@ were refused by inspection: everything fits in memory.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,9 +83,20 @@ def build(prepared: Prepared, ranges: dict, settings, out: Path) -> None:
 
 def quantize_file(model: Path, ranges: dict, settings, out: Path) -> None:
     """ONNX Runtime's quantizer on ``model`` with these final ranges; its
-    failures become a ModelError in words."""
+    failures become a ModelError in words.
+
+    The quantizer writes ``<model>-inferred.onnx`` beside its input and
+    deletes it: two workers quantizing the same graph at once would delete
+    each other's. Each run reads its own link to ``model``, in a folder of
+    its own."""
     try:
-        quantize_with_ranges(model, out, ranges, settings, out.parent)
+        with tempfile.TemporaryDirectory(prefix="quantize-", dir=out.parent) as own:
+            link = Path(own) / model.name
+            try:
+                os.link(model, link)
+            except OSError:  # another file system, or no hard links there
+                shutil.copyfile(model, link)
+            quantize_with_ranges(link, out, ranges, settings, Path(own))
     except Exception as exc:  # noqa: BLE001 - ORT's quantizer raises anything
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelError(

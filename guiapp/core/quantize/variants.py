@@ -6,6 +6,11 @@ equalized graph gets its own calibration pass (equalization changes the
 activations it rescales) the first time a recipe asks for it; a
 bias-corrected graph is made once per (equalized, per-channel) pair, since
 weight quantization does not depend on the activation strategy.
+
+A trial that changes only the strategy of an earlier one (same graph, same
+settings, same layers in float) is not given to ONNX Runtime's quantizer
+again: the graph it wrote is patched with the new activation scales
+(patching.py); each strategy's ranges are computed once per graph.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from ..progress import CancelToken, ProgressFn, no_progress
 from .biascorr import apply_shifts, bias_shifts
 from .equalize import equalized
 from .outputform import shared_ranges
+from .patching import WrittenGraphs
 from .prepare import Prepared, build, quantize_file
 
 BIAS_IMAGES = 128  # calibration images for the channel statistics of equalization and bias correction
@@ -43,6 +49,16 @@ class BuildJob:
 
     def __call__(self) -> Path:
         quantize_file(self.model, self.ranges, self.settings, self.out)
+        return self.out
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A model already written (patched here): the worker only scores it."""
+
+    out: Path
+
+    def __call__(self) -> Path:
         return self.out
 
 
@@ -85,6 +101,9 @@ class VariantBuilder:
     tmp: Path
     progress: ProgressFn = no_progress  # an equalized graph's calibration pass reports here
     notes: list[str] = field(default_factory=list)
+    # Graphs the quantizer wrote, patched for trials that change only the strategy (None: it writes every one).
+    written: WrittenGraphs | None = field(default_factory=WrittenGraphs)
+    _ranges: dict = field(default_factory=dict)
     _equalized: Variant | None = None
     _shifts: dict = field(default_factory=dict)
     _corrected: dict = field(default_factory=dict)
@@ -143,18 +162,60 @@ class VariantBuilder:
         exclude = tuple(dict.fromkeys((*self.quant.exclude_nodes, *self.protected, *r.float_nodes)))
         return replace(self.quant, per_channel=r.per_channel, exclude_nodes=exclude, keep_float=0)
 
-    def ranges(self, v: Variant, r: Recipe) -> dict:
-        return compute_ranges(v.stats, StrategySettings(r.method, self.percentile), self.target())
+    def ranges(self, v: Variant, r: Recipe, names: set[str] | None = None) -> dict:
+        """``r``'s strategy's ranges of ``v``'s statistics (of ``names`` only,
+        when given), each computed once (a bias-corrected graph shares its
+        parent's statistics)."""
+        key = (id(v.stats), r.method)
+        hit = self._ranges.get(key)
+        if hit is None or hit[0] is not v.stats:
+            hit = self._ranges[key] = (v.stats, {})
+        done = hit[1]
+        todo = {n: s for n, s in v.stats.items() if n not in done and (names is None or n in names)}
+        if todo:
+            done.update(compute_ranges(todo, StrategySettings(r.method, self.percentile), self.target()))
+        return {n: done[n] for n in v.stats if n in done and (names is None or n in names)}
+
+    def range_names(self, v: Variant) -> frozenset[str]:
+        """The tensors that get a range (whatever the strategy: those that saw finite values)."""
+        return frozenset(n for n, s in v.stats.items() if s.finite)
+
+    def final_ranges(self, v: Variant, r: Recipe, settings: QuantSettings) -> dict:
+        """The ranges the quantizer gets for ``r`` (Concat inputs tied as the settings say)."""
+        return shared_ranges(v.prepared.model, self.ranges(v, r), settings)
 
     def build(self, r: Recipe, out: Path, cancel: CancelToken) -> Variant:
         """Write ``r``'s INT8 model to ``out``; returns the variant it came from."""
         v = self.variant(r, cancel)
-        build(v.prepared, self.ranges(v, r), self.settings_for(r), out)
+        settings = self.settings_for(r)
+        if not self._patched(v, r, settings, out):
+            ranges = self.final_ranges(v, r, settings)
+            quantize_file(v.prepared.path, ranges, settings, out)
+            self.adopt(BuildJob(v.prepared.path, ranges, settings, out))
         return v
 
-    def build_job(self, r: Recipe, out: Path, cancel: CancelToken) -> BuildJob:
+    def build_job(self, r: Recipe, out: Path, cancel: CancelToken) -> BuildJob | Ready:
         """``r``'s model as a job for a worker: the graph it needs is made
-        here (equalized, bias-corrected), the quantizer runs there."""
+        here (equalized, bias-corrected), the quantizer runs there (or the
+        model is patched here, when an earlier trial's graph serves)."""
         v = self.variant(r, cancel)
         settings = self.settings_for(r)
-        return BuildJob(v.prepared.path, shared_ranges(v.prepared.model, self.ranges(v, r), settings), settings, out)
+        if self._patched(v, r, settings, out):
+            return Ready(out)
+        return BuildJob(v.prepared.path, self.final_ranges(v, r, settings), settings, out)
+
+    def adopt(self, job) -> None:
+        """Keep the graph ``job`` had the quantizer write (when it did) as a base for later trials."""
+        if self.written is not None and isinstance(job, BuildJob) and job.out.is_file():
+            self.written.remember(job.model, job.ranges, job.settings, job.out)
+
+    def _patched(self, v: Variant, r: Recipe, settings: QuantSettings, out: Path) -> bool:
+        """Write ``r``'s model by patching an earlier one, computing only the ranges the patch reads."""
+        if self.written is None:
+            return False
+        model, names = v.prepared.model, self.range_names(v)
+        needed = self.written.needed(model, v.prepared.path, names, settings)
+        if needed is None:
+            return False
+        ranges = shared_ranges(model, self.ranges(v, r, needed), settings)
+        return self.written.patch(model, v.prepared.path, names, ranges, settings, out)

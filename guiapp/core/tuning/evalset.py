@@ -54,7 +54,7 @@ class EvalSet:
         spans = [slice(i, min(i + step, len(self))) for i in range(0, len(self), step)]
 
         def make(sl: slice) -> np.ndarray:
-            return np.stack([normalize(p, self.spec) for p in self.pixels[sl]])
+            return normalize(np.asarray(self.pixels[sl]), self.spec)  # a stack normalizes as a batch: one copy less
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="guiapp-normalize") as pool:
             pending = pool.submit(make, spans[0]) if spans else None

@@ -49,6 +49,9 @@ class Builder(Protocol):
     def build_job(self, r: Recipe, out: Path, cancel: CancelToken) -> Callable[[], Path]:
         """``r``'s model as a picklable job that writes it (run by a worker)."""
 
+    def adopt(self, job: Callable[[], Path]) -> None:
+        """A worker ran ``job``: what it wrote may serve later trials."""
+
 
 @dataclass(frozen=True)
 class TrialItem:
@@ -89,7 +92,7 @@ class Scorer:
         self.builder.build(r, out, cancel)
         result, session = score(self.evalset, out, self.plan, cancel)
         head = result["fidelity"]["headline"]
-        latency = _latency(session, self.evalset, self.plan.fixed_batch)
+        latency = latency_ms(session, self.evalset, self.plan.fixed_batch)
         del session
         return Trial(self._count, stage, r, head["value"], self.goal.meets(head["value"]), out.stat().st_size, latency,
                      time.perf_counter() - t0, note, details=head)
@@ -110,13 +113,14 @@ class Scorer:
             items.append(TrialItem(self.builder.build_job(r, self.tmp / f"trial_{self._count}.onnx", cancel), self._files, self.plan))
         outcomes = self.executor.map(score_trial, items, cancel)
         trials = []
-        for index, (r, note), o in zip(indices, todo, outcomes):
+        for index, (r, note), o, item in zip(indices, todo, outcomes, items):
             if isinstance(o, Failed):
                 trials.append(Trial(index, stage, r, None, False, 0, None, 0.0, f"{note}; failed: {o.reason}"))
                 continue
+            self.builder.adopt(item.build)
             value = o["headline"]["value"]
             session = make_session(self.tmp / f"trial_{index}.onnx")
-            latency = _latency(session, self.evalset, self.plan.fixed_batch)
+            latency = latency_ms(session, self.evalset, self.plan.fixed_batch)
             del session
             trials.append(Trial(index, stage, r, value, self.goal.meets(value), o["size"], latency, o["seconds"], note,
                                 details=o["headline"]))
@@ -145,7 +149,7 @@ class Scorer:
                 pass
 
 
-def _latency(session, evalset: EvalSet, fixed_batch: int | None) -> float | None:
+def latency_ms(session, evalset: EvalSet, fixed_batch: int | None) -> float | None:
     """The INT8 model alone, one image a batch (the FP32 outputs are kept, so no
     other session is running or spinning): median of a few timed runs."""
     try:
