@@ -1,6 +1,7 @@
 """The form the INT8 model is written in, after ONNX Runtime's quantizer
 wrote its QDQ (or QOperator) graph: convolution input channels padded for
-the fast kernels (chanpad.py), a fixed batch size, and the graph as ONNX
+the fast kernels (chanpad.py), wide pointwise convolutions sent to AMX on
+CPUs that have it (fastform.py), a fixed batch size, and the graph as ONNX
 Runtime optimizes it; and the Concat ranges tied before (rangeshare.py).
 
 Each is a choice of the user (job fields ``quantization.pad_channels``,
@@ -29,6 +30,7 @@ import onnx
 
 from .chanpad import ALIGN, pad_conv_channels
 from ..errors import JobError, ModelError
+from .fastform import AMX_MIN_INPUT_CHANNELS, gemm_pointwise
 from .rangeshare import share_concat_ranges
 
 
@@ -102,16 +104,24 @@ def ort_optimize(src: Path, dst: Path) -> None:
                          "Turn off 'optimized for ONNX Runtime' to write the QDQ model.") from None
 
 
-def apply_output_form(quantized: Path, out: Path, pad_channels: bool, batch_one: bool, ort_optimized: bool) -> list[str]:
+def apply_output_form(quantized: Path, out: Path, pad_channels: bool, batch_one: bool, ort_optimized: bool,
+                      amx_pointwise: bool = False) -> list[str]:
     """``quantized`` in the chosen form at ``out`` (both in the work folder);
-    notes for the report's ``preparation``."""
+    notes for the report's ``preparation``. ``amx_pointwise``: give wide
+    pointwise convolutions the weight form that runs on AMX (fastform.py)."""
     notes = []
     model = onnx.load(str(quantized))
     if pad_channels:
         padded = pad_conv_channels(model)
         if padded:
             notes.append(f"input channels padded to a multiple of {ALIGN} (a zero channel, same outputs) for the fast INT8 "
-                         f"convolution: {', '.join(padded[:5])}" + (f" and {len(padded) - 5} more" if len(padded) > 5 else ""))
+                         f"convolution: {_names(padded)}")
+    if amx_pointwise:
+        sent = gemm_pointwise(model)
+        if sent:
+            notes.append(f"{len(sent)} pointwise convolution(s) with at least {AMX_MIN_INPUT_CHANNELS} input channels given "
+                         f"weight zero point -1 (the same weights, the same outputs) so that ONNX Runtime runs them on this "
+                         f"CPU's AMX: {_names(sent)}")
     if batch_one:
         note = fix_batch(model, 1)
         if note:
@@ -128,3 +138,7 @@ def apply_output_form(quantized: Path, out: Path, pad_channels: bool, batch_one:
     notes.append("saved as ONNX Runtime optimizes it (extended level): " + (", ".join(ops) or "no fused ops")
                  + "; loads in ONNX Runtime only")
     return notes
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

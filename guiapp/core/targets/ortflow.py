@@ -17,10 +17,12 @@ from ..calibrate.strategies import StrategySettings, RangeTarget, compute_ranges
 from ..context import RunContext
 from ..data.dataset import ReadLog, batches, iter_tensors, nothing_readable, seeded_order
 from ..evaluate.compare import evaluate_models
+from ..evaluate.cpu import current_cpu
 from ..evaluate.perlayer import per_layer_error
 from ..job import QuantSettings, Recipe
 from ..notes import Note
 from ..progress import QUANTIZE, TUNE, CancelToken, ProgressEvent
+from ..quantize.fastform import amx_int8
 from ..quantize.outputform import apply_output_form, concat_note
 from ..quantize.prepare import Prepared, build, carry_over_metadata, prepare
 from ..quantize.protect import Protection, find_protections
@@ -202,11 +204,18 @@ def _ranges(ctx: RunContext, chosen: Chosen) -> dict:
 
 
 def _output_form(ctx: RunContext, chosen: Chosen) -> tuple[Path, list[str]]:
-    """The chosen model in its output form, with the input's metadata: (path, notes)."""
+    """The chosen model in its output form, with the input's metadata: (path, notes).
+
+    ``pad_channels`` stands for the forms made for ONNX Runtime's CPU kernels:
+    the targets that hand the QDQ graph to another runtime (OpenVINO,
+    TensorRT) turn it off. With it, a CPU with AMX also gets its wide
+    pointwise convolutions in the form ONNX Runtime runs on AMX (fastform.py;
+    the same outputs on every CPU)."""
     q = chosen.settings
     notes = concat_note(chosen.variant.prepared.model, _ranges(ctx, chosen), q)
     formed, final = ctx.tmp / "formed.onnx", ctx.tmp / "final.onnx"
-    notes += apply_output_form(chosen.path, formed, q.pad_channels, q.batch_one, q.ort_optimized)
+    amx = q.pad_channels and not q.tensorrt_form and amx_int8(current_cpu())
+    notes += apply_output_form(chosen.path, formed, q.pad_channels, q.batch_one, q.ort_optimized, amx)
     carry_over_metadata(chosen.variant.prepared.header, formed, final)
     return final, notes
 
