@@ -4,14 +4,21 @@ kept evaluation images in the task's own metric, time it alone.
 The search does not build models itself: it is given a :class:`Builder`
 (the run's :class:`guiapp.core.quantize.variants.VariantBuilder`, the same
 one the plain run uses) and asks it by recipe.
+
+Two recipes may write the same file (a layer sent to float whose Q/DQ pairs
+the quantizer keeps for its neighbours, such as an Add between quantized
+convolutions): a trial whose file has the bytes of an earlier one takes that
+trial's numbers instead of being scored again (one process: not scored at
+all; workers: scored, then recorded the same way), and says so in its note.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -84,16 +91,35 @@ class Scorer:
     executor: Any = None  # runs the trials of one step concurrently (None: one after another, here)
     _count: int = 0
     _files: Path | None = None  # the evaluation set saved for workers
+    _digests: dict = field(default_factory=dict)  # file digest -> the first trial that wrote it
+    _done: dict = field(default_factory=dict)  # trial index -> (metric, its headline, latency)
+
+    def _same_as(self, index: int, path: Path) -> int | None:
+        """The earlier trial whose model file has ``path``'s bytes, if any
+        (else ``index`` is remembered as the first to write them)."""
+        digest = _digest(path)
+        first = self._digests.setdefault(digest, index)
+        return first if first != index and first in self._done else None
+
+    def _again(self, index: int, first: int, stage: str, r: Recipe, size: int, seconds: float, note: str) -> Trial:
+        value, head, latency = self._done[first]
+        self._done[index] = self._done[first]
+        return Trial(index, stage, r, value, self.goal.meets(value), size, latency, seconds,
+                     f"{note}; the same model as trial {first}", details=head)
 
     def run(self, stage: str, r: Recipe, cancel: CancelToken, note: str = "") -> Trial:
         t0 = time.perf_counter()
         self._count += 1
         out = self.tmp / f"trial_{self._count}.onnx"
         self.builder.build(r, out, cancel)
+        first = self._same_as(self._count, out)
+        if first is not None:
+            return self._again(self._count, first, stage, r, out.stat().st_size, time.perf_counter() - t0, note)
         result, session = score(self.evalset, out, self.plan, cancel)
         head = result["fidelity"]["headline"]
         latency = latency_ms(session, self.evalset, self.plan.fixed_batch)
         del session
+        self._done[self._count] = (head["value"], head, latency)
         return Trial(self._count, stage, r, head["value"], self.goal.meets(head["value"]), out.stat().st_size, latency,
                      time.perf_counter() - t0, note, details=head)
 
@@ -118,10 +144,15 @@ class Scorer:
                 trials.append(Trial(index, stage, r, None, False, 0, None, 0.0, f"{note}; failed: {o.reason}"))
                 continue
             self.builder.adopt(item.build)
+            first = self._same_as(index, self.tmp / f"trial_{index}.onnx")
+            if first is not None:
+                trials.append(self._again(index, first, stage, r, o["size"], o["seconds"], note))
+                continue
             value = o["headline"]["value"]
             session = make_session(self.tmp / f"trial_{index}.onnx")
             latency = latency_ms(session, self.evalset, self.plan.fixed_batch)
             del session
+            self._done[index] = (value, o["headline"], latency)
             trials.append(Trial(index, stage, r, value, self.goal.meets(value), o["size"], latency, o["seconds"], note,
                                 details=o["headline"]))
         return trials
@@ -147,6 +178,14 @@ class Scorer:
                 os.unlink(self.path_of(trial))
             except OSError:
                 pass
+
+
+def _digest(path: Path) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.digest()
 
 
 def latency_ms(session, evalset: EvalSet, fixed_batch: int | None) -> float | None:
