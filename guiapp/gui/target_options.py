@@ -8,35 +8,21 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QFormLayout, QLineEdit, QWidget
 
 from ..core.targets.rknn import PLATFORMS, RknnOptions
 from ..core.targets.tensorrt import TensorRTOptions
 from . import dialogs
+from .options_view import OptionsView
 from .widgets import buddy, path_row
 
 RKNN_PYTHON_KEY = "targets/rknn_python"
 
 
-class OptionsView(QWidget):
-    edited = Signal()
-
-    def __init__(self, settings, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.settings = settings  # the app's remembered values
-
-    def set_options(self, options) -> None:
-        raise NotImplementedError
-
-    def options(self):
-        raise NotImplementedError
-
-
 class RknnOptionsView(OptionsView):
     def __init__(self, settings, parent: QWidget | None = None) -> None:
-        super().__init__(settings, parent)
-        self._options = RknnOptions()
+        super().__init__(RknnOptions(), parent)
+        self.settings = settings  # the app's remembered values
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         self.platform = QComboBox()
@@ -59,14 +45,11 @@ class RknnOptionsView(OptionsView):
         remembered = self.settings.value(RKNN_PYTHON_KEY)
         if options.python is None and remembered:
             options = replace(options, python=Path(str(remembered)))
-        self._options = options
-        self.platform.blockSignals(True)
-        self.platform.setCurrentIndex(self.platform.findData(options.platform))
-        self.platform.blockSignals(False)
-        self.python.setText(str(options.python) if options.python else "")
+        super().set_options(options)
 
-    def options(self) -> RknnOptions:
-        return self._options
+    def _show(self, options: RknnOptions) -> None:
+        self.platform.setCurrentIndex(self.platform.findData(options.platform))
+        self.python.setText(str(options.python) if options.python else "")
 
     def _changed(self) -> None:
         text = self.python.text().strip()
@@ -85,8 +68,7 @@ class RknnOptionsView(OptionsView):
 
 class TensorRTOptionsView(OptionsView):
     def __init__(self, settings, parent: QWidget | None = None) -> None:
-        super().__init__(settings, parent)
-        self._options = TensorRTOptions()
+        super().__init__(TensorRTOptions(), parent)  # no remembered values
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         self.version = QComboBox()
@@ -97,14 +79,8 @@ class TensorRTOptionsView(OptionsView):
         form.addRow(buddy("TensorRT version", self.version), self.version)
         self.version.currentTextChanged.connect(self._changed)
 
-    def set_options(self, options: TensorRTOptions) -> None:
-        self._options = options
-        self.version.blockSignals(True)
+    def _show(self, options: TensorRTOptions) -> None:
         self.version.setCurrentText(options.version)
-        self.version.blockSignals(False)
-
-    def options(self) -> TensorRTOptions:
-        return self._options
 
     def _changed(self) -> None:
         try:

@@ -9,30 +9,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QWidget
 
 from ..core.tasks.detection import DetectionOptions
 from ..core.tasks.detection_layout import BOX_FORMATS
+from .options_view import OptionsView
 from .widgets import add_items, buddy, kept
-
-
-class OptionsView(QWidget):
-    edited = Signal()
-
-    def set_options(self, options) -> None:
-        raise NotImplementedError
-
-    def options(self):
-        raise NotImplementedError
 
 
 class DetectionOptionsView(OptionsView):
     """Score threshold and box format."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._options = DetectionOptions()
+        super().__init__(DetectionOptions(), parent)
         self.threshold_box = QDoubleSpinBox()
         self.threshold_box.setRange(0.001, 0.999)
         self.threshold_box.setSingleStep(0.05)
@@ -52,17 +41,9 @@ class DetectionOptionsView(OptionsView):
         self.threshold_box.valueChanged.connect(self._changed)
         self.box_format_combo.currentIndexChanged.connect(self._changed)
 
-    def set_options(self, options: DetectionOptions) -> None:
-        self._options = options
-        for w in (self.threshold_box, self.box_format_combo):
-            w.blockSignals(True)
+    def _show(self, options: DetectionOptions) -> None:
         self.threshold_box.setValue(options.score_threshold)
         self.box_format_combo.setCurrentIndex(max(0, self.box_format_combo.findData(options.box_format)))
-        for w in (self.threshold_box, self.box_format_combo):
-            w.blockSignals(False)
-
-    def options(self) -> DetectionOptions:
-        return self._options
 
     def _changed(self) -> None:
         self._options = replace(self._options, score_threshold=kept(self.threshold_box, self._options.score_threshold),

@@ -21,6 +21,7 @@ from ..model.feeds import Feeds
 from ..model.graphprep import with_outputs
 from ..progress import CancelToken
 from .sessions import make_session
+from ..model.nodes import attribute
 
 DQ_SUFFIX = "_DequantizeLinear_Output"
 
@@ -55,7 +56,7 @@ def dequantized_weights(qdq: onnx.ModelProto) -> dict[str, tuple[np.ndarray, str
         q = numpy_helper.to_array(inits[node.input[0]]).astype(np.float64)
         scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
         zp = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64) if len(node.input) > 2 and node.input[2] else 0.0
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        axis = attribute(node, "axis", 1)
         if np.ndim(scale) == 1 and q.ndim > 1:
             shape = [1] * q.ndim
             shape[axis] = -1

@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .nodes import attribute
+
 ARITHMETIC = ("Sub", "Div", "Mul", "Add", "BatchNormalization")
 PASS_THROUGH = ("Transpose", "Cast", "Identity", "Reshape", "Unsqueeze")
 MAX_STEPS = 6  # the first few nodes only: later arithmetic is the network itself
@@ -142,7 +144,7 @@ def graph_normalization(model: onnx.ModelProto, name: str, layout: str, channels
         n = users[0]
         if n.op_type in PASS_THROUGH:
             if n.op_type == "Transpose" and axis is not None:
-                perm = next((list(a.ints) for a in n.attribute if a.name == "perm"), None)
+                perm = attribute(n, "perm")
                 axis = perm.index(axis) if perm and axis in perm else None
             elif n.op_type in ("Reshape", "Unsqueeze"):
                 axis = None  # the channel axis is no longer known
@@ -155,7 +157,7 @@ def graph_normalization(model: onnx.ModelProto, name: str, layout: str, channels
             break
         if n.op_type == "BatchNormalization":  # per channel along axis 1, always
             gamma, beta, mu, var = (consts[i] for i in n.input[1:5])
-            eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
+            eps = attribute(n, "epsilon", 1e-5)
             k = gamma / np.sqrt(var + eps)
             vals = [v.reshape(-1) if v.size == channels else None for v in (k, beta - mu * k)]
             steps.append(("BatchNormalization", f"mean {_words(mu)}, variance {_words(var)}"))

@@ -19,6 +19,7 @@ from .loading import load_proto
 from .quantizable import QUANTIZABLE_OP_TYPES, STRUCTURAL_OP_TYPES, is_quantized_op
 from .probe import MAX_PROBE_BYTES, RunShapes, probe
 from .tensors import ImageInput, TensorInfo, tensor_info
+from .nodes import attribute
 
 TWO_GB = 2**31  # one protobuf's limit
 
@@ -229,7 +230,7 @@ def find_image_input(model: onnx.ModelProto, inputs: tuple[TensorInfo, ...], lay
 def _feeds_nhwc_transpose(model: onnx.ModelProto, name: str) -> bool:
     for node in model.graph.node:
         if name in node.input and node.op_type == "Transpose":
-            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            perm = attribute(node, "perm")
             return perm == [0, 3, 1, 2]
     return False
 

@@ -23,6 +23,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..model.nodes import attribute
+
 ALIGN = 4
 
 
@@ -39,7 +41,7 @@ def pad_conv_channels(model: onnx.ModelProto, align: int = ALIGN) -> list[str]:
     replaced: list[onnx.NodeProto] = []  # DequantizeLinear nodes the padded convolutions no longer read
     old_weights: list[str] = []  # QLinearConv weights replaced by padded copies
     for node in g.node:
-        if _attr(node, "group", 1) != 1:
+        if attribute(node, "group", 1) != 1:
             continue
         if node.op_type == "Conv":
             old = [producer.get(node.input[0]), producer.get(node.input[1])]
@@ -123,13 +125,6 @@ def _padded_weight(g, name: str, w: np.ndarray, extra: int) -> str:
     new = f"{name}_chpad"
     g.initializer.append(numpy_helper.from_array(np.concatenate([w, zeros], axis=1), new))
     return new
-
-
-def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
-    for a in node.attribute:
-        if a.name == name:
-            return a.i
-    return default
 
 
 def _drop_unread(g, candidates: list[onnx.NodeProto], weights: list[str], init: dict) -> None:

@@ -28,6 +28,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..model.nodes import attribute
+
 ITERATIONS = 20
 
 
@@ -49,7 +51,7 @@ def _consumers(g: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
 
 
 def _group(n: onnx.NodeProto) -> int:
-    return next((a.i for a in n.attribute if a.name == "group"), 1)
+    return attribute(n, "group", 1)
 
 
 def _relu_like(n: onnx.NodeProto, inits: dict) -> bool:

@@ -43,6 +43,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..evaluate.cpu import CpuInfo
+from ..model.nodes import attribute
 
 AMX_MIN_INPUT_CHANNELS = 320  # below this the AMX GEMM loses to the symmetric kernel (measured, MobileNetV2)
 SHIFT = -1  # the zero point the rewritten weights get
@@ -67,7 +68,7 @@ def gemm_pointwise(model: onnx.ModelProto, min_channels: int = AMX_MIN_INPUT_CHA
     readers.update(o.name for o in g.output)
     done = []
     for node in g.node:
-        if _attr(node, "group", 1) != 1:
+        if attribute(node, "group", 1) != 1:
             continue
         if node.op_type == "Conv":
             dq = producer.get(node.input[1]) if len(node.input) > 1 else None
@@ -99,9 +100,3 @@ def _shift(names: tuple[str, str], init: dict, readers: Counter, min_channels: i
     init[zp_name].CopyFrom(numpy_helper.from_array(np.full(zp.shape, SHIFT, np.int8), zp_name))
     return True
 
-
-def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
-    for a in node.attribute:
-        if a.name == name:
-            return a.i
-    return default

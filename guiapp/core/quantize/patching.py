@@ -43,6 +43,7 @@ import onnx
 from onnx import numpy_helper
 
 from .ortquant import quantizer_arguments
+from ..model.nodes import attribute
 
 KEEP_WRITTEN = 3  # written graphs kept as bases (a search re-uses one per stage)
 MAX_BYTES = 512 * 2**20  # ... and at most this much of them
@@ -221,7 +222,7 @@ def _bias_site(w: _Graph, node, k: int, sites: dict, fp32: tuple) -> BiasSite | 
         return None
     beta = 1.0
     if source.op_type == "Gemm":  # the quantizer folds Gemm's beta into the bias scale
-        beta = next((onnx.helper.get_attribute_value(a) for a in source.attribute if a.name == "beta"), 1.0)
+        beta = attribute(source, "beta", 1.0)
     weight_scale = numpy_helper.to_array(w.graph.initializer[w.index[weight.input[1]]])
     return BiasSite(w.index[bias_dq.input[0]], w.index[bias_dq.input[1]], x.input[1], weight_scale, bias, beta)
 
