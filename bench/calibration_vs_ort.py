@@ -25,9 +25,12 @@ ORT's histogram calibrators keep every activation of every image in memory
 script refuses to run them unless given --allow-ort-memory.
 
 With --speed (issue 21): per model, decode + FP32 inference against our
-calibration with a histogram method and with minmax, alternated in one
-process, medians; every method's ranges against a plain reference collection
-(within one bin) and top-1 with both:
+calibration with a histogram method and with minmax (as the app runs them:
+a Relu/Clip input shares its output's statistics), and with histograms of
+every tensor's own (as for TensorRT's cache), alternated in one process,
+medians; every method's ranges against a plain reference collection (within
+one bin; a shared input against its output's, the range ONNX Runtime's
+quantizer gives it) and top-1 with both:
     python bench/calibration_vs_ort.py ../shared/assets/models/squeezenet1.1.onnx \\
         ../shared/assets/models/mobilenetv2_1.0_224.onnx ../shared/assets/imagenet/images --speed \\
         --specs ../shared/assets/models/specs.json --labels ../shared/assets/imagenet/labels.csv -n 200
@@ -78,7 +81,8 @@ def worker_ours(cfg: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         prepared = prepare(model, inspect_model(model).opset, Path(tmp), no_progress, CancelToken())
         # max_images = len(files): every chosen image, in our seeded order
-        cal = calibrate(prepared.model, CalibrationInputs(model, Feeds(cfg["input"]), spec, settings, files, cfg["batch"]),
+        cal = calibrate(prepared.model, CalibrationInputs(model, Feeds(cfg["input"]), spec, settings, files, cfg["batch"],
+                                                          share_activation_ranges=True),
                         no_progress, CancelToken())
         ranges = compute_ranges(cal.stats, StrategySettings(cfg["method"], cfg["percentile"]), RangeTarget())
         build(prepared, ranges, q, Path(cfg["out"]))
@@ -265,6 +269,16 @@ def range_deviation(ours: dict, reference: dict, method: str, percentile: float)
     return worst, where
 
 
+def shared_inputs(model, stats: dict, of) -> dict:
+    """{Relu/Clip input: of(its output)} for the inputs the app lets share
+    their output's statistics."""
+    from guiapp.core.calibrate.calibration import derivation_plan
+    from guiapp.core.calibrate.histogram import SHARED
+
+    plan = derivation_plan(model, list(stats), True, share=True)
+    return {n: of(d.inputs[0]) for n, d in plan.items() if d.op == SHARED}
+
+
 def speed_pairs(model_path: Path, prepared, feeds, spec, files: list, batch: int, repeat: int) -> tuple[dict, object]:
     """Per-image milliseconds of each contender, ``repeat`` runs each, in
     rotating order; and the last histogram calibration."""
@@ -282,22 +296,25 @@ def speed_pairs(model_path: Path, prepared, feeds, spec, files: list, batch: int
         for _, x in batches(iter_tensors(files, spec, n, ReadLog()), batch):
             session.run(None, feeds(x))
 
-    def ours(method):
+    def ours(method, share=True):
         settings = CalibrationSettings(max_images=n, seed=0, method=method, batch_size=batch)
-        last[method] = calibrate(prepared.model, CalibrationInputs(model_path, feeds, spec, settings, files, batch), no_progress,
-                                 CancelToken())
+        inputs = CalibrationInputs(model_path, feeds, spec, settings, files, batch, share_activation_ranges=share)
+        last[method, share] = calibrate(prepared.model, inputs, no_progress, CancelToken())
 
-    runs = {"fp32": fp32, "histograms": lambda: ours("entropy"), "minmax": lambda: ours("minmax")}
+    # "own": every tensor's own statistics, as TensorRT's cache needs them (and
+    # as the app collected them before activation inputs shared their outputs')
+    runs = {"fp32": fp32, "histograms": lambda: ours("entropy"), "minmax": lambda: ours("minmax"),
+            "histograms_own": lambda: ours("entropy", share=False)}
     times = {k: [] for k in runs}
     for f in runs.values():  # warm: the page cache, first sessions
         f()
     for r in range(repeat):
-        order = list(runs)[r % 3:] + list(runs)[: r % 3]
+        order = list(runs)[r % len(runs):] + list(runs)[: r % len(runs)]
         for k in order:
             t = time.perf_counter()
             runs[k]()
             times[k].append((time.perf_counter() - t) / n * 1000)
-    return times, last["entropy"]
+    return times, last["entropy", True]
 
 
 def speed_one(model_path: Path, spec_entry: dict | None, args) -> dict:
@@ -329,13 +346,17 @@ def speed_one(model_path: Path, spec_entry: dict | None, args) -> dict:
         times, cal = speed_pairs(model_path, prepared, feeds, spec, calib, batch, args.repeat)
         # calibrate() reads its files in its seeded order: so does the reference (the moving average is per batch)
         ref = reference_stats(prepared.model, feeds, batches(iter_tensors(seeded_order(calib, 0), spec, len(calib), ReadLog()), batch))
+        # A Relu/Clip input that shares its output's statistics is compared with
+        # the reference's output: ONNX Runtime's quantizer gives it that range.
+        effective = {**ref, **shared_inputs(prepared.model, ref, lambda z: ref[z])}
         med = {k: statistics.median(v) for k, v in times.items()}
         out = {"model": model_path.name, "images": len(calib), "batch": batch, "ms_per_image": med, "runs": times,
-               "ratio": {k: med[k] / med["fp32"] for k in ("histograms", "minmax")}, "methods": {}}
+               "ratio": {k: med[k] / med["fp32"] for k in ("histograms", "minmax", "histograms_own")},
+               "shared_inputs": sum(1 for n in ref if effective[n] is not ref[n]), "methods": {}}
         labels = labels_from_csv(args.labels, [args.images]) if args.labels else None
         x = np.stack([load_tensor(p, spec) for p in held]) if labels else None
         for method in METHODS:
-            bins, where = range_deviation(cal.stats, ref, method, args.percentile)
+            bins, where = range_deviation(cal.stats, effective, method, args.percentile)
             row = {"max_bins": bins, "where": where}
             if labels is not None:
                 for side, stats in (("ours", cal.stats), ("reference", ref)):
@@ -398,6 +419,9 @@ def speed_main(args) -> int:
         stretch = " (stretch <= 1.5x met)" if ratio["histograms"] <= SPEED_STRETCH else ""
         print(f"  calibration, histograms      {med['histograms']:7.2f}   {ratio['histograms']:.2f}x  goal <= {SPEED_GOAL}x: {verdict}{stretch}")
         print(f"  calibration, minmax          {med['minmax']:7.2f}   {ratio['minmax']:.2f}x  (reference)")
+        print(f"  histograms, every tensor's own statistics (TensorRT's cache; before {r['shared_inputs']} activation "
+              f"inputs shared their outputs')\n                               {med['histograms_own']:7.2f}   "
+              f"{ratio['histograms_own']:.2f}x  (reference)")
         print("  ranges against the plain reference (largest difference of a range end, in bins)" +
               (f"; top-1 on {r['held_out']} held-out images (FP32 {r['fp32_top1']:.3f})" if "fp32_top1" in r else ""))
         for method, row in r["methods"].items():

@@ -264,3 +264,37 @@ def test_collect_reports_each_batch_once_folded_and_stops_at_cancel():
     collect(model, Feeds("image"), ((["x"] * 4, b) for b in np.ones((3, 4, 3, 12, 12), np.float32)), 12,
             lambda e: done.append(e.done), CancelToken())
     assert done == [0, 4, 8, 12]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_activation_input_sharing_its_output_statistics_gives_the_same_int8_graph(tmp_path, method):
+    """With shared activation ranges the collector reads a Relu/Clip output
+    instead of the convolution's output behind it (ONNX Runtime keeps them
+    fused), and that input takes the output's statistics: ONNX Runtime's
+    quantizer gives it the output's range anyway, so the INT8 graph must be
+    byte for byte the one each tensor's own statistics give."""
+    from guiapp.core.calibrate.calibration import Folding
+    from guiapp.core.calibrate.histogram import SHARED
+    from guiapp.core.quantize.prepare import build, prepare
+
+    source = tmp_path / "branchy.onnx"
+    onnx.save(branchy_net(), source)
+    prepared = prepare(source, 13, tmp_path, no_progress, CancelToken())
+    model, names = prepared.model, tensors_to_calibrate(prepared.model)
+    shared = derivation_plan(model, names, True, share=True)
+    assert shared["c2x"] == type(shared["c2x"])(SHARED, ["r2"]) and "r2" not in shared  # r2 is read, c2x is not
+    assert "c1" not in shared  # read by a Relu and a Clip: it keeps its own statistics
+    rng = np.random.default_rng(5)
+    batches = [(rng.standard_normal((4, 3, 12, 12)) * s).astype(np.float32) for s in (0.5, 1.0, 3.0, 0.2, 2.0)]
+    written = []
+    for share in (False, True):
+        got = collect(model, Feeds("image"), ((["x"] * 4, b) for b in batches), 20, no_progress, CancelToken(),
+                      Folding(histograms=method != "minmax", share_activation_ranges=share))
+        assert (got.stats["c2x"].hi == got.stats["r2"].hi) is share or got.stats["c2x"].hi <= 6
+        out = tmp_path / f"{method}.{share}.onnx"
+        build(prepared, compute_ranges(got.stats, StrategySettings(method), RangeTarget()), QuantSettings(), out)
+        written.append(onnx.load(out))
+    own, same = written
+    assert own.graph.SerializeToString() == same.graph.SerializeToString()
+    scales = {t.name for t in own.graph.initializer if t.name.endswith("_scale")}
+    assert {"r2_scale", "c1_scale"} <= scales  # the quantizer folds the Clip into c2 (on r2's range); c1 keeps its own

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from ..errors import ModelError
 from ..model.feeds import Feeds
 from ..model.graphprep import with_outputs
 from ..progress import CALIBRATE, CancelToken, ProgressEvent, ProgressFn
-from .histogram import EXTREMES_DERIVABLE, TWIN_DERIVABLE, TensorStats, TwinStats, derived_extremes, derived_hist
+from .histogram import EXTREMES_DERIVABLE, SHARED, TWIN_DERIVABLE, TensorStats, TwinStats, derived_extremes, derived_hist
 from ..model.quantizable import QUANTIZABLE_OP_TYPES
 from ..evaluate.sessions import make_session
 from .strategies import HISTOGRAM_METHODS
@@ -71,17 +72,30 @@ class Derivation:
     bounds: tuple[float, float] | None = None  # Clip's constant min and max
 
 
-def derivation_plan(model: onnx.ModelProto, names: list[str], histograms: bool) -> dict[str, Derivation]:
+def derivation_plan(model: onnx.ModelProto, names: list[str], histograms: bool, share: bool = False) -> dict[str, Derivation]:
     """Calibrated tensors whose statistics follow exactly from other calibrated
     tensors, in graph order. The collector never reads these, which about
     halves what it reads in a typical CNN (and lets ONNX Runtime keep more
     buffers to itself). With histograms, a Relu or Clip output derives from a
     tensor the collector reads itself (a graph input is fed, not read), one
     per such tensor, and only when its bounds enclose 0 (TwinStats). See
-    histogram.py for which derivations are exact."""
+    histogram.py for which derivations are exact.
+
+    With ``share``, a Relu or Clip input that nothing else reads (and that is
+    no graph output) takes its output's statistics instead (``SHARED``), and
+    the output is read. ONNX Runtime's quantizer gives such a tensor its
+    activation's range anyway when the activation is quantized
+    (``adjust_tensor_ranges``), so the INT8 graph is the one the tensor's own
+    statistics give; when the activation stays in float, quantizing its input
+    on the output's range loses nothing the activation keeps. Reading the
+    activation's output lets ONNX Runtime keep it fused with its convolution
+    and in its blocked layout; reading the convolution's output undoes both
+    (bench/calibration_exposure.py)."""
     wanted = set(names)
     consts = {t.name: t for t in model.graph.initializer}
     graph_inputs = {i.name for i in model.graph.input}
+    graph_outputs = {o.name for o in model.graph.output}
+    readers = Counter(i for node in model.graph.node for i in node.input if i)
     twinned: set[str] = set()
     plan: dict[str, Derivation] = {}
     for node in model.graph.node:
@@ -91,6 +105,11 @@ def derivation_plan(model: onnx.ModelProto, names: list[str], histograms: bool) 
         inputs = list(node.input) if node.op_type == "Concat" else [node.input[0]]
         if out not in wanted or not inputs or not all(i in wanted for i in inputs):
             continue
+        if share and node.op_type in TWIN_DERIVABLE:
+            src = inputs[0]
+            if readers[src] == 1 and src not in plan and src not in graph_inputs and src not in graph_outputs:
+                plan[src] = Derivation(SHARED, [out])
+                continue
         bounds = None
         if node.op_type == "Clip":
             bounds = _clip_bounds(node, consts)
@@ -135,12 +154,14 @@ class Collected:
 @dataclass(frozen=True)
 class Folding:
     """How a pass folds activations: the EMA constant of the extremes,
-    whether histograms are kept (MinMax needs extremes only), and ONNX
-    Runtime's threads."""
+    whether histograms are kept (MinMax needs extremes only), ONNX Runtime's
+    threads, and whether a Relu or Clip input shares its output's statistics
+    (see :func:`derivation_plan`)."""
 
     ema_constant: float = 0.01
     histograms: bool = True
     threads: int | None = None
+    share_activation_ranges: bool = False
 
 
 def collect(model: onnx.ModelProto, feeds: Feeds, batches: Iterator[tuple[list[Path], np.ndarray]], total_images: int,
@@ -153,7 +174,7 @@ def collect(model: onnx.ModelProto, feeds: Feeds, batches: Iterator[tuple[list[P
     Runtime both release the GIL): at most two batches of activations are alive."""
     t0 = time.perf_counter()
     names = tensors_to_calibrate(model)
-    plan = derivation_plan(model, names, folding.histograms)
+    plan = derivation_plan(model, names, folding.histograms, folding.share_activation_ranges)
     fed = {feeds.image} | {c.name for c in feeds.constants}
     exposed = [n for n in names if n not in plan and n not in fed]
     session = _session(augmented(model, exposed).SerializeToString(), folding.threads)
@@ -306,7 +327,11 @@ class Calibration:
 class CalibrationInputs:
     """What a calibration pass reads: the images, how they become tensors,
     how many, and where its statistics are cached. ``settings`` is the job's
-    calibration settings (method, max_images, seed, ema_constant)."""
+    calibration settings (method, max_images, seed, ema_constant).
+    ``share_activation_ranges``: a Relu or Clip input read by nothing else
+    gets its output's statistics, as ONNX Runtime's quantizer gives it its
+    output's range (faster: see :func:`derivation_plan`); off where every
+    tensor's own range is written out (TensorRT's calibration cache)."""
 
     model_path: Path  # the FP32 file (its hash keys the cache)
     feeds: Feeds
@@ -316,6 +341,7 @@ class CalibrationInputs:
     batch_size: int
     cache_path: Path | None = None
     threads: int | None = None
+    share_activation_ranges: bool = False
 
 
 def calibrate(prepared: onnx.ModelProto, inputs: CalibrationInputs, progress: ProgressFn, cancel: CancelToken,
@@ -332,7 +358,8 @@ def calibrate(prepared: onnx.ModelProto, inputs: CalibrationInputs, progress: Pr
     histograms = settings.method in HISTOGRAM_METHODS
     key = "" if cache_path is None else calibcache.fingerprint(  # it hashes the model file: only when cached
         inputs.model_path, {"preprocess": spec.to_dict(), "inputs": {c.name: c.value.tolist() for c in feeds.constants},
-                            **({"variant": variant} if variant else {})},
+                            **({"variant": variant} if variant else {}),
+                            **({"shared_activation_ranges": True} if inputs.share_activation_ranges else {})},
         inputs.files, settings.max_images, settings.seed, inputs.batch_size, settings.ema_constant,
     )
     if cache_path is not None and cache_path.is_file():
@@ -347,7 +374,7 @@ def calibrate(prepared: onnx.ModelProto, inputs: CalibrationInputs, progress: Pr
     total = min(settings.max_images, len(inputs.files))
     stream = iter_tensors(seeded_order(inputs.files, settings.seed), spec, settings.max_images, log, cancel)
     collected = collect(prepared, feeds, make_batches(stream, inputs.batch_size), total, progress, cancel,
-                        Folding(settings.ema_constant, histograms, inputs.threads))
+                        Folding(settings.ema_constant, histograms, inputs.threads, inputs.share_activation_ranges))
     return Calibration(
         collected.stats, collected.images, collected.seconds, tuple(log.used), tuple(log.skipped), False, histograms, key
     )

@@ -321,6 +321,9 @@ class TwinStats:
 # folded the input on both grids.
 
 SAME_VALUES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
+# Not an operator: a Relu or Clip input that takes its output's statistics
+# (ONNX Runtime's quantizer gives such a tensor its activation's range).
+SHARED = "shares its activation's range"
 HISTOGRAM_DERIVABLE = SAME_VALUES | {"Concat"}
 TWIN_DERIVABLE = frozenset({"Relu", "Clip"})  # through TwinStats, when the bounds enclose 0
 EXTREMES_DERIVABLE = HISTOGRAM_DERIVABLE | TWIN_DERIVABLE
@@ -329,7 +332,7 @@ EXTREMES_DERIVABLE = HISTOGRAM_DERIVABLE | TWIN_DERIVABLE
 def derived_hist(op: str, inputs: list[TensorStats], out: TensorStats) -> None:
     """Fill ``out``'s histogram, zeros and count from its inputs' (its extremes
     are already folded batch by batch)."""
-    if op in SAME_VALUES:
+    if op in SAME_VALUES or op == SHARED:
         src = inputs[0]
         out.exp, out.zeros_pending, out.count, out.zeros, out.hist = src.exp, src.zeros_pending, src.count, src.zeros, src.hist.copy()
     elif op == "Concat":
@@ -354,7 +357,7 @@ def derived_hist(op: str, inputs: list[TensorStats], out: TensorStats) -> None:
 def derived_extremes(op: str, extremes: list[tuple[float, float]], bounds: tuple[float, float] | None = None) -> tuple[float, float]:
     """One batch's (min, max) of the output from the inputs' (same batch);
     ``bounds`` are Clip's constant min and max."""
-    if op in SAME_VALUES:
+    if op in SAME_VALUES or op == SHARED:
         return extremes[0]
     if op == "Relu":
         lo, hi = extremes[0]

@@ -71,7 +71,7 @@ def build_qdq(ctx: RunContext, quant: QuantSettings | None = None) -> OrtBuild:
         prepared = equalize_prepared(prepared, ctx.calibration_inputs(), ctx.fixed_batch, ctx.cancel,
                                      ctx.tmp / "equalized.onnx")
     with ctx.timed("calibrate"):
-        cal = _calibrate(ctx, prepared, search, plain_equalize)
+        cal = _calibrate(ctx, prepared, search, plain_equalize, shares_activation_ranges(q))
         notes += _unreadable(ctx, cal)
     eval_files, source, excluded = ctx.evaluation_files(cal.used, cal.skipped)
     with ctx.timed("quantize"):
@@ -108,12 +108,20 @@ def _missing_exclusions(prepared: Prepared, q: QuantSettings) -> list[Note]:
                  + ". See per_layer in the report for the names ONNX Runtime quantizes.")]
 
 
-def _calibrate(ctx: RunContext, prepared: Prepared, search: bool, equalized: bool) -> Calibration:
+def shares_activation_ranges(q: QuantSettings) -> bool:
+    """Whether a Relu or Clip input may take its output's statistics (as ONNX
+    Runtime's quantizer takes its range): not where every tensor's own range
+    is written out, as in TensorRT's calibration cache."""
+    return not q.tensorrt_form
+
+
+def _calibrate(ctx: RunContext, prepared: Prepared, search: bool, equalized: bool, shared: bool) -> Calibration:
     """Statistics of the prepared graph (a search tries every strategy from
     one pass: histograms whatever the method)."""
     job = ctx.job
     settings = replace(job.calibration, method="entropy") if search else job.calibration
-    cal = calibrate(prepared.model, ctx.calibration_inputs(settings=settings), ctx.progress, ctx.cancel,
+    inputs = ctx.calibration_inputs(settings=settings, share_activation_ranges=shared)
+    cal = calibrate(prepared.model, inputs, ctx.progress, ctx.cancel,
                     variant={"equalized": True} if equalized else None)
     if cal.images == 0:
         raise nothing_readable(cal.skipped, "the calibration folder(s)", "Add readable JPEG or PNG images.")
@@ -132,7 +140,7 @@ def _builder(ctx: RunContext, base: Variant, q: QuantSettings, protected: tuple[
         ctx.progress(ProgressEvent(TUNE, e.done, max(e.total, 1), f"calibrating the equalized graph: {e.message}"))
 
     settings = replace(ctx.job.calibration, method="entropy") if search else ctx.job.calibration
-    source = ctx.calibration_inputs(settings=settings, cache_path=None)
+    source = ctx.calibration_inputs(settings=settings, cache_path=None, share_activation_ranges=shares_activation_ranges(q))
     return VariantBuilder(base, q, protected, ctx.job.calibration.percentile, source, ctx.fixed_batch, ctx.tmp, as_search)
 
 
