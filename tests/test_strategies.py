@@ -68,7 +68,7 @@ def reference_hist(x):
 
 def test_batches_of_many_chunks_widening_inside_a_batch_bin_as_a_float64_reference():
     rng = np.random.default_rng(8)
-    small = rng.standard_normal(150_000).astype(np.float32) * 0.01  # over two chunks before the range widens
+    small = rng.standard_normal(300_000).astype(np.float32) * 0.01  # over two chunks before the range widens
     wide = rng.standard_t(2, 200_000).astype(np.float32) * 50.0
     edges = np.array([-4.0, -2.0, -0.5, 0.0, 0.0, 2.0 - 2.0**-20, 1.0, -(2.0**-130)], np.float32)  # bin edges, a subnormal
     batches = [np.concatenate([small, wide[:100_000]]), edges, wide[100_000:].reshape(4, -1)]
@@ -79,6 +79,22 @@ def test_batches_of_many_chunks_widening_inside_a_batch_bin_as_a_float64_referen
     exp, hist = reference_hist(x)
     assert s.exp == exp and s.count == x.size and s.zeros == int(np.count_nonzero(x == 0))
     np.testing.assert_array_equal(s.hist, hist)
+
+
+@pytest.mark.parametrize("exp", [3, -40, -100, -120])
+def test_values_far_below_the_grid_are_binned_as_floor_would(exp):
+    """The compiled binning adds the half-range in float64: a negative value
+    more than 2**53 times smaller than the grid then rounds into the zero bin.
+    Every such value, either side of the edge, lands where floor puts it."""
+    a = 2.0**exp
+    near = [-(a * 2.0**-k) for k in (28, 29, 30, 53, 54, 55, 60, 70)] + [a * 2.0**-k for k in (29, 54, 60)]
+    x = np.array([0.75 * a, -0.6 * a, -0.0, 0.0, *near, np.nextafter(np.float32(0), np.float32(-1))], np.float32)
+    x = x[np.isfinite(x)]
+    s = stats_of(x)
+    exp_ref, hist = reference_hist(x)
+    assert s.exp == exp_ref == exp and s.zeros == int(np.count_nonzero(x == 0))
+    np.testing.assert_array_equal(s.hist, hist)
+    assert hist[HALF - 1] >= sum(1 for v in near if v < 0 and np.float32(v) != 0)  # the test reaches the edge case
 
 
 @pytest.mark.parametrize("bounds", [(0.0, math.inf), (0.0, 6.0), (-1.0, 1.0), (-math.inf, 2.0), (0.0, 0.0)],

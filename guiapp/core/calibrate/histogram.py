@@ -9,8 +9,9 @@ collecting batch by batch gives the same histogram as collecting everything at
 once. Since max|x| > a/2, at least HALF/2 = 2048 bins cover [0, max|x|].
 
 A batch is folded in cache-sized chunks, each read from memory once: its
-extremes, its exact zeros, and its bin indices (a multiply by the grid's power
-of two, floor and offset, all exact in float32) counted by one np.bincount.
+extremes, its exact zeros, and its bin counts, by fast-histogram (a compiled
+loop that releases the GIL: NumPy's bincount holds it, so two folding threads
+ran one at a time; see :func:`_counts` for why its float64 binning is ours).
 The grid may widen from one chunk to the next; merging is exact, so the
 histogram is the one binning the whole batch at once would give. A tensor read
 only for its Relu, or for a Clip whose bounds enclose 0, is folded by a
@@ -26,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
+from fast_histogram import histogram1d
 
 HALF = 4096  # bins per side; max|x| > a/2, so at least HALF/2 bins cover the data
 _LOG2_HALF = 12
-_CHUNK = 1 << 16  # 256 KB of float32: every pass over a chunk reads from cache
+_CHUNK = 1 << 16  # 256 KB of float32: every pass over a chunk reads from cache (TwinStats makes four)
+_COUNT_CHUNK = 1 << 18  # 1 MB: fewer calls, each with the GIL released longer (TensorStats reads a chunk twice)
 _local = threading.local()
 
 
@@ -38,17 +41,17 @@ def _scratch() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     once: allocating them per call costs an mmap and page faults each time."""
     if not hasattr(_local, "buffers"):
         _local.buffers = (np.empty(_CHUNK, np.float32), np.empty(_CHUNK, np.float32),
-                          np.empty(_CHUNK, np.intp), np.empty(_CHUNK, np.bool_))  # bincount wants intp
+                          np.empty(_CHUNK, np.intp), np.empty(_COUNT_CHUNK, np.bool_))  # bincount wants intp
     return _local.buffers
 
 
-def _chunks(batch: np.ndarray) -> Iterator[np.ndarray]:
+def _chunks(batch: np.ndarray, size: int = _CHUNK) -> Iterator[np.ndarray]:
     x = np.asarray(batch)
     if x.dtype != np.float32:
         x = x.astype(np.float32)
     values = x.reshape(-1)
-    for start in range(0, values.size, _CHUNK):
-        yield values[start : start + _CHUNK]
+    for start in range(0, values.size, size):
+        yield values[start : start + size]
 
 
 def _finite_extremes(chunk: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -82,6 +85,25 @@ def _scaled_floor(chunk: np.ndarray, exp: int, buffer: np.ndarray) -> np.ndarray
     return f
 
 
+def _counts(chunk: np.ndarray, exp: int, lo: float) -> np.ndarray:
+    """The chunk's counts on the grid of half-range a = 2**exp (every |x| <
+    a), as floor(x * HALF / a) + HALF would bin them. fast-histogram bins
+    int((x + a) * HALF / a) in float64: the scale is a power of two and x + a
+    is exact for |x| >= 2**(exp - 29) (float32's 24 bits within float64's 53),
+    and the truncation of a non-negative number is its floor, so it bins every
+    value as we do but a negative one with |x| <= 2**(exp - 54), whose x + a
+    rounds to a: one bin up, moved back here. Counts are float64, exact."""
+    a = 2.0**exp
+    counts = histogram1d(chunk, 2 * HALF, (-a, a))
+    if lo < 0:
+        tiny = np.float32(2.0 ** (exp - 54))  # a power of two: exact, or 0 below float32's range (then none)
+        if tiny > 0:
+            moved = int(np.count_nonzero((chunk < 0) & (chunk >= -tiny)))
+            counts[HALF] -= moved
+            counts[HALF - 1] += moved
+    return counts
+
+
 def _grid_for(absmax: float) -> int:
     return math.frexp(absmax)[1]  # smallest e with absmax < 2**e (absmax == 2**e-1 lands in the top bin)
 
@@ -104,7 +126,7 @@ class TensorStats:
         """Add one batch to the statistics; returns the batch's (min, max).
         Without ``histogram`` only the extremes and their moving average are kept."""
         lo, hi = math.inf, -math.inf
-        for chunk in _chunks(batch):
+        for chunk in _chunks(batch, _COUNT_CHUNK):
             clo, chi, chunk = _finite_extremes(chunk)
             lo, hi = min(lo, clo), max(hi, chi)
             if histogram:
@@ -141,9 +163,6 @@ class TensorStats:
             self.exp = need
 
     def _add(self, chunk: np.ndarray, lo: float, hi: float) -> None:
-        # The offset is added after the floor, in float32 on integers (exact);
-        # added before, values near bin edges would round differently at
-        # different scales.
         n = chunk.size
         self.count += n
         absmax = max(-lo, hi)
@@ -155,13 +174,8 @@ class TensorStats:
                 self.hist[HALF] += n
             return
         self._grow_to(absmax)
-        fbuf, _, ibuf, mask = _scratch()
-        self.zeros += _exact_zeros(chunk, mask)
-        f = _scaled_floor(chunk, self.exp, fbuf)
-        f += HALF  # |chunk| < 2**exp, so every index is in [0, 2 * HALF)
-        index = ibuf[:n]
-        index[...] = f
-        self.hist += np.bincount(index, minlength=2 * HALF)
+        self.zeros += _exact_zeros(chunk, _scratch()[3])
+        np.add(self.hist, _counts(chunk, self.exp, lo), out=self.hist, casting="unsafe")  # whole numbers
 
     # ------------------------------------------------------------ views
 
