@@ -105,7 +105,7 @@ def ratio_line(what: str, num: list[float], den: list[float], goal: str, unit: s
 def calibration_pairs(ctx, prepared, repeat: int) -> tuple[list[float], list[float], int]:
     """(b): seconds per image of our histogram calibration and of decode +
     FP32 inference of the same images, ``repeat`` alternated runs."""
-    inputs = ctx.calibration_inputs(cache_path=None)
+    inputs = ctx.calibration_inputs(cache_path=None, share_activation_ranges=True)  # as the ONNX Runtime target
     session = make_session(ctx.job.model)
     cal_s, base_s, n = [], [], 0
     cal = None
@@ -203,7 +203,8 @@ def main() -> int:
             protections = find_protections(prepared.model, {n: (s.lo, s.hi) for n, s in cal.stats.items()}) if q.protect_outputs else []
             protected = tuple(dict.fromkeys(n for p in protections for n in p.nodes))
             builder = VariantBuilder(Variant(prepared, cal.stats), q, protected, job.calibration.percentile,
-                                     ctx.calibration_inputs(cache_path=None), ctx.fixed_batch, ctx.tmp)
+                                     ctx.calibration_inputs(cache_path=None, share_activation_ranges=True), ctx.fixed_batch,
+                                     ctx.tmp)
             plan = replace(ctx.eval_plan(eval_files), noise_images=0)
             t = time.perf_counter()
             evalset = build_evalset(job.model, plan, ctx.tmp, cancel)

@@ -298,3 +298,34 @@ def test_an_activation_input_sharing_its_output_statistics_gives_the_same_int8_g
     assert own.graph.SerializeToString() == same.graph.SerializeToString()
     scales = {t.name for t in own.graph.initializer if t.name.endswith("_scale")}
     assert {"r2_scale", "c1_scale"} <= scales  # the quantizer folds the Clip into c2 (on r2's range); c1 keeps its own
+
+
+def test_the_onnx_runtime_target_collects_activation_outputs_and_shares_them(tmp_path, model_path, calib_dir):
+    """The app's run takes the faster path: conv1's output (read only by its
+    Relu) carries relu1's statistics in the cache, never negative values.
+    (The TensorRT target keeps each tensor's own: tests/test_target_tensorrt.py.)"""
+    pipeline.quantize(job_for(tmp_path, model_path, calib_dir, "entropy"))
+    stats = calibcache.load_unchecked(tmp_path / "job.calib.npz").stats
+    c1, r1 = stats["c1"], stats["r1"]
+    assert (c1.lo, c1.hi, c1.exp, c1.count, c1.zeros) == (r1.lo, r1.hi, r1.exp, r1.count, r1.zeros) and c1.lo >= 0
+    np.testing.assert_array_equal(c1.hist, r1.hist)
+
+
+def test_an_activation_input_also_read_inside_a_subgraph_keeps_its_own_statistics():
+    from onnx import TensorProto, helper
+
+    then = helper.make_graph([helper.make_node("Identity", ["c"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["r"], ["e"])], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], name="conv"), helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["image", "w"], ["c2"], name="conv2"), helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("If", ["flag"], ["out"], then_branch=then, else_branch=other, name="if")]
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 4, 4])
+    model = helper.make_model(helper.make_graph(
+        nodes, "g", [x, helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None), helper.make_tensor_value_info("r2", TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")]))
+    plan = derivation_plan(model, ["image", "c", "r", "c2", "r2"], True, share=True)
+    assert "c" not in plan and plan["r"].op == "Relu"  # c is read by the If's branch too: r derives from c
+    assert plan["c2"].inputs == ["r2"] and "r2" not in plan

@@ -95,7 +95,7 @@ def derivation_plan(model: onnx.ModelProto, names: list[str], histograms: bool, 
     consts = {t.name: t for t in model.graph.initializer}
     graph_inputs = {i.name for i in model.graph.input}
     graph_outputs = {o.name for o in model.graph.output}
-    readers = Counter(i for node in model.graph.node for i in node.input if i)
+    readers = _readers(model.graph)
     twinned: set[str] = set()
     plan: dict[str, Derivation] = {}
     for node in model.graph.node:
@@ -122,6 +122,18 @@ def derivation_plan(model: onnx.ModelProto, names: list[str], histograms: bool, 
             twinned.add(src)
         plan[out] = Derivation(node.op_type, inputs, bounds)
     return plan
+
+
+def _readers(graph: onnx.GraphProto) -> Counter:
+    """How many node inputs name each tensor, counting nodes of subgraphs (an
+    If or Loop body reading an outer tensor by name)."""
+    out: Counter = Counter()
+    for node in graph.node:
+        out.update(i for i in node.input if i)
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                out.update(_readers(sub))
+    return out
 
 
 def _clip_bounds(node: onnx.NodeProto, consts: dict) -> tuple[float, float] | None:

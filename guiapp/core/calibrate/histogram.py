@@ -13,9 +13,12 @@ extremes, its exact zeros, and its bin counts, by fast-histogram (a compiled
 loop that releases the GIL: NumPy's bincount holds it, so two folding threads
 ran one at a time; see :func:`_counts` for why its float64 binning is ours).
 The grid may widen from one chunk to the next; merging is exact, so the
-histogram is the one binning the whole batch at once would give. A tensor read
-only for its Relu, or for a Clip whose bounds enclose 0, is folded by a
-:class:`TwinStats`, which gives that output's statistics too without reading it.
+histogram is the one binning the whole batch at once would give. Where a
+Relu or Clip input keeps its own statistics (TensorRT's cache; or it has other
+readers), and the Clip's bounds enclose 0, the input is folded by a
+:class:`TwinStats`, which gives the output's statistics too without reading
+it (with NumPy's bincount: it bins on two grids at once). Otherwise the input
+shares the output's statistics (calibration.py's ``derivation_plan``).
 """
 
 from __future__ import annotations
