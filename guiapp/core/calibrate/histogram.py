@@ -35,7 +35,7 @@ from fast_histogram import histogram1d
 HALF = 4096  # bins per side; max|x| > a/2, so at least HALF/2 bins cover the data
 _LOG2_HALF = 12
 _CHUNK = 1 << 16  # 256 KB of float32: every pass over a chunk reads from cache (TwinStats makes four)
-_COUNT_CHUNK = 1 << 18  # 1 MB: fewer calls, each with the GIL released longer (TensorStats reads a chunk twice)
+_COUNT_CHUNK = 1 << 18  # 1 MB, within L2: fewer calls, each releasing the GIL longer (TensorStats makes four passes)
 _local = threading.local()
 
 
