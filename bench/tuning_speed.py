@@ -173,8 +173,12 @@ def trial_pairs(ws: Scorer, builder: VariantBuilder, args) -> None:
         m = methods[k % len(methods)]
         infer.append(inference_s(ws.path_of(first), ws.evalset, ws.plan))
         builder.written = written
+        # These trials repeat earlier ones: the scorer would know their files and not score
+        # them again (tuning/scorer.py). Forgotten here, so that each is scored as a new trial.
+        ws._digests.clear()
         patched.append(ws.run("strategy", Recipe(m, True), cancel).seconds)
         builder.written = None  # what every trial cost before: the quantizer writes it
+        ws._digests.clear()
         quantized.append(ws.run("strategy", Recipe(m, True), cancel).seconds)
         builder.written = written
         print(f"  run {k + 1} ({m}, ranges known): INT8 inference {infer[-1]:.2f} s, patched trial {patched[-1]:.2f} s, "
