@@ -264,3 +264,23 @@ def test_derived_extremes_equal_collecting_the_output(op, bounds):
     derived, direct = _derive_vs_direct(op, _parts(rng, (0.5, 3.0, 10.0), -4.0), _parts(rng, (1, 1, 1)), bounds, histograms=False)
     for field in ("lo", "hi", "ema_lo", "ema_hi"):
         assert getattr(derived, field) == pytest.approx(getattr(direct, field)), field
+
+
+def test_equal_statistics_get_their_range_computed_once(monkeypatch):
+    """A Relu input sharing its output's statistics costs no second entropy
+    search, within one call or across calls that share ``known``."""
+    import copy
+
+    from guiapp.core.calibrate import strategies
+
+    a = stats_of(heavy_tailed(1, relu=True))
+    twin, other = copy.deepcopy(a), stats_of(heavy_tailed(2))
+    calls = []
+    real = strategies.tensor_range
+    monkeypatch.setattr(strategies, "tensor_range", lambda s, *args: calls.append(s) or real(s, *args))
+    settings, target, known = StrategySettings("entropy"), RangeTarget(), {}
+    first = strategies.compute_ranges({"z": a, "w": other}, settings, target, known)
+    second = strategies.compute_ranges({"y": twin}, settings, target, known)
+    assert len(calls) == 2 and second["y"] == first["z"] == real(a, settings, target)
+    twin.hist[HALF + 1] += 1  # any difference is seen
+    assert strategies.compute_ranges({"y": twin}, settings, target, known)["y"] == real(twin, settings, target) and len(calls) == 3

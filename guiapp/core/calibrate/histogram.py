@@ -24,6 +24,7 @@ shares the output's statistics (calibration.py's ``derivation_plan``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import threading
 from dataclasses import dataclass, field
@@ -181,6 +182,11 @@ class TensorStats:
         np.add(self.hist, _counts(chunk, self.exp, lo), out=self.hist, casting="unsafe")  # whole numbers
 
     # ------------------------------------------------------------ views
+
+    def fingerprint(self) -> tuple:
+        """Equal for equal statistics (every field a strategy reads)."""
+        digest = hashlib.blake2b(self.hist.tobytes(), digest_size=16).digest()
+        return (self.lo, self.hi, self.ema_lo, self.ema_hi, self.exp, self.count, self.zeros, self.zeros_pending, digest)
 
     @property
     def width(self) -> float:

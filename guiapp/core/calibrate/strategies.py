@@ -46,13 +46,21 @@ class StrategySettings:
     percentile: float = 99.99
 
 
-def compute_ranges(stats: dict[str, TensorStats], settings: StrategySettings, target: RangeTarget) -> dict[str, tuple[float, float]]:
-    """One (low, high) range per tensor that saw finite values."""
+def compute_ranges(stats: dict[str, TensorStats], settings: StrategySettings, target: RangeTarget,
+                   known: dict | None = None) -> dict[str, tuple[float, float]]:
+    """One (low, high) range per tensor that saw finite values. Tensors with
+    the same statistics (a Relu or Clip input sharing its output's) get the
+    range computed once; ``known`` carries those across calls (one dict per
+    strategy and target)."""
+    known = {} if known is None else known
     out = {}
     for name, s in stats.items():
         if not s.finite:
             continue
-        out[name] = tensor_range(s, settings, target)
+        key = s.fingerprint()
+        if key not in known:
+            known[key] = tensor_range(s, settings, target)
+        out[name] = known[key]
     return out
 
 

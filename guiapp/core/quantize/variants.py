@@ -169,11 +169,11 @@ class VariantBuilder:
         key = (id(v.stats), r.method)
         hit = self._ranges.get(key)
         if hit is None or hit[0] is not v.stats:
-            hit = self._ranges[key] = (v.stats, {})
+            hit = self._ranges[key] = (v.stats, {}, {})
         done = hit[1]
         todo = {n: s for n, s in v.stats.items() if n not in done and (names is None or n in names)}
         if todo:
-            done.update(compute_ranges(todo, StrategySettings(r.method, self.percentile), self.target()))
+            done.update(compute_ranges(todo, StrategySettings(r.method, self.percentile), self.target(), hit[2]))
         return {n: done[n] for n in v.stats if n in done and (names is None or n in names)}
 
     def range_names(self, v: Variant) -> frozenset[str]:
