@@ -269,14 +269,14 @@ def range_deviation(ours: dict, reference: dict, method: str, percentile: float)
     return worst, where
 
 
-def shared_inputs(model, stats: dict, of) -> dict:
-    """{Relu/Clip input: of(its output)} for the inputs the app lets share
-    their output's statistics."""
+def shared_inputs(model, names: list[str]) -> dict[str, str]:
+    """{Relu/Clip input: its output} for the inputs the app lets share their
+    output's statistics."""
     from guiapp.core.calibrate.calibration import derivation_plan
     from guiapp.core.calibrate.histogram import SHARED
 
-    plan = derivation_plan(model, list(stats), True, share=True)
-    return {n: of(d.inputs[0]) for n, d in plan.items() if d.op == SHARED}
+    plan = derivation_plan(model, names, True, share=True)
+    return {n: d.inputs[0] for n, d in plan.items() if d.op == SHARED}
 
 
 def speed_pairs(model_path: Path, prepared, feeds, spec, files: list, batch: int, repeat: int) -> tuple[dict, object]:
@@ -348,11 +348,12 @@ def speed_one(model_path: Path, spec_entry: dict | None, args) -> dict:
         ref = reference_stats(prepared.model, feeds, batches(iter_tensors(seeded_order(calib, 0), spec, len(calib), ReadLog()), batch))
         # A Relu/Clip input that shares its output's statistics is compared with
         # the reference's output: ONNX Runtime's quantizer gives it that range.
-        effective = {**ref, **shared_inputs(prepared.model, ref, lambda z: ref[z])}
+        shared = shared_inputs(prepared.model, list(ref))
+        effective = {**ref, **{y: ref[z] for y, z in shared.items()}}
         med = {k: statistics.median(v) for k, v in times.items()}
         out = {"model": model_path.name, "images": len(calib), "batch": batch, "ms_per_image": med, "runs": times,
                "ratio": {k: med[k] / med["fp32"] for k in ("histograms", "minmax", "histograms_own")},
-               "shared_inputs": sum(1 for n in ref if effective[n] is not ref[n]), "methods": {}}
+               "shared_inputs": len(shared), "methods": {}}
         labels = labels_from_csv(args.labels, [args.images]) if args.labels else None
         x = np.stack([load_tensor(p, spec) for p in held]) if labels else None
         for method in METHODS:

@@ -352,3 +352,25 @@ def _german_when_asked(request):
     QLocale.setDefault(QLocale(QLocale.Language.German, QLocale.Country.Germany))
     yield
     QLocale.setDefault(before)
+
+
+def test_showing_options_neither_edits_nor_remembers(qtbot, tmp_path):
+    """set_options shows a job's options: no edited signal, and the RKNN view
+    does not store the Python path it was showing as the remembered one."""
+    from guiapp.core.targets.rknn import PLATFORMS, RknnOptions
+    from guiapp.gui.target_options import RKNN_PYTHON_KEY, RknnOptionsView
+
+    class Remembered(dict):
+        value, set_value = dict.get, dict.__setitem__
+
+    settings = Remembered()
+    view = RknnOptionsView(settings)
+    qtbot.addWidget(view)
+    edits = []
+    view.edited.connect(lambda: edits.append(view.options()))
+    first, second = (RknnOptions(p, tmp_path / f"env{i}" / "python") for i, p in enumerate(PLATFORMS[:2]))
+    view.set_options(first)
+    view.set_options(second)  # another platform: its combo changes while the old path is still shown
+    assert view.options() == second and edits == [] and RKNN_PYTHON_KEY not in settings
+    view.platform.setCurrentIndex(view.platform.findData(PLATFORMS[0]))  # the user's change
+    assert edits and edits[-1].platform == PLATFORMS[0] and settings[RKNN_PYTHON_KEY] == str(second.python)

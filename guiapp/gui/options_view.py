@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QSignalBlocker, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QWidget
 
 
@@ -15,23 +15,36 @@ class OptionsView(QWidget):
     emitting ``edited``; ``edited`` fires when the user changes a field, and
     ``options()`` is then the edited dataclass.
 
-    A view puts the dataclass into its widgets in ``_show(options)`` and sets
-    ``self._options`` from its widgets before emitting ``edited``."""
+    A view puts the dataclass into its widgets in ``_show(options)``,
+    connects its widgets' change signals to ``_widget_changed``, and in
+    ``_changed`` sets ``self._options`` from its widgets and emits
+    ``edited``. While ``set_options`` shows values, ``_changed`` does not run
+    (a view's ``_changed`` may also remember a value in the app's settings)."""
 
     edited = Signal()
 
     def __init__(self, options: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._options = options
+        self._showing = False
 
     def options(self) -> Any:
         return self._options
 
     def set_options(self, options: Any) -> None:
-        blocker = QSignalBlocker(self)  # the widgets' own handlers may run; edited does not fire
-        self._show(options)
+        self._showing = True
+        try:
+            self._show(options)
+        finally:
+            self._showing = False
         self._options = options  # exactly what was given, not what the widgets rounded it to
-        del blocker
+
+    def _widget_changed(self, *_args: Any) -> None:
+        if not self._showing:
+            self._changed()
 
     def _show(self, options: Any) -> None:  # each view's own widgets; the base has none
+        pass
+
+    def _changed(self) -> None:  # each view's own widgets; the base has none
         pass

@@ -38,8 +38,8 @@ class RknnOptionsView(OptionsView):
         layout.setContentsMargins(0, 0, 0, 0)
         row.setLayout(layout)
         form.addRow(buddy("RKNN P&ython", self.python), row)
-        self.platform.currentIndexChanged.connect(self._changed)
-        self.python.editingFinished.connect(self._changed)
+        self.platform.currentIndexChanged.connect(self._widget_changed)
+        self.python.editingFinished.connect(self._widget_changed)
 
     def set_options(self, options: RknnOptions) -> None:
         remembered = self.settings.value(RKNN_PYTHON_KEY)
@@ -77,7 +77,7 @@ class TensorRTOptionsView(OptionsView):
             self.version.addItem(v)
         self.version.setToolTip("The TensorRT version named in the calibration cache's header (TensorRT rejects another's)")
         form.addRow(buddy("TensorRT version", self.version), self.version)
-        self.version.currentTextChanged.connect(self._changed)
+        self.version.currentTextChanged.connect(self._widget_changed)
 
     def _show(self, options: TensorRTOptions) -> None:
         self.version.setCurrentText(options.version)

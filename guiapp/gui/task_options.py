@@ -38,8 +38,8 @@ class DetectionOptionsView(OptionsView):
         for w in (buddy("&Score threshold", self.threshold_box), self.threshold_box, buddy("Bo&xes", self.box_format_combo),
                   self.box_format_combo):
             lay.addWidget(w)
-        self.threshold_box.valueChanged.connect(self._changed)
-        self.box_format_combo.currentIndexChanged.connect(self._changed)
+        self.threshold_box.valueChanged.connect(self._widget_changed)
+        self.box_format_combo.currentIndexChanged.connect(self._widget_changed)
 
     def _show(self, options: DetectionOptions) -> None:
         self.threshold_box.setValue(options.score_threshold)
