@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from guiapp.core.calibrate.histogram import HALF, TensorStats, TwinStats, derived_extremes
-from guiapp.core.calibrate.strategies import StrategySettings, RangeTarget, entropy_threshold, mse_range, percentile_range, tensor_range
+from guiapp.core.calibrate.strategies import StrategySettings, RangeTarget, entropy_threshold, kl_best_bins, mse_range, percentile_range, tensor_range
 
 
 def heavy_tailed(seed=0, relu=False, shape=(32, 20000)):
@@ -197,6 +197,21 @@ def test_entropy_matches_the_plain_tensorrt_search(relu):
     assert len(h) >= 2048  # the search runs over at least 2048 bins
     nq = 256 if relu else 128
     assert entropy_threshold(s, RangeTarget()) == reference_kl_bins(h, nq) * s.width
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("nq", [128, 256])
+def test_kl_search_by_steps_matches_the_plain_search_on_ragged_histograms(seed, nq):
+    # Gaps (empty bins, empty levels, empty last bins with mass beyond them),
+    # empty leading bins, counts over orders of magnitude, lengths with every
+    # remainder: where a level-by-level shortcut would go wrong.
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(nq + 1, 5 * nq))
+    h = np.floor(rng.pareto(1.5, n) * rng.choice([1, 10, 1000], n))
+    h[rng.random(n) < rng.uniform(0.1, 0.7)] = 0
+    h[: int(rng.integers(0, nq // 2))] = 0
+    h[-1] = max(h[-1], 1)
+    assert kl_best_bins(h, nq) == reference_kl_bins(h, nq)
 
 
 def reference_mse(x, lo, hi, qmin=0, qmax=255):

@@ -129,44 +129,63 @@ def entropy_threshold(s: TensorStats, target: RangeTarget) -> float:
     if nonzero.size == 0:
         return 0.0
     h = h[: nonzero[-1] + 1]
-    n = h.size
     # Levels available on one side: 256 for a non-negative tensor in asymmetric
     # uint8 (the whole code range covers [0, t]), otherwise 128 (TensorRT).
     nq = 256 if (s.lo >= 0 and not target.symmetric and target.qtype == "uint8") else 128
-    if n <= nq:
-        return n * s.width
+    if h.size <= nq:
+        return h.size * s.width
+    return kl_best_bins(h, nq) * s.width
+
+
+def kl_best_bins(h: np.ndarray, nq: int) -> int:
+    """The number of bins i (nq <= i <= len(h)) whose threshold gives the least
+    KL(P||Q), the first of equal ones; h's last bin is not empty.
+
+    With i bins in levels of step = i // nq bins (the last level also takes
+    the remainder), q_level = mass_level / nonempty_level / kept_i, so
+
+        sum P log Q = (1/total) sum_levels P_level (log(mass_level / nonempty_level) - log kept_i).
+
+    Every level but the last spans the same bins for all thresholds of one
+    step: their sum comes once per step (at most len(h) / nq of them), and
+    each threshold adds only its last level. O(len(h)) work, not O(len(h) * nq).
+    """
+    n = h.size
     total = h.sum()
     csum = np.concatenate(([0.0], np.cumsum(h)))
     cnz = np.concatenate(([0.0], np.cumsum(h > 0)))
     hlogh = np.concatenate(([0.0], np.cumsum(np.where(h > 0, h * np.log(np.where(h > 0, h, 1.0)), 0.0))))
 
-    best_i, best_kl = n, math.inf
-    cands = np.arange(nq, n + 1)
-    g = np.arange(nq)[None, :]
-    for chunk in np.array_split(cands, max(1, cands.size // 512)):
-        i = chunk[:, None]  # bins kept
-        outliers = total - csum[chunk]  # mass beyond the threshold, folded into bin i-1
-        last = h[chunk - 1]
-        # sum P log P, with P = h / total and bin i-1 holding last + outliers
-        a = hlogh[chunk - 1] + np.where(last + outliers > 0, (last + outliers) * np.log(np.maximum(last + outliers, 1e-300)), 0.0)
-        a = a / total - math.log(total)
-        step = i // nq
-        start = g * step
-        end = np.where(g == nq - 1, i, start + step)
-        gsum = csum[end] - csum[start]  # (T, nq) mass per level (without outliers)
-        gnz = cnz[end] - cnz[start]
-        pmass = gsum.copy()
-        pmass[:, -1] += outliers  # the last level also carries the clipped mass
-        # per-bin Q, normalized (a threshold whose kept bins are all empty has no mass: csum 0, and no Q needed)
-        q = np.where(gnz > 0, gsum / np.maximum(gnz, 1) / np.maximum(csum[chunk], 1e-300)[:, None], 1.0)
-        b = np.where(pmass > 0, pmass / total * np.log(np.where(gsum > 0, q, 1.0)), 0.0).sum(axis=1)
-        kl = a - b
-        # A clipped mass on an empty last bin has no Q to match: infinite KL.
-        kl = np.where((last == 0) & (outliers > 0), np.inf, kl)
-        j = int(np.argmin(kl))
-        if kl[j] < best_kl:
-            best_kl, best_i = float(kl[j]), int(chunk[j])
-    return best_i * s.width
+    i = np.arange(nq, n + 1)  # bins kept
+    step = i // nq
+    steps = np.arange(step[0], step[-1] + 1)
+    # Levels 0 .. nq-2 of each step: mass and non-empty bins, then sum m log(m / nonempty).
+    starts = steps[:, None] * np.arange(nq - 1)[None, :]
+    mass = csum[starts + steps[:, None]] - csum[starts]
+    nonempty = cnz[starts + steps[:, None]] - cnz[starts]
+    some = mass > 0
+    head_mlogq = np.where(some, mass * np.log(np.where(some, mass, 1.0) / np.maximum(nonempty, 1)), 0.0).sum(axis=1)
+    head_mass = csum[(nq - 1) * steps]
+    k = step - steps[0]
+
+    kept = csum[i]
+    outliers = total - kept  # mass beyond the threshold, folded into bin i-1
+    last = h[i - 1]
+    # sum P log P, with P = h / total and bin i-1 holding last + outliers
+    with_outliers = last + outliers
+    a = hlogh[i - 1] + np.where(with_outliers > 0, with_outliers * np.log(np.maximum(with_outliers, 1e-300)), 0.0)
+    a = a / total - math.log(total)
+    # The last level: bins (nq-1)*step .. i-1, carrying the clipped mass too.
+    tail = kept - csum[(nq - 1) * step]
+    tail_nonempty = cnz[i] - cnz[(nq - 1) * step]
+    has = tail > 0  # an empty last level has no Q: its clipped mass is caught below
+    tail_p = np.where(has, tail + outliers, 0.0)
+    tail_mlogq = np.where(has, tail_p * np.log(np.where(has, tail, 1.0) / np.maximum(tail_nonempty, 1)), 0.0)
+    b = (head_mlogq[k] + tail_mlogq - np.log(np.maximum(kept, 1e-300)) * (head_mass[k] + tail_p)) / total
+    kl = a - b
+    # A clipped mass on an empty last bin has no Q to match: infinite KL.
+    kl = np.where((last == 0) & (outliers > 0), np.inf, kl)
+    return int(i[int(np.argmin(kl))])
 
 
 # ---------------------------------------------------------------- mse
