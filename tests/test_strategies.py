@@ -281,9 +281,11 @@ def test_derived_extremes_equal_collecting_the_output(op, bounds):
         assert getattr(derived, field) == pytest.approx(getattr(direct, field)), field
 
 
-def test_equal_statistics_get_their_range_computed_once(monkeypatch):
-    """A Relu input sharing its output's statistics costs no second entropy
-    search, within one call or across calls that share ``known``."""
+@pytest.mark.parametrize("method", ["entropy", "mse"])  # mse's searches run in threads
+def test_equal_statistics_get_their_range_computed_once(monkeypatch, method):
+    """A Relu input sharing its output's statistics costs no second
+    search, within one call or across calls that share ``known``; each
+    tensor gets its own statistics' range."""
     import copy
 
     from guiapp.core.calibrate import strategies
@@ -293,9 +295,10 @@ def test_equal_statistics_get_their_range_computed_once(monkeypatch):
     calls = []
     real = strategies.tensor_range
     monkeypatch.setattr(strategies, "tensor_range", lambda s, *args: calls.append(s) or real(s, *args))
-    settings, target, known = StrategySettings("entropy"), RangeTarget(), {}
+    settings, target, known = StrategySettings(method), RangeTarget(), {}
     first = strategies.compute_ranges({"z": a, "w": other}, settings, target, known)
     second = strategies.compute_ranges({"y": twin}, settings, target, known)
     assert len(calls) == 2 and second["y"] == first["z"] == real(a, settings, target)
+    assert first["w"] == real(other, settings, target) != first["z"]
     twin.hist[HALF + 1] += 1  # any difference is seen
     assert strategies.compute_ranges({"y": twin}, settings, target, known)["y"] == real(twin, settings, target) and len(calls) == 3
