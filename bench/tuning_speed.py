@@ -10,6 +10,9 @@
     is what every trial cost before. Each strategy's ranges are computed once
     per graph (calibrate/strategies.py); their cost is printed apart, and the
     first trial of each strategy pays it.
+(a') A trial that sends a layer back to float: a new structure, so ONNX
+    Runtime's quantizer writes it, reusing the weights it quantized in earlier
+    runs (quantize/weightmemo.py); the same trial without that (before).
 (b) Calibration with histograms (what a search calibrates with) per image,
     against decoding the image and one FP32 inference of it (goal: at most
     2.0x, stretch 1.5x).
@@ -48,6 +51,7 @@ from guiapp.core.progress import CancelToken, no_progress  # noqa: E402
 from guiapp.core.quantize.prepare import prepare  # noqa: E402
 from guiapp.core.quantize.protect import find_protections  # noqa: E402
 from guiapp.core.quantize.variants import Variant, VariantBuilder  # noqa: E402
+from guiapp.core.quantize.weightmemo import MEMO  # noqa: E402
 from guiapp.core.report.summary import environment  # noqa: E402
 from guiapp.core.tuning.evalset import build_evalset, score  # noqa: E402
 from guiapp.core.tuning.scorer import Scorer, latency_ms  # noqa: E402
@@ -179,7 +183,8 @@ def trial_pairs(ws: Scorer, builder: VariantBuilder, args) -> None:
         patched.append(ws.run("strategy", Recipe(m, True), cancel).seconds)
         builder.written = None  # what every trial cost before: the quantizer writes it
         ws._digests.clear()
-        quantized.append(ws.run("strategy", Recipe(m, True), cancel).seconds)
+        with MEMO.disabled():
+            quantized.append(ws.run("strategy", Recipe(m, True), cancel).seconds)
         builder.written = written
         print(f"  run {k + 1} ({m}, ranges known): INT8 inference {infer[-1]:.2f} s, patched trial {patched[-1]:.2f} s, "
               f"quantizer trial {quantized[-1]:.2f} s", flush=True)
@@ -188,6 +193,33 @@ def trial_pairs(ws: Scorer, builder: VariantBuilder, args) -> None:
     print(ratio_line(f"(a) one trial (patched) vs the INT8 model's inference over {len(ws.evalset)} images", patched, infer,
                      f"goal <= {TRIAL_GOAL}"))
     print(ratio_line("    the same trial written by ONNX Runtime's quantizer (before)", quantized, infer, "(for reference)"))
+    float_trials(ws, builder, methods[0], args.repeat)
+
+
+def float_trials(ws: Scorer, builder: VariantBuilder, method: str, repeat: int) -> None:
+    """(a') trials that send a layer back to float: a new structure each, so
+    the quantizer writes them, reusing the weights it quantized in earlier
+    trials (quantize/weightmemo.py); the same trials without that memo. Each
+    against its own model's inference (a float layer makes it slower)."""
+    cancel = CancelToken()
+    convs = [n.name for n in builder.base.prepared.model.graph.node if n.op_type == "Conv"]
+    infer, remembered, plain = [], [], []
+    written, builder.written = builder.written, None  # each trial below is written by the quantizer
+    for k in range(repeat):
+        r = Recipe(method, True, float_nodes=(convs[(k + 1) * len(convs) // (repeat + 1)],))
+        ws._digests.clear()
+        t = ws.run("float", r, cancel)
+        remembered.append(t.seconds)
+        infer.append(inference_s(ws.path_of(t), ws.evalset, ws.plan))
+        ws._digests.clear()
+        with MEMO.disabled():
+            plain.append(ws.run("float", r, cancel).seconds)
+        print(f"  float run {k + 1} ({r.float_nodes[0]} in float): its INT8 inference {infer[-1]:.2f} s, "
+              f"weights remembered {remembered[-1]:.2f} s, without {plain[-1]:.2f} s", flush=True)
+    builder.written = written
+    print(ratio_line("(a') one trial with a layer back to float (the quantizer writes it, weights remembered) vs its "
+                     "model's inference", remembered, infer, f"goal <= {TRIAL_GOAL}"))
+    print(ratio_line("    the same trial without the weights remembered (before)", plain, infer, "(for reference)"))
 
 
 def main() -> int:

@@ -2,7 +2,9 @@
 that changes only the strategy of an earlier one patches the graph the
 quantizer wrote. Each patched graph must be the very file the quantizer
 writes for the same settings: same nodes, every initializer bit-identical,
-the same outputs."""
+the same outputs. Trials the quantizer writes (other float layers, weights)
+reuse weights it quantized before (quantize/weightmemo.py): they are compared
+with its runs without that memo."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from guiapp.core.quantize import patching
 from guiapp.core.quantize.prepare import prepare, quantize_file
 from guiapp.core.quantize.protect import find_protections
 from guiapp.core.quantize.variants import Variant, VariantBuilder
+from guiapp.core.quantize.weightmemo import MEMO
 from guiapp.core.resources import resource_path
 from guiapp.core.run import load_job, quantize
 
@@ -55,10 +58,12 @@ def rig(job: Job, out: Path, images: int = 16):
 
 
 def fresh(builder: VariantBuilder, r: Recipe, out: Path) -> Path:
-    """What ONNX Runtime's quantizer writes for ``r``, from the same graph and ranges."""
+    """What ONNX Runtime's quantizer writes for ``r``, from the same graph and
+    ranges, as it is: without the weights remembered from earlier runs."""
     v = builder.variant(r, CancelToken())
     settings = builder.settings_for(r)
-    quantize_file(v.prepared.path, builder.final_ranges(v, r, settings), settings, out)
+    with MEMO.disabled():
+        quantize_file(v.prepared.path, builder.final_ranges(v, r, settings), settings, out)
     return out
 
 

@@ -59,6 +59,9 @@ def quantize_with_ranges(
     from onnxruntime.quantization import CalibrationMethod, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
+    from .weightmemo import install
+
+    install()  # weights quantized in an earlier run with the same settings are not quantized again
     data = {n: (np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32)) for n, (lo, hi) in ranges.items()}
     cache = workdir / f"{output.stem}.ranges.json"
     cache.unlink(missing_ok=True)  # a stale cache would be used as it is

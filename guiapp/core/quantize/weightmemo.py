@@ -1,0 +1,203 @@
+"""ONNX Runtime's quantizer, without redoing its per-weight work.
+
+Each run of ``quantize_static`` computes every weight's scales and zero points
+channel by channel and then quantizes the weight, in Python loops (MobileNetV2:
+about 0.5 s of a 0.9 s run, for 17,000 channels). A search runs the quantizer
+once per set of float layers, on the same weights with the same settings, so
+that work repeats identically. Both functions are pure: their results depend
+on their arguments alone. :func:`install` wraps the names the quantizer calls
+them by with a memo keyed by the arguments' contents (arrays and tensors by
+digest) that hands out copies. The quantizer stays the one writer, and writes
+byte for byte what it writes without the memo (tests/test_weight_memo.py).
+
+An argument of a type not known here (another ONNX Runtime's signature), or a
+tensor whose data lives in another file, is passed through uncached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import onnx
+
+WRAPPED = {  # module -> the names it calls the per-weight functions by
+    "onnxruntime.quantization.qdq_quantizer": ("compute_data_quant_params", "quantize_onnx_initializer"),  # QDQ
+    "onnxruntime.quantization.base_quantizer": ("quantize_data",),  # QOperator
+}
+MAX_BYTES = 128 * 2**20  # quantized weights and per-channel parameters kept, at most (int8 weights of ~100 M parameters)
+_ENTRY_BYTES = 256  # a key and its tuple, roughly, on top of the arrays
+
+_UNKEYABLE = object()
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _plain(value):
+    return type(value).__name__, value  # 1, 1.0 and True stay apart
+
+
+def _array(value: np.ndarray):
+    return "ndarray", value.dtype.str, value.shape, _digest(np.ascontiguousarray(value).tobytes())
+
+
+def _tensor(value: onnx.TensorProto):
+    if value.data_location == onnx.TensorProto.EXTERNAL:
+        return _UNKEYABLE  # its data is a file's: the proto does not hold it
+    return "tensor", _digest(value.SerializeToString(deterministic=True))
+
+
+_KEYS = {type(None): _plain, bool: _plain, int: _plain, float: _plain, str: _plain, bytes: _plain,
+         np.ndarray: _array, onnx.TensorProto: _tensor}  # by exact type: called ~18,000 times a run
+
+
+def _key(value: Any) -> Any:
+    """A hashable stand-in for ``value``'s contents, or _UNKEYABLE."""
+    leaf = _KEYS.get(type(value))
+    if leaf is not None:
+        return leaf(value)
+    if isinstance(value, np.generic):
+        return "scalar", value.dtype.str, value.tobytes()
+    if isinstance(value, (tuple, list)):
+        keys = tuple(_key(v) for v in value)
+        return _UNKEYABLE if any(k is _UNKEYABLE for k in keys) else (type(value).__name__, keys)
+    return _UNKEYABLE  # subclasses too (an IntEnum is not its int)
+
+
+def _call_key(fn: Callable, args: tuple, kwargs: dict) -> Any:
+    parts = [fn.__name__]
+    for value in args:
+        parts.append(_key(value))
+    for name in sorted(kwargs):
+        parts.append(name)
+        parts.append(_key(kwargs[name]))
+    return _UNKEYABLE if any(k is _UNKEYABLE for k in parts) else tuple(parts)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, onnx.TensorProto):
+        out = onnx.TensorProto()
+        out.CopyFrom(value)
+        return out
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value  # None, numbers, strings, numpy scalars: immutable
+
+
+def _copyable(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(_copyable(v) for v in value)
+    return value is None or isinstance(value, (np.ndarray, np.generic, onnx.TensorProto, bool, int, float, str, bytes))
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, onnx.TensorProto):
+        return value.ByteSize()
+    if isinstance(value, (tuple, list)):
+        return sum(_size(v) for v in value)
+    return 16
+
+
+class WeightMemo:
+    """Results by the contents of their arguments, least recently used out first."""
+
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.enabled = True
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self._bytes
+
+    def call(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
+        key = _call_key(fn, args, kwargs) if self.enabled else _UNKEYABLE
+        if key is _UNKEYABLE:
+            return fn(*args, **kwargs)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+        if hit is not None:
+            return _copy(hit[0])
+        value = fn(*args, **kwargs)
+        with self._lock:
+            self.misses += 1
+        if _copyable(value):
+            self._store(key, _copy(value))
+        return value
+
+    def _store(self, key: Any, value: Any) -> None:
+        size = _size(value) + _ENTRY_BYTES
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._entries[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+            self.hits = self.misses = 0
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """The quantizer as it is, for a comparison."""
+        self.enabled = False
+        try:
+            yield
+        finally:
+            self.enabled = True
+
+
+MEMO = WeightMemo()
+
+
+def install() -> None:
+    """Wrap the quantizer's per-weight functions with :data:`MEMO` (once; a
+    module or name this ONNX Runtime lacks is left alone)."""
+    for module_name, names in WRAPPED.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in names:
+            fn = getattr(module, name, None)
+            if fn is None or getattr(fn, "__guiapp_memo__", False):
+                continue
+            setattr(module, name, _wrapped(fn))
+
+
+def _wrapped(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def remembered(*args, **kwargs):
+        return MEMO.call(fn, args, kwargs)
+
+    remembered.__guiapp_memo__ = True
+    return remembered
