@@ -29,7 +29,9 @@ neighbours too (on MobileNetV2, excluding a Conv brings its Clip back as a
 float node and drops the graph input's Q/DQ when that Conv was its only
 reader; excluding a Clip adds a Q/DQ pair on the Conv output before it), so
 it writes each new set of float layers itself. Changes of weights
-(per-channel, equalization, bias correction) also go to the quantizer.
+(per-channel, equalization, bias correction) also go to the quantizer. There
+it quantizes again only the weights it has not seen with the same settings
+(weightmemo.py): a new set of float layers costs it half as much.
 """
 
 from __future__ import annotations
