@@ -131,3 +131,35 @@ def test_a_remembered_result_cannot_be_changed_by_its_caller():
         a[1].name = "changed"
     b = memo.call(fn, (np.arange(3.0),), {})
     assert memo.hits == 2 and b[0].tolist() == [0.0, 2.0, 4.0] and b[1].name == "q"
+
+
+def test_equal_bytes_of_other_types_are_other_keys():
+    # int4 and uint4 (or two float8 types) share dtype.str '<V1'; -0.0 == 0.0 in Python
+    from ml_dtypes import int4, uint4
+
+    memo = WeightMemo()
+    kind = lambda x: str(x.dtype)  # noqa: E731
+    assert memo.call(kind, (np.array(-8, int4),), {}) == "int4"
+    assert memo.call(kind, (np.array(8, uint4),), {}) == "uint4"
+    sign = lambda x: np.copysign(1.0, x)  # noqa: E731
+    assert memo.call(sign, (0.0,), {}) == 1.0 and memo.call(sign, (-0.0,), {}) == -1.0
+    assert memo.hits == 0
+
+
+def test_disabled_nests_and_holds_only_in_its_own_thread():
+    import threading
+
+    memo = WeightMemo()
+    fn = lambda x: x * 2.0  # noqa: E731
+    memo.call(fn, (np.arange(3.0),), {})
+    seen = []
+    with memo.disabled():
+        with memo.disabled():
+            memo.call(fn, (np.arange(3.0),), {})
+        memo.call(fn, (np.arange(3.0),), {})
+        other = threading.Thread(target=lambda: seen.append(memo.call(fn, (np.arange(3.0),), {})))
+        other.start()
+        other.join()
+    assert memo.hits == 1 and len(seen) == 1  # only the other thread's call was remembered
+    memo.call(fn, (np.arange(3.0),), {})
+    assert memo.hits == 2
