@@ -163,3 +163,18 @@ def test_disabled_nests_and_holds_only_in_its_own_thread():
     assert memo.hits == 1 and len(seen) == 1  # only the other thread's call was remembered
     memo.call(fn, (np.arange(3.0),), {})
     assert memo.hits == 2
+
+
+def test_an_onnx_runtime_without_those_names_is_left_alone(monkeypatch):
+    import types
+
+    module = types.ModuleType("fake_quantizer")
+    module.quantize_data = lambda x: x  # present: wrapped; absent names and modules: skipped
+    monkeypatch.setitem(__import__("sys").modules, "fake_quantizer", module)
+    monkeypatch.setattr(weightmemo, "WRAPPED", {"fake_quantizer": ("quantize_data", "renamed_in_a_later_version"),
+                                                "no_such_module.anywhere": ("quantize_data",)})
+    weightmemo.install()
+    weightmemo.install()  # once only: not wrapped twice
+    assert module.quantize_data.__guiapp_memo__ and module.quantize_data(3) == 3
+    assert not hasattr(module.quantize_data.__wrapped__, "__guiapp_memo__")  # it wraps the original
+    assert not hasattr(module, "renamed_in_a_later_version")
