@@ -35,7 +35,7 @@ WRAPPED = {  # module -> the names it calls the per-weight functions by
 MAX_BYTES = 128 * 2**20  # quantized weights and per-channel parameters kept, at most (int8 weights of ~100 M parameters)
 _ENTRY_BYTES = 2048  # a per-channel entry's key, tuples and dict slot (about 1.4 KB measured), on top of its arrays
 
-_UNKEYABLE = object()
+_UNKEYABLE = object()  # a value of a type this module cannot key (or copy)
 
 
 def _digest(data: bytes) -> bytes:
@@ -91,23 +91,20 @@ def _call_key(fn: Callable, args: tuple, kwargs: dict) -> Any:
 
 
 def _copy(value: Any) -> Any:
+    """A copy through which the memo cannot be changed, or _UNKEYABLE for a
+    type not known here (then the result is not kept)."""
     if isinstance(value, np.ndarray):
         return value.copy()
     if isinstance(value, onnx.TensorProto):
         out = onnx.TensorProto()
         out.CopyFrom(value)
         return out
-    if isinstance(value, tuple):
-        return tuple(_copy(v) for v in value)
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value  # None, numbers, strings, numpy scalars: immutable
-
-
-def _copyable(value: Any) -> bool:
     if isinstance(value, (tuple, list)):
-        return all(_copyable(v) for v in value)
-    return value is None or isinstance(value, (np.ndarray, np.generic, onnx.TensorProto, bool, int, float, str, bytes))
+        items = [_copy(v) for v in value]
+        return _UNKEYABLE if any(i is _UNKEYABLE for i in items) else type(value)(items)
+    if value is None or isinstance(value, (np.generic, bool, int, float, str, bytes)):
+        return value  # immutable
+    return _UNKEYABLE
 
 
 def _size(value: Any) -> int:
@@ -150,8 +147,9 @@ class WeightMemo:
         value = fn(*args, **kwargs)
         with self._lock:
             self.misses += 1
-        if _copyable(value):
-            self._store(key, _copy(value))
+        kept = _copy(value)
+        if kept is not _UNKEYABLE:
+            self._store(key, kept)
         return value
 
     def _store(self, key: Any, value: Any) -> None:
